@@ -1,0 +1,1 @@
+"""The HTTP API: parse the request, call a service, encode the answer."""

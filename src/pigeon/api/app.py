@@ -1,0 +1,67 @@
+"""``create_app(settings)``: the ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+
+import pigeon
+from pigeon.api.errors import install_error_handlers
+from pigeon.api.middleware import BodySizeLimit, RequestContext
+from pigeon.api.routes import auth, me, system, users
+from pigeon.bootstrap import Container, build
+from pigeon.config import Settings
+from pigeon.storage import migrate
+
+log = structlog.get_logger(__name__)
+
+HOUSEKEEPING_INTERVAL_SECONDS = 60.0
+
+
+def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    """Build the app; the container (database, services) opens and closes with its lifespan."""
+    container = container or build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await migrate.upgrade(container.engine)
+        housekeeping = asyncio.create_task(_housekeeping(container))
+        log.info("pigeon.started", database=container.engine.url.get_backend_name())
+        try:
+            yield
+        finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            await container.close()
+
+    app = FastAPI(
+        title="Pigeon",
+        version=pigeon.__version__,
+        summary="A self-hostable WhatsApp-style messaging server.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    for module in (auth, me, users, system):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=container.metrics)
+    return app
+
+
+async def _housekeeping(container: Container) -> None:
+    """Deletes what has expired (verification codes, for now) once a minute."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
+        try:
+            purged = await container.accounts.purge_expired_codes()
+            if purged:
+                log.info("housekeeping.codes_purged", count=purged)
+        except Exception:
+            log.exception("housekeeping.failed")

@@ -1,0 +1,38 @@
+"""FastAPI dependencies: the container, the caller's address and the caller's device."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pigeon.bootstrap import Container
+from pigeon.domain.errors import Unauthenticated
+from pigeon.services.accounts import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="The device's access token.")
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def client_ip(request: Request) -> str:
+    # uvicorn rewrites the client from X-Forwarded-For only when told to trust it.
+    return request.client.host if request.client else "unknown"
+
+
+async def current_device(
+    container: Annotated[Container, Depends(get_container)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("missing_token", "An access token is required.")
+    return await container.accounts.authenticate(credentials.credentials)
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+PrincipalDep = Annotated[Principal, Depends(current_device)]
+ClientIp = Annotated[str, Depends(client_ip)]

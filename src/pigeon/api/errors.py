@@ -1,0 +1,115 @@
+"""Every error leaves the API as ``{"error": {"code": ..., "message": ...}}``.
+
+Status codes follow the error's kind; see docs/errors.md for the codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from pigeon.domain.errors import PigeonError, RateLimited
+
+log = structlog.get_logger(__name__)
+
+STATUS_BY_KIND = {
+    "invalid": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "locked": 423,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    fields: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    fields: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    detail: dict[str, Any] = {"code": code, "message": message}
+    if fields is not None:
+        detail["fields"] = fields
+    return JSONResponse({"error": detail}, status_code=status, headers=headers)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error statuses a route may answer."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+async def _pigeon_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PigeonError)
+    status = STATUS_BY_KIND.get(exc.kind, 400)
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status, exc.code, exc.message, headers or None)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "malformed_json", "The request body is not valid JSON.")
+    fields = [
+        {"location": [str(p) for p in e.get("loc", ())], "problem": str(e.get("msg", ""))}
+        for e in errors
+    ]
+    if any(e.get("type") == "extra_forbidden" for e in errors):
+        return error_response(
+            422, "unknown_field", "The request has fields that cannot be set.", fields=fields
+        )
+    return error_response(422, "invalid_request", "The request is not valid.", fields=fields)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = CODE_BY_STATUS.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}) or None)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("request.failed")
+    return error_response(500, "internal_error", "Something went wrong on the server.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PigeonError, _pigeon_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,77 @@
+"""The caller's own profile, devices and PIN."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from pigeon.api.deps import ContainerDep, PrincipalDep
+from pigeon.api.errors import error_responses
+from pigeon.api.schemas import DeviceList, DeviceOut, Me, PinRequest, ProfileUpdate
+from pigeon.domain.models import User
+
+router = APIRouter(prefix="/v1", tags=["me"])
+
+
+def _me(user: User) -> Me:
+    return Me(
+        id=user.id,
+        phone=user.phone,
+        name=user.name,
+        about=user.about,
+        country=user.country,
+        location=user.location,
+        has_pin=user.has_pin,
+        created_at=user.created_at,
+    )
+
+
+@router.get("/me", response_model=Me, responses=error_responses(401))
+async def get_me(principal: PrincipalDep, container: ContainerDep) -> Me:
+    return _me(await container.profiles.get_own(principal.user_id))
+
+
+@router.patch("/me", response_model=Me, responses=error_responses(400, 401, 413, 422))
+async def update_me(body: ProfileUpdate, principal: PrincipalDep, container: ContainerDep) -> Me:
+    """Change name, about, country or location; other fields are refused."""
+    changes = body.model_dump(exclude_unset=True)
+    return _me(await container.profiles.update_own(principal.user_id, changes))
+
+
+@router.put("/me/pin", status_code=204, responses=error_responses(400, 401, 413, 422))
+async def set_pin(body: PinRequest, principal: PrincipalDep, container: ContainerDep) -> Response:
+    """Set or change the two-step PIN that new devices must give to register."""
+    await container.accounts.set_pin(principal, body.pin)
+    return Response(status_code=204)
+
+
+@router.delete("/me/pin", status_code=204, responses=error_responses(401))
+async def remove_pin(principal: PrincipalDep, container: ContainerDep) -> Response:
+    await container.accounts.remove_pin(principal)
+    return Response(status_code=204)
+
+
+@router.get("/devices", response_model=DeviceList, responses=error_responses(401))
+async def list_devices(principal: PrincipalDep, container: ContainerDep) -> DeviceList:
+    devices = await container.accounts.list_devices(principal)
+    return DeviceList(
+        devices=[
+            DeviceOut(
+                id=d.id,
+                name=d.name,
+                platform=d.platform,
+                created_at=d.created_at,
+                last_seen_at=d.last_seen_at,
+                current=d.id == principal.device_id,
+            )
+            for d in devices
+        ]
+    )
+
+
+@router.delete("/devices/{device_id}", status_code=204, responses=error_responses(401, 404))
+async def remove_device(
+    device_id: str, principal: PrincipalDep, container: ContainerDep
+) -> Response:
+    """Revoke one of the caller's devices; its tokens stop working at once."""
+    await container.accounts.remove_device(principal, device_id)
+    return Response(status_code=204)

@@ -1,0 +1,20 @@
+"""Other users, as the caller may see them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from pigeon.api.deps import ContainerDep, PrincipalDep
+from pigeon.api.errors import error_responses
+from pigeon.api.schemas import PublicProfileOut
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+
+
+@router.get("/{user_id}", response_model=PublicProfileOut, responses=error_responses(401, 404))
+async def get_user(
+    user_id: str, principal: PrincipalDep, container: ContainerDep
+) -> PublicProfileOut:
+    """A user's public profile (name and about; never the phone number)."""
+    profile = await container.profiles.get_public(user_id)
+    return PublicProfileOut(id=profile.id, name=profile.name, about=profile.about)

@@ -1,0 +1,120 @@
+"""Request and response bodies of the HTTP API (they define /openapi.json)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pigeon.domain.models import (
+    ABOUT_MAX_LENGTH,
+    DEVICE_NAME_MAX_LENGTH,
+    LOCATION_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    Platform,
+)
+
+DIGITS_6 = r"^[0-9]{6}$"
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, so nobody sets what they may not (mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CodeRequest(Strict):
+    phone: str = Field(
+        min_length=1,
+        max_length=32,
+        description="International number with the leading +, e.g. +14155550123; "
+        "spaces and dashes are allowed. Numbers that are not valid get 400 invalid_phone.",
+        examples=["+14155550123"],
+    )
+    locale: str | None = Field(
+        None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
+    )
+
+
+class CodeSent(BaseModel):
+    phone: str
+    expires_in: int = Field(description="Seconds the code stays valid.")
+
+
+class DeviceRegistration(Strict):
+    name: str = Field(min_length=1, max_length=DEVICE_NAME_MAX_LENGTH)
+    platform: Platform = Platform.OTHER
+
+
+class VerifyRequest(Strict):
+    phone: str = Field(min_length=1, max_length=32, examples=["+14155550123"])
+    code: str = Field(pattern=DIGITS_6)
+    device: DeviceRegistration
+    pin: str | None = Field(None, pattern=DIGITS_6, description="Needed when a PIN is set.")
+
+
+class RefreshRequest(Strict):
+    refresh_token: str = Field(min_length=1, max_length=128)
+
+
+class SessionOut(BaseModel):
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 (the scheme name, not a secret)
+    expires_in: int
+    new_user: bool
+
+
+class PinRequest(Strict):
+    pin: str = Field(pattern=DIGITS_6)
+
+
+class PinResetRequest(Strict):
+    phone: str = Field(min_length=1, max_length=32, examples=["+14155550123"])
+    locale: str | None = Field(None, max_length=16)
+
+
+class DeviceOut(BaseModel):
+    id: str
+    name: str
+    platform: Platform
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class DeviceList(BaseModel):
+    devices: list[DeviceOut]
+
+
+class Me(BaseModel):
+    id: str
+    phone: str
+    name: str
+    about: str
+    country: str | None
+    location: str | None
+    has_pin: bool
+    created_at: datetime
+
+
+class ProfileUpdate(Strict):
+    """Only these fields can be changed; anything else is refused with ``unknown_field``."""
+
+    name: str | None = Field(None, max_length=NAME_MAX_LENGTH)
+    about: str | None = Field(None, max_length=ABOUT_MAX_LENGTH)
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    location: str | None = Field(None, max_length=LOCATION_MAX_LENGTH)
+
+
+class PublicProfileOut(BaseModel):
+    id: str
+    name: str
+    about: str
+
+
+class Health(BaseModel):
+    status: str
+    database: str

@@ -1,0 +1,118 @@
+"""The composition root: the one place that turns Settings into adapters and services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pigeon.config import Settings
+from pigeon.observability.metrics import Metrics
+from pigeon.ratelimit import LimitsRateLimiter
+from pigeon.security.pins import Argon2PinHasher
+from pigeon.services import accounts
+from pigeon.services.accounts import AccountPolicy, AccountService
+from pigeon.services.admin import AdminService
+from pigeon.services.ports import Clock, SmsProvider
+from pigeon.services.profiles import ProfileService
+from pigeon.services.sms import SmsService
+from pigeon.sms.console import ConsoleSmsProvider
+from pigeon.sms.templates import TemplateCatalog
+from pigeon.sms.twilio import TwilioSmsProvider
+from pigeon.storage.engine import create_engine
+from pigeon.storage.uow import SqlUnitOfWork
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    """Everything a running Pigeon node holds; built by ``build`` and closed by ``close``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    metrics: Metrics
+    clock: Clock
+    limiter: LimitsRateLimiter
+    sms_provider: SmsProvider
+    accounts: AccountService
+    profiles: ProfileService
+    admin: AdminService
+
+    async def close(self) -> None:
+        if isinstance(self.sms_provider, TwilioSmsProvider):
+            await self.sms_provider.aclose()
+        await self.engine.dispose()
+
+
+def build_sms_provider(settings: Settings) -> SmsProvider:
+    if settings.sms_provider == "twilio":
+        return TwilioSmsProvider(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            sender=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            base_url=settings.twilio_base_url,
+            timeout=settings.sms_timeout_seconds,
+        )
+    return ConsoleSmsProvider(settings.data_dir / "sms-outbox.jsonl")
+
+
+def build_limiter(settings: Settings) -> LimitsRateLimiter:
+    return LimitsRateLimiter(
+        {
+            accounts.SEND_CODE_PER_NUMBER: settings.send_code_limit_per_number,
+            accounts.SEND_CODE_PER_IP: settings.send_code_limit_per_ip,
+            accounts.VERIFY_PER_IP: settings.verify_limit_per_ip,
+            accounts.PIN_ATTEMPTS: settings.pin_attempt_limit,
+        },
+        storage_url=settings.redis_url,
+    )
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Container:
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
+
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine)
+
+    metrics = Metrics()
+    limiter = build_limiter(settings)
+    sms_provider = build_sms_provider(settings)
+    sms = SmsService(
+        sms_provider,
+        TemplateCatalog(settings.sms_default_locale, settings.sms_templates_dir),
+        on_sent=metrics.count_sms,
+    )
+    pins = Argon2PinHasher(
+        time_cost=settings.pin_hash_time_cost,
+        memory_kib=settings.pin_hash_memory_kib,
+        parallelism=settings.pin_hash_parallelism,
+        concurrency=settings.pin_hash_concurrency,
+    )
+    policy = AccountPolicy(
+        secret_key=settings.effective_secret_key(),
+        code_ttl=timedelta(seconds=settings.code_ttl_seconds),
+        max_code_attempts=settings.code_max_attempts,
+        access_token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+        max_devices_per_user=settings.max_devices_per_user,
+        pin_reset_delay=timedelta(days=settings.pin_reset_delay_days),
+    )
+    return Container(
+        settings=settings,
+        engine=engine,
+        metrics=metrics,
+        clock=clock,
+        limiter=limiter,
+        sms_provider=sms_provider,
+        accounts=AccountService(uow, sms, limiter, pins, clock, policy),
+        profiles=ProfileService(uow),
+        admin=AdminService(uow),
+    )

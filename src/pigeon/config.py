@@ -1,0 +1,109 @@
+"""All of Pigeon's settings in one object, read once and passed explicitly.
+
+Values come from (highest first) keyword arguments, ``PIGEON_*`` environment
+variables, the TOML file named by ``PIGEON_CONFIG_FILE``, then the defaults
+below, which run Pigeon on one machine with nothing else installed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PIGEON_", extra="forbid")
+
+    # -- server --------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("./var")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite at <data_dir>/pigeon.db"
+    )
+    database_pool_size: int = Field(10, ge=1)
+    auto_migrate: bool = Field(True, description="Apply pending migrations on `pigeon serve`.")
+    redis_url: str | None = Field(None, description="Used for rate limits when set.")
+    secret_key: SecretStr | None = Field(
+        None, description="Keys code hashes; default: generated into <data_dir>/secret.key"
+    )
+    trust_proxy_headers: bool = Field(
+        False, description="Take the client address from X-Forwarded-For (behind a proxy)."
+    )
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest JSON request body.")
+
+    # -- SMS -----------------------------------------------------------------
+    sms_provider: Literal["console", "twilio"] = "console"
+    sms_default_locale: str = "en"
+    sms_templates_dir: Path | None = Field(None, description="Overrides for the SMS texts.")
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from: str = ""
+    twilio_messaging_service_sid: str = ""
+    sms_timeout_seconds: float = Field(10.0, gt=0)
+
+    # -- verification codes, sessions and PIN --------------------------------
+    code_ttl_seconds: int = Field(600, ge=30)
+    code_max_attempts: int = Field(5, ge=1)
+    send_code_limit_per_number: str = "1/30second;5/hour;10/day"
+    send_code_limit_per_ip: str = "20/hour"
+    verify_limit_per_ip: str = "60/hour"
+    pin_attempt_limit: str = "5/day"
+    pin_reset_delay_days: int = Field(7, ge=0)
+    access_token_ttl_seconds: int = Field(24 * 3600, ge=60)
+    refresh_token_ttl_seconds: int = Field(90 * 24 * 3600, ge=3600)
+    max_devices_per_user: int = Field(5, ge=1)
+    pin_hash_time_cost: int = Field(3, ge=1)
+    pin_hash_memory_kib: int = Field(64 * 1024, ge=8)
+    pin_hash_parallelism: int = Field(4, ge=1)
+    pin_hash_concurrency: int = Field(2, ge=1, description="PIN hashes computed at once.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("PIGEON_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'pigeon.db'}"
+
+    def effective_secret_key(self) -> bytes:
+        """The configured key, or one generated once and kept in the data directory."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()

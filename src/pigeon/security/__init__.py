@@ -1,0 +1,1 @@
+"""Password-style hashing for two-step PINs."""

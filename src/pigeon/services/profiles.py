@@ -1,0 +1,47 @@
+"""Profiles: what a user says about themselves and what others may see of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pigeon.domain.errors import NotFound
+from pigeon.domain.models import ProfileChanges, User
+from pigeon.services.ports import UnitOfWorkFactory
+
+
+@dataclass(slots=True, frozen=True)
+class PublicProfile:
+    id: str
+    name: str
+    about: str
+
+
+class ProfileService:
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def get_own(self, user_id: str) -> User:
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None:
+            raise NotFound("user_not_found", "No such user.")
+        return user
+
+    async def update_own(self, user_id: str, values: Mapping[str, str | None]) -> User:
+        changes = ProfileChanges(dict(values))
+        async with self._uow() as uow:
+            if changes.values:
+                await uow.users.update_profile(user_id, changes.values)
+            user = await uow.users.get(user_id)
+            await uow.commit()
+        if user is None:
+            raise NotFound("user_not_found", "No such user.")
+        return user
+
+    async def get_public(self, user_id: str) -> PublicProfile:
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None:
+            raise NotFound("user_not_found", "No such user.")
+        return PublicProfile(id=user.id, name=user.name, about=user.about)

@@ -1,0 +1,1 @@
+"""SMS providers (console file, Twilio) and the message templates they send."""

@@ -1,0 +1,1 @@
+"""SQL storage (SQLAlchemy Core): the only package that contains queries."""

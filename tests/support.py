@@ -1,0 +1,72 @@
+"""Test doubles and helpers shared by the test suite."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class FakeClock:
+    """A clock the tests move by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, **delta: float) -> None:
+        self._now += timedelta(**delta)
+
+
+class Outbox:
+    """Reads what the console SMS provider wrote, as a developer would."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def messages(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text("utf-8").splitlines()]
+
+    def last_code(self, phone: str) -> str:
+        for message in reversed(self.messages()):
+            if message["to"] == phone and message["template"] == "verification_code":
+                match = re.search(r"\b(\d{6})\b", message["body"])
+                assert match, message
+                return match.group(1)
+        raise AssertionError(f"no code was sent to {phone}")
+
+
+async def register(
+    client: httpx.AsyncClient,
+    outbox: Outbox,
+    phone: str,
+    device: str = "phone",
+    platform: str = "android",
+    pin: str | None = None,
+) -> dict[str, Any]:
+    """Request a code, read it from the outbox and verify it: a new device session."""
+    response = await client.post("/v1/auth/code", json={"phone": phone})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = {
+        "phone": phone,
+        "code": outbox.last_code(phone),
+        "device": {"name": device, "platform": platform},
+    }
+    if pin is not None:
+        body["pin"] = pin
+    response = await client.post("/v1/auth/verify", json=body)
+    assert response.status_code == 200, response.text
+    session: dict[str, Any] = response.json()
+    return session
+
+
+def bearer(session: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['access_token']}"}
