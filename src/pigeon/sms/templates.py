@@ -9,6 +9,11 @@ from pathlib import Path
 from string import Template
 
 
+def _tag(locale: str) -> str:
+    """``"pt_BR"``, ``"PT-br"`` -> ``"pt-br"``: one spelling for file names and requests."""
+    return locale.strip().lower().replace("_", "-")
+
+
 class TemplateCatalog:
     """Built-in texts, optionally overridden file by file from an operator's directory."""
 
@@ -24,7 +29,7 @@ class TemplateCatalog:
 
     def _load(self, locale: str, text: str) -> None:
         entries = tomllib.loads(text)
-        self._texts.setdefault(locale.lower(), {}).update(
+        self._texts.setdefault(_tag(locale), {}).update(
             {name: str(value) for name, value in entries.items()}
         )
 
@@ -42,7 +47,8 @@ class TemplateCatalog:
 
     def _candidates(self, locale: str | None) -> list[str]:
         found = []
-        if locale:
-            tag = locale.strip().lower().replace("_", "-")
-            found += [tag, tag.split("-")[0]]
-        return [*found, self._default, "en"]
+        for wanted in (locale, self._default):
+            if wanted:
+                tag = _tag(wanted)
+                found += [tag, tag.split("-")[0]]
+        return [*found, "en"]
