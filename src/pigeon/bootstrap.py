@@ -7,14 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pigeon.bus.memory import LocalBus
 from pigeon.config import Settings
+from pigeon.gateway.connection import ConnectionLimits
+from pigeon.gateway.services import GatewayServices
 from pigeon.observability.metrics import Metrics
 from pigeon.ratelimit import LimitsRateLimiter
 from pigeon.security.pins import Argon2PinHasher
 from pigeon.services import accounts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
-from pigeon.services.ports import Clock, SmsProvider
+from pigeon.services.chats import ChatPolicy, ChatService
+from pigeon.services.messaging import DeliveryPolicy, MessagingService
+from pigeon.services.ports import Bus, Clock, SmsProvider
+from pigeon.services.presence import PresenceService
 from pigeon.services.profiles import ProfileService
 from pigeon.services.sms import SmsService
 from pigeon.sms.console import ConsoleSmsProvider
@@ -27,6 +33,15 @@ from pigeon.storage.uow import SqlUnitOfWork
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+@dataclass(slots=True, frozen=True)
+class Gateway:
+    """What the WebSocket endpoint needs."""
+
+    services: GatewayServices
+    limits: ConnectionLimits
+    auth_timeout: float
 
 
 @dataclass
@@ -42,8 +57,17 @@ class Container:
     accounts: AccountService
     profiles: ProfileService
     admin: AdminService
+    bus: Bus
+    messaging: MessagingService
+    chats: ChatService
+    presence: PresenceService
+    gateway: Gateway
+
+    async def start(self) -> None:
+        self.messaging.committer.start()
 
     async def close(self) -> None:
+        await self.messaging.committer.stop()
         if isinstance(self.sms_provider, TwilioSmsProvider):
             await self.sms_provider.aclose()
         await self.engine.dispose()
@@ -79,8 +103,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
 
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine)
+    def uow(*, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, read_only=read_only)
 
     metrics = Metrics()
     limiter = build_limiter(settings)
@@ -105,6 +129,33 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         max_devices_per_user=settings.max_devices_per_user,
         pin_reset_delay=timedelta(days=settings.pin_reset_delay_days),
     )
+    bus = LocalBus()
+    ttl = timedelta(days=settings.undelivered_ttl_days)
+    accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
+    messaging = MessagingService(
+        uow, bus, clock, DeliveryPolicy(undelivered_ttl=ttl, max_batch=settings.commit_max_batch)
+    )
+    chats = ChatService(
+        uow,
+        bus,
+        clock,
+        ChatPolicy(
+            max_group_members=settings.max_group_members,
+            undelivered_ttl=ttl,
+            membership_cache_seconds=settings.membership_cache_seconds,
+        ),
+    )
+    presence = PresenceService(uow, bus, clock, chats)
+    gateway = Gateway(
+        services=GatewayServices(accounts_service, messaging, chats, presence, bus),
+        limits=ConnectionLimits(
+            max_in_flight=settings.ws_max_in_flight,
+            max_pending_commands=settings.ws_max_pending_commands,
+            send_timeout=settings.ws_send_timeout_seconds,
+            max_message_length=settings.max_message_length,
+        ),
+        auth_timeout=settings.ws_auth_timeout_seconds,
+    )
     return Container(
         settings=settings,
         engine=engine,
@@ -112,7 +163,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         clock=clock,
         limiter=limiter,
         sms_provider=sms_provider,
-        accounts=AccountService(uow, sms, limiter, pins, clock, policy),
+        accounts=accounts_service,
         profiles=ProfileService(uow),
-        admin=AdminService(uow),
+        admin=AdminService(uow, bus),
+        bus=bus,
+        messaging=messaging,
+        chats=chats,
+        presence=presence,
+        gateway=gateway,
     )

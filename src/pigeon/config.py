@@ -71,6 +71,24 @@ class Settings(BaseSettings):
     pin_hash_parallelism: int = Field(4, ge=1)
     pin_hash_concurrency: int = Field(2, ge=1, description="PIN hashes computed at once.")
 
+    # -- messaging -------------------------------------------------------------
+    max_group_members: int = Field(100, ge=2)
+    max_message_length: int = Field(65536, ge=1, description="Characters per text message.")
+    undelivered_ttl_days: float = Field(30, gt=0, description="Undelivered messages expire.")
+    purge_interval_seconds: float = Field(60, gt=0)
+    commit_max_batch: int = Field(256, ge=1, description="Operations per group commit.")
+    membership_cache_seconds: float = Field(5, ge=0)
+
+    # -- WebSocket gateway -----------------------------------------------------
+    ws_max_frame_bytes: int = Field(256 * 1024, ge=1024)
+    ws_auth_timeout_seconds: float = Field(5, gt=0)
+    ws_ping_interval_seconds: float = Field(20, gt=0)
+    ws_ping_timeout_seconds: float = Field(20, gt=0)
+    ws_max_in_flight: int = Field(256, ge=1, description="Unacked events per connection.")
+    ws_max_pending_commands: int = Field(128, ge=1, description="Unanswered commands.")
+    ws_send_timeout_seconds: float = Field(30, gt=0, description="Close a socket not reading.")
+    ws_compression: bool = Field(False, description="permessage-deflate (costs memory).")
+
     @classmethod
     def settings_customise_sources(
         cls,

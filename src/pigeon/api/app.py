@@ -15,11 +15,10 @@ from pigeon.api.middleware import BodySizeLimit, RequestContext
 from pigeon.api.routes import auth, me, system, users
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
+from pigeon.gateway import endpoint
 from pigeon.storage import migrate
 
 log = structlog.get_logger(__name__)
-
-HOUSEKEEPING_INTERVAL_SECONDS = 60.0
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -30,6 +29,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await migrate.upgrade(container.engine)
+        await container.start()
         housekeeping = asyncio.create_task(_housekeeping(container))
         log.info("pigeon.started", database=container.engine.url.get_backend_name())
         try:
@@ -47,21 +47,24 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.container = container
+    app.state.gateway = container.gateway
     install_error_handlers(app)
     for module in (auth, me, users, system):
         app.include_router(module.router)
+    app.include_router(endpoint.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=container.metrics)
     return app
 
 
 async def _housekeeping(container: Container) -> None:
-    """Deletes what has expired (verification codes, for now) once a minute."""
+    """Deletes what has expired: verification codes, undelivered messages, send records."""
     while True:
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
+        await asyncio.sleep(container.settings.purge_interval_seconds)
         try:
-            purged = await container.accounts.purge_expired_codes()
-            if purged:
-                log.info("housekeeping.codes_purged", count=purged)
+            codes = await container.accounts.purge_expired_codes()
+            purged = await container.messaging.purge_expired()
+            if codes or any(purged.values()):
+                log.info("housekeeping.purged", codes=codes, **purged)
         except Exception:
             log.exception("housekeeping.failed")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from pigeon.domain.countries import COUNTRY_CODES
 from pigeon.domain.models import (
     ABOUT_MAX_LENGTH,
     DEVICE_NAME_MAX_LENGTH,
@@ -15,6 +17,23 @@ from pigeon.domain.models import (
 )
 
 DIGITS_6 = r"^[0-9]{6}$"
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store U+0000 in text (SQLite can): refuse it on both.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+def _known_country(value: str) -> str:
+    if value not in COUNTRY_CODES:
+        raise ValueError("not an ISO 3166-1 alpha-2 country code")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Country = Annotated[str, AfterValidator(_known_country)]
 
 
 class Strict(BaseModel):
@@ -42,7 +61,7 @@ class CodeSent(BaseModel):
 
 
 class DeviceRegistration(Strict):
-    name: str = Field(min_length=1, max_length=DEVICE_NAME_MAX_LENGTH)
+    name: Text = Field(min_length=1, max_length=DEVICE_NAME_MAX_LENGTH)
     platform: Platform = Platform.OTHER
 
 
@@ -103,10 +122,14 @@ class Me(BaseModel):
 class ProfileUpdate(Strict):
     """Only these fields can be changed; anything else is refused with ``unknown_field``."""
 
-    name: str | None = Field(None, max_length=NAME_MAX_LENGTH)
-    about: str | None = Field(None, max_length=ABOUT_MAX_LENGTH)
-    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
-    location: str | None = Field(None, max_length=LOCATION_MAX_LENGTH)
+    name: Text | None = Field(None, max_length=NAME_MAX_LENGTH, description="null clears it")
+    about: Text | None = Field(None, max_length=ABOUT_MAX_LENGTH, description="null clears it")
+    country: Country | None = Field(
+        None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2; null clears it"
+    )
+    location: Text | None = Field(
+        None, max_length=LOCATION_MAX_LENGTH, description="null clears it"
+    )
 
 
 class PublicProfileOut(BaseModel):

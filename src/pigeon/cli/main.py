@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from pigeon.config import Settings
 
@@ -26,9 +29,23 @@ DatabaseUrl = Annotated[
 ]
 
 
+def _id_column(header: str) -> Column:
+    # Ids are what operators copy into the next command: never wrap or cut them,
+    # even when the output is piped (rich then assumes 80 columns).
+    return Column(header, no_wrap=True, min_width=26)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and config file, with command-line options on top."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 @app.command()
@@ -46,14 +63,22 @@ def serve(
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
     configure_logging(settings.log_level, settings.log_format)
+    application = create_app(settings)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with
+    # the handler that was there before it; with the default one the process would
+    # die by the signal (exit status 143) after a clean stop. Exit with 0 instead.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",
-        ws_per_message_deflate=False,
+        ws_per_message_deflate=settings.ws_compression,
+        ws_max_size=settings.ws_max_frame_bytes,
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
         proxy_headers=settings.trust_proxy_headers,
         server_header=False,
         log_config=None,
@@ -106,9 +131,14 @@ def list_users(
     """List users, oldest first."""
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     users = _with_container(settings, lambda c: c.admin.list_users(limit, after))
-    table = Table("id", "phone", "name", "created")
+    table = Table(
+        _id_column("id"),
+        Column("phone", no_wrap=True),
+        Column("name", ratio=1),
+        Column("created (UTC)", no_wrap=True),
+    )
     for user in users:
-        table.add_row(user.id, user.phone, user.name, user.created_at.isoformat(timespec="seconds"))
+        table.add_row(user.id, user.phone, user.name, _when(user.created_at))
     console.print(table)
 
 
@@ -117,14 +147,14 @@ def list_devices(user_id: str, data_dir: DataDir = None, database_url: DatabaseU
     """List one user's devices."""
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     devices = _with_container(settings, lambda c: c.admin.list_devices(user_id))
-    table = Table("id", "name", "platform", "last seen")
+    table = Table(
+        _id_column("id"),
+        Column("name", ratio=1),
+        Column("platform", no_wrap=True),
+        Column("last seen (UTC)", no_wrap=True),
+    )
     for device in devices:
-        table.add_row(
-            device.id,
-            device.name,
-            device.platform.value,
-            device.last_seen_at.isoformat(timespec="seconds"),
-        )
+        table.add_row(device.id, device.name, device.platform.value, _when(device.last_seen_at))
     console.print(table)
 
 

@@ -38,6 +38,7 @@ class User:
     location: str | None = None
     pin_hash: str | None = None
     pin_reset_requested_at: datetime | None = None
+    last_seen_at: datetime | None = None
 
     @property
     def has_pin(self) -> bool:

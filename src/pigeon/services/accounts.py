@@ -19,7 +19,7 @@ from pigeon.domain.errors import (
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.domain.phone import normalize_phone
-from pigeon.services.ports import Clock, PinHasher, RateLimiter, UnitOfWorkFactory
+from pigeon.services.ports import Bus, Clock, PinHasher, RateLimiter, UnitOfWorkFactory
 from pigeon.services.sms import SmsService
 
 PIN_PATTERN = re.compile(r"^[0-9]{6}$")
@@ -29,6 +29,9 @@ SEND_CODE_PER_NUMBER = "send_code_per_number"
 SEND_CODE_PER_IP = "send_code_per_ip"
 VERIFY_PER_IP = "verify_per_ip"
 PIN_ATTEMPTS = "pin_attempts"
+
+# WebSocket close code for a connection whose device was revoked (policy violation).
+DEVICE_REVOKED_CLOSE = 1008
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,7 +78,9 @@ class AccountService:
         pins: PinHasher,
         clock: Clock,
         policy: AccountPolicy,
+        bus: Bus | None = None,
     ) -> None:
+        self._bus = bus
         self._uow = uow
         self._sms = sms
         self._limiter = limiter
@@ -257,6 +262,8 @@ class AccountService:
                 raise NotFound("device_not_found", "No such device.")
             await uow.devices.delete(device_id)
             await uow.commit()
+        if self._bus is not None:
+            await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
 
     # -- two-step PIN --------------------------------------------------------
 

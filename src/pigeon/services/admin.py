@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pigeon.domain.errors import NotFound
 from pigeon.domain.models import Device, User
-from pigeon.services.ports import UnitOfWorkFactory
+from pigeon.services.accounts import DEVICE_REVOKED_CLOSE
+from pigeon.services.ports import Bus, UnitOfWorkFactory
 
 
 class AdminService:
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, bus: Bus | None = None) -> None:
         self._uow = uow
+        self._bus = bus
 
     async def list_users(self, limit: int = 100, after_id: str | None = None) -> list[User]:
         async with self._uow() as uow:
@@ -24,6 +26,8 @@ class AdminService:
             if not await uow.devices.delete(device_id):
                 raise NotFound("device_not_found", "No such device.")
             await uow.commit()
+        if self._bus is not None:
+            await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
 
     async def count_devices(self) -> int:
         async with self._uow() as uow:

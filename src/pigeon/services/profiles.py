@@ -9,6 +9,9 @@ from pigeon.domain.errors import NotFound
 from pigeon.domain.models import ProfileChanges, User
 from pigeon.services.ports import UnitOfWorkFactory
 
+# Stored as NOT NULL: "no name" is the empty string.
+NEVER_NULL = frozenset({"name", "about"})
+
 
 @dataclass(slots=True, frozen=True)
 class PublicProfile:
@@ -29,7 +32,13 @@ class ProfileService:
         return user
 
     async def update_own(self, user_id: str, values: Mapping[str, str | None]) -> User:
-        changes = ProfileChanges(dict(values))
+        """Change the given fields; None clears one (name and about become empty)."""
+        changes = ProfileChanges(
+            {
+                key: "" if value is None and key in NEVER_NULL else value
+                for key, value in values.items()
+            }
+        )
         async with self._uow() as uow:
             if changes.values:
                 await uow.users.update_profile(user_id, changes.values)

@@ -30,6 +30,18 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await conn.run_sync(run)
 
 
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Take the database back to ``revision`` (``"base"`` removes every table)."""
+
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
 async def pending_revisions(engine: AsyncEngine) -> list[str]:
     """Revisions the database has not applied yet, oldest first."""
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.services.ports import CodeAttempt
-from pigeon.storage.schema import devices, users, verification_codes
+from pigeon.storage.schema import devices, inbox_counters, users, verification_codes
 
 
 def _user(row: sa.Row[Any]) -> User:
@@ -26,6 +26,7 @@ def _user(row: sa.Row[Any]) -> User:
         location=m["location"],
         pin_hash=m["pin_hash"],
         pin_reset_requested_at=m["pin_reset_requested_at"],
+        last_seen_at=m["last_seen_at"],
     )
 
 
@@ -85,6 +86,11 @@ class SqlUserRepository:
             users.update().where(users.c.id == user_id).values(pin_reset_requested_at=at)
         )
 
+    async def set_last_seen(self, user_id: str, at: datetime) -> None:
+        await self._conn.execute(
+            users.update().where(users.c.id == user_id).values(last_seen_at=at)
+        )
+
     async def list(self, limit: int, after_id: str | None = None) -> Sequence[User]:
         query = sa.select(users).order_by(users.c.id).limit(limit)
         if after_id is not None:
@@ -111,6 +117,7 @@ class SqlDeviceRepository:
                 refresh_expires_at=device.refresh_expires_at,
             )
         )
+        await self._conn.execute(inbox_counters.insert().values(device_id=device.id, last_seq=0))
 
     async def _one(self, condition: sa.ColumnElement[bool]) -> Device | None:
         row = (await self._conn.execute(sa.select(devices).where(condition))).first()

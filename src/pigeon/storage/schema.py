@@ -54,6 +54,7 @@ users = sa.Table(
     sa.Column("pin_hash", sa.Text),
     sa.Column("pin_reset_requested_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime),
 )
 
 devices = sa.Table(
@@ -82,4 +83,83 @@ verification_codes = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+)
+
+# -- chats and delivery ---------------------------------------------------------
+
+chats = sa.Table(
+    "chats",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    # "<smaller user id>:<larger user id>" for 1:1 chats, so each pair has one.
+    sa.Column("direct_key", sa.String(53), unique=True),
+    sa.Column("created_by", ID, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # The last message seq handed out in this chat; seqs increase strictly.
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+chat_members = sa.Table(
+    "chat_members",
+    metadata,
+    sa.Column("chat_id", ID, sa.ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
+    sa.Column("role", sa.String(8), nullable=False),
+    sa.Column("joined_at", UtcDateTime, nullable=False),
+    sa.Column("read_seq", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("chat_id", ID, sa.ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("sender_id", ID),
+    sa.Column("sender_device_id", ID),
+    sa.Column("body", sa.Text, nullable=False, server_default=""),
+    sa.Column("attachments", sa.JSON, nullable=False),
+    sa.Column("reply_to", ID),
+    sa.Column("system", sa.JSON),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("chat_id", "seq", name="uq_messages_chat_id_seq"),
+)
+
+# What a sender device's clientMessageId became. It outlives the message (which
+# is deleted once delivered) so a late retry still gets the same answer.
+sent_messages = sa.Table(
+    "sent_messages",
+    metadata,
+    sa.Column("sender_device_id", ID, primary_key=True),
+    sa.Column("client_message_id", sa.String(64), primary_key=True),
+    sa.Column("message_id", ID, nullable=False),
+    sa.Column("chat_id", ID, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, index=True),
+)
+
+# Each device's durable delivery queue. A row is deleted when the device acks it.
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("device_id", ID, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("message_id", ID, sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True),
+    # Events that are not messages (receipts) carry their payload here.
+    sa.Column("event", sa.JSON),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# The last inbox seq handed out per device (kept apart from ``devices`` so that
+# fan-out locks only these small rows).
+inbox_counters = sa.Table(
+    "inbox_counters",
+    metadata,
+    sa.Column("device_id", ID, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
 )

@@ -7,6 +7,9 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pigeon.storage.chats import SqlChatRepository
+from pigeon.storage.delivery import SqlDeliveryRepository
+from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 
 
@@ -14,17 +17,24 @@ class SqlUnitOfWork:
     users: SqlUserRepository
     devices: SqlDeviceRepository
     codes: SqlCodeRepository
+    chats: SqlChatRepository
+    delivery: SqlDeliveryRepository
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
         self._engine = engine
+        self._read_only = read_only
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
         self._conn = await self._engine.connect()
+        if self._read_only:
+            await self._conn.execution_options(**{READ_ONLY: True})
         await self._conn.begin()
         self.users = SqlUserRepository(self._conn)
         self.devices = SqlDeviceRepository(self._conn)
         self.codes = SqlCodeRepository(self._conn)
+        self.chats = SqlChatRepository(self._conn)
+        self.delivery = SqlDeliveryRepository(self._conn)
         return self
 
     async def __aexit__(

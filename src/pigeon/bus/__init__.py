@@ -1,0 +1,1 @@
+"""Bus adapters: how a node reaches connections, its own or (later) other nodes'."""

@@ -1,0 +1,32 @@
+"""What travels through a device's delivery queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pigeon.domain.chats import Message
+
+
+@dataclass(slots=True, frozen=True)
+class SentRecord:
+    """What a (sender device, clientMessageId) became; answers retries of a send."""
+
+    sender_device_id: str
+    client_message_id: str
+    message_id: str
+    chat_id: str
+    seq: int
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class InboxEntry:
+    """One queued event for one device: a message, or a payload such as a receipt."""
+
+    device_id: str
+    seq: int
+    expires_at: datetime
+    message: Message | None = None
+    event: dict[str, Any] | None = None

@@ -1,0 +1,1 @@
+"""The WebSocket gateway: frames in, service calls, frames and events out."""

@@ -1,0 +1,324 @@
+"""One device's live WebSocket: commands in, answers and events out.
+
+Two loops share the socket. The reader validates each frame and hands it to a
+service; sends, acks and read marks join the group committer's queue in the
+order they arrived, and their answers go out when their batch commits. The
+pump sends the device's queued events in inbox order: straight from the bus
+when they follow what was sent last, otherwise read back from the database.
+At most ``max_in_flight`` events are unacknowledged at a time, so a device
+that stops acking costs bounded memory; its queue stays in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from pigeon.domain.chats import Role
+from pigeon.domain.errors import InvalidInput, NotFound, PigeonError
+from pigeon.gateway.frames import FrameError, parse_command
+from pigeon.gateway.services import GatewayServices
+from pigeon.services.accounts import Principal
+from pigeon.services.messaging import Ack, MarkRead, SendMessage
+
+log = structlog.get_logger(__name__)
+
+CLOSE_POLICY = 1008
+CLOSE_UNSUPPORTED = 1003
+CLOSE_SERVER_ERROR = 1011
+
+
+@dataclass(slots=True, frozen=True)
+class ConnectionLimits:
+    max_in_flight: int = 256
+    max_pending_commands: int = 128
+    send_timeout: float = 30.0
+    max_message_length: int = 65536
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+class DeviceConnection:
+    """A live connection of one device; also its ``Subscriber`` on the bus."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        services: GatewayServices,
+        limits: ConnectionLimits,
+    ) -> None:
+        self.device_id = principal.device_id
+        self.user_id = principal.user_id
+        self._principal = principal
+        self._ws = websocket
+        self._services = services
+        self._limits = limits
+        self._last_sent = 0
+        self._last_acked = 0
+        self._pushed: deque[dict[str, Any]] = deque()
+        self._ephemeral: deque[dict[str, Any]] = deque(maxlen=64)
+        self._need_fetch = True
+        self._drained = False
+        self._wake = asyncio.Event()
+        self._commands = asyncio.Semaphore(limits.max_pending_commands)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: tuple[int, str] | None = None
+
+    # -- Subscriber (called by the bus; must not block) -------------------------
+
+    def deliver(self, entries: Sequence[dict[str, Any]]) -> None:
+        if len(self._pushed) + len(entries) > self._limits.max_in_flight:
+            self._pushed.clear()  # too far behind: read them back from the database
+            self._need_fetch = True
+        else:
+            self._pushed.extend(entries)
+        self._wake.set()
+
+    def notify(self, event: dict[str, Any]) -> None:
+        self._ephemeral.append(event)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+            self._spawn(self._close_socket(code, reason))
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until the client leaves or it is closed."""
+        bus = self._services.bus
+        await bus.subscribe(self)
+        pump = asyncio.create_task(self._pump(), name=f"pump-{self.device_id}")
+        self._wake.set()
+        try:
+            await self._services.presence.announce(self._principal, online=True)
+            await self._read()
+        finally:
+            pump.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+            await bus.unsubscribe(self)
+            if not bus.online_users([self.user_id]):
+                with contextlib.suppress(Exception):
+                    await self._services.presence.announce(self._principal, online=False)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self._ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                await self._close_socket(CLOSE_UNSUPPORTED, "binary frames are not supported")
+                return
+            try:
+                command = parse_command(text)
+            except FrameError as exc:
+                await self._send(_error(exc.request_id, exc.code, exc.message))
+                continue
+            await self._commands.acquire()
+            self._dispatch(command)
+
+    # -- commands --------------------------------------------------------------
+
+    def _dispatch(self, command: Any) -> None:
+        handler = getattr(self, f"_on_{command.type}", None)
+        if handler is None:  # "auth" after authentication, for instance
+            self._commands.release()
+            self._spawn(self._send(_error(command.id, "invalid_state", "Already authenticated.")))
+            return
+        result = handler(command.data)
+        self._spawn(self._answer(command.id, result))
+
+    async def _answer(self, request_id: Any, result: Awaitable[Any] | Any) -> None:
+        try:
+            data = await result if isinstance(result, Awaitable) else result
+        except PigeonError as exc:
+            await self._send(_error(request_id, exc.code, exc.message))
+        except Exception:
+            log.exception("gateway.command_failed")
+            await self._send(_error(request_id, "internal_error", "The command failed."))
+        else:
+            if request_id is not None:
+                await self._send({"id": request_id, "ok": True, "data": data})
+        finally:
+            self._commands.release()
+
+    def _on_ping(self, data: Any) -> dict[str, Any]:
+        return {"pong": True}
+
+    def _on_sendMessage(self, data: Any) -> Awaitable[Any]:
+        if len(data.message) > self._limits.max_message_length:
+            return _fail(
+                InvalidInput(
+                    "message_too_long",
+                    f"A message has at most {self._limits.max_message_length} characters.",
+                )
+            )
+        if data.attachments:
+            return _fail(NotFound("attachment_not_found", "No such attachment."))
+        if not data.message.strip():
+            return _fail(InvalidInput("empty_message", "A message needs text."))
+        future = self._services.messaging.committer.submit_nowait(
+            SendMessage(
+                principal=self._principal,
+                chat_id=data.chatId,
+                client_message_id=data.clientMessageId,
+                body=data.message,
+                attachments=[],
+                reply_to=data.replyTo,
+            )
+        )
+        return _then(future, lambda result: result.as_data())
+
+    def _on_ack(self, data: Any) -> Awaitable[Any] | None:
+        if data.upTo > self._last_sent:
+            return _fail(InvalidInput("invalid_ack", "Acked past the last event sent."))
+        if data.upTo <= self._last_acked:
+            return None
+        self._last_acked = data.upTo
+        self._wake.set()
+        future = self._services.messaging.committer.submit_nowait(Ack(self._principal, data.upTo))
+        return _then(future, lambda _: {"upTo": data.upTo})
+
+    def _on_markRead(self, data: Any) -> Awaitable[Any]:
+        return self._services.messaging.committer.submit_nowait(
+            MarkRead(self._principal, data.chatId, data.upToSeq)
+        )
+
+    async def _on_createChat(self, data: Any) -> dict[str, Any]:
+        chat_id, created = await self._services.chats.create_chat(
+            self._principal, list(data.participants), data.name
+        )
+        return {"chatId": chat_id, "created": created}
+
+    async def _on_modifyChatParticipants(self, data: Any) -> dict[str, Any]:
+        chats = self._services.chats
+        if data.operation == "ADD":
+            await chats.add_member(self._principal, data.chatId, data.userId)
+        else:
+            await chats.remove_member(self._principal, data.chatId, data.userId)
+        return {"status": "SUCCESS"}
+
+    async def _on_setRole(self, data: Any) -> dict[str, Any]:
+        await self._services.chats.set_role(
+            self._principal, data.chatId, data.userId, Role(data.role)
+        )
+        return {"status": "SUCCESS"}
+
+    async def _on_updateChat(self, data: Any) -> dict[str, Any]:
+        await self._services.chats.rename(self._principal, data.chatId, data.name)
+        return {"status": "SUCCESS"}
+
+    async def _on_getChats(self, data: Any) -> dict[str, Any]:
+        return {"chats": await self._services.chats.list_chats(self._principal)}
+
+    async def _on_getChat(self, data: Any) -> dict[str, Any]:
+        return await self._services.chats.get_chat(self._principal, data.chatId)
+
+    async def _on_typing(self, data: Any) -> None:
+        await self._services.presence.typing(self._principal, data.chatId, data.state)
+
+    async def _on_setPresence(self, data: Any) -> dict[str, Any]:
+        await self._services.presence.announce(self._principal, online=data.state == "online")
+        return {"state": data.state}
+
+    async def _on_getPresence(self, data: Any) -> dict[str, Any]:
+        return {"presence": await self._services.presence.query(self._principal, data.userIds)}
+
+    # -- the pump: queued events out, in order -----------------------------------
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ephemeral:
+                await self._send(self._ephemeral.popleft())
+            await self._send_queued()
+
+    async def _send_queued(self) -> None:
+        while True:
+            room = self._limits.max_in_flight - (self._last_sent - self._last_acked)
+            if room <= 0:
+                return
+            frames = self._take_pushed(room)
+            if not frames and self._need_fetch:
+                frames = await self._services.messaging.pending(
+                    self.device_id, self._last_sent, room
+                )
+                self._need_fetch = len(frames) == room
+            if not frames:
+                break
+            for frame in frames:
+                await self._send(frame)
+                self._last_sent = frame["data"]["inboxSeq"]
+        if not self._drained and not self._need_fetch:
+            self._drained = True
+            await self._send({"event": "drained", "data": {"inboxSeq": self._last_sent}})
+
+    def _take_pushed(self, room: int) -> list[dict[str, Any]]:
+        pushed = self._pushed
+        while pushed and pushed[0]["data"]["inboxSeq"] <= self._last_sent:
+            pushed.popleft()  # already sent (read back from the database)
+        if pushed and pushed[0]["data"]["inboxSeq"] != self._last_sent + 1:
+            pushed.clear()  # a gap: another node's publish is late; the database has all
+            self._need_fetch = True
+            return []
+        taken: list[dict[str, Any]] = []
+        while pushed and len(taken) < room:
+            taken.append(pushed.popleft())
+        return taken
+
+    # -- the socket ------------------------------------------------------------
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if self._ws.application_state is not WebSocketState.CONNECTED:
+            return
+        try:
+            async with asyncio.timeout(self._limits.send_timeout):
+                await self._ws.send_text(encode(frame))
+        except TimeoutError:
+            # The client stopped reading. Its queue is safe in the database.
+            log.info("gateway.stalled", device_id=self.device_id)
+            self.close(CLOSE_POLICY, "not reading")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            if self._ws.application_state is WebSocketState.CONNECTED:
+                await self._ws.close(code, reason)
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _error(request_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
+
+
+async def _fail(error: PigeonError) -> Any:
+    raise error
+
+
+async def _then(future: Awaitable[Any], transform: Callable[[Any], Any]) -> Any:
+    return transform(await future)

@@ -1,0 +1,78 @@
+"""``GET /v1/ws``: authenticate the upgrade, then hand the socket to a DeviceConnection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from pigeon.domain.errors import Unauthenticated
+from pigeon.gateway.connection import CLOSE_POLICY, DeviceConnection, encode
+from pigeon.gateway.frames import FrameError, parse_command
+from pigeon.services.accounts import Principal
+
+router = APIRouter()
+
+_URL_TOKEN_PARAMS = ("token", "access_token", "auth", "authorization")
+
+
+@router.websocket("/v1/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    gateway = websocket.app.state.gateway
+    if any(name in websocket.query_params for name in _URL_TOKEN_PARAMS):
+        # Refused before the upgrade: URLs end up in logs and browser history.
+        await websocket.close(CLOSE_POLICY, "tokens in the URL are refused")
+        return
+    await websocket.accept()
+    principal = await _authenticate(websocket, gateway.auth_timeout)
+    if principal is None:
+        return
+    await websocket.send_text(
+        encode(
+            {
+                "event": "ready",
+                "data": {"userId": principal.user_id, "deviceId": principal.device_id},
+            }
+        )
+    )
+    await DeviceConnection(websocket, principal, gateway.services, gateway.limits).run()
+
+
+async def _authenticate(websocket: WebSocket, auth_seconds: float) -> Principal | None:
+    """The device behind the Authorization header, or behind a first ``auth`` frame."""
+    accounts = websocket.app.state.gateway.services.accounts
+    header = websocket.headers.get("authorization", "")
+    request_id = None
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            await websocket.close(CLOSE_POLICY, "invalid_token")
+            return None
+    else:
+        try:
+            async with asyncio.timeout(auth_seconds):
+                text = await websocket.receive_text()
+        except TimeoutError:
+            await websocket.close(CLOSE_POLICY, "auth_timeout")
+            return None
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return None
+        try:
+            command = parse_command(text)
+        except FrameError:
+            command = None
+        if command is None or command.type != "auth":
+            await websocket.close(CLOSE_POLICY, "auth_required")
+            return None
+        token, request_id = command.data.token, command.id
+    try:
+        principal: Principal = await accounts.authenticate(token.strip())
+    except Unauthenticated:
+        await websocket.close(CLOSE_POLICY, "invalid_token")
+        return None
+    if request_id is not None:
+        reply = {"userId": principal.user_id, "deviceId": principal.device_id}
+        await websocket.send_text(json.dumps({"id": request_id, "ok": True, "data": reply}))
+    return principal

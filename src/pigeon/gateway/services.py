@@ -1,0 +1,20 @@
+"""What the gateway needs from the rest of Pigeon, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pigeon.services.accounts import AccountService
+from pigeon.services.chats import ChatService
+from pigeon.services.messaging import MessagingService
+from pigeon.services.ports import Bus
+from pigeon.services.presence import PresenceService
+
+
+@dataclass(slots=True, frozen=True)
+class GatewayServices:
+    accounts: AccountService
+    messaging: MessagingService
+    chats: ChatService
+    presence: PresenceService
+    bus: Bus

@@ -1,0 +1,322 @@
+"""1:1 chats and groups: creating them, membership, roles and names.
+
+Every change to a group becomes a system message in it, written in the same
+transaction as the change and delivered like any other message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pigeon.domain.chats import (
+    GROUP_NAME_MAX_LENGTH,
+    Chat,
+    ChatKind,
+    Member,
+    Message,
+    MessageKind,
+    Role,
+    direct_key,
+    may_add,
+    may_remove,
+)
+from pigeon.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from pigeon.domain.ids import new_id
+from pigeon.services import fanout
+from pigeon.services.accounts import Principal
+from pigeon.services.events import timestamp
+from pigeon.services.fanout import Queued
+from pigeon.services.messaging import chat_not_found
+from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
+
+
+@dataclass(slots=True, frozen=True)
+class ChatPolicy:
+    max_group_members: int = 100
+    undelivered_ttl: timedelta = timedelta(days=30)
+    membership_cache_seconds: float = 5.0
+
+
+class MembershipCache:
+    """Who is in a chat, for the frequent checks that write nothing (typing).
+
+    Entries are dropped on every local membership change and live at most
+    ``ttl`` seconds, which bounds staleness when another node made the change.
+    Sends never use it: their batch reads membership in its own transaction.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def get(self, chat_id: str) -> frozenset[str] | None:
+        entry = self._entries.get(chat_id)
+        if entry is None or time.monotonic() - entry[0] > self._ttl:
+            return None
+        return entry[1]
+
+    def put(self, chat_id: str, user_ids: frozenset[str]) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[chat_id] = (time.monotonic(), user_ids)
+
+    def forget(self, chat_id: str) -> None:
+        self._entries.pop(chat_id, None)
+
+
+class ChatService:
+    def __init__(self, uow: UnitOfWorkFactory, bus: Bus, clock: Clock, policy: ChatPolicy) -> None:
+        self._uow = uow
+        self._bus = bus
+        self._clock = clock
+        self._policy = policy
+        self.members_cache = MembershipCache(policy.membership_cache_seconds)
+
+    # -- creating ------------------------------------------------------------
+
+    async def create_chat(
+        self, principal: Principal, participants: list[str], name: str | None
+    ) -> tuple[str, bool]:
+        """A 1:1 chat (two people, no name; the existing one if any) or a group.
+
+        Returns the chat id and whether it was created now.
+        """
+        others = sorted(set(participants) - {principal.user_id})
+        if not others:
+            raise InvalidInput("invalid_participants", "A chat needs someone else in it.")
+        if name is not None:
+            _check_group_name(name)
+        if len(others) + 1 > self._policy.max_group_members:
+            raise Conflict(
+                "group_full", f"A group has at most {self._policy.max_group_members} members."
+            )
+        now = self._clock.now()
+        async with self._uow() as uow:
+            for user_id in others:
+                if await uow.users.get(user_id) is None:
+                    raise NotFound("user_not_found", f"No such user: {user_id}.")
+            if len(others) == 1 and name is None:
+                key = direct_key(principal.user_id, others[0])
+                existing = await uow.chats.get_direct(key)
+                if existing is not None:
+                    return existing.id, False
+                chat = Chat(new_id(), ChatKind.DIRECT, "", principal.user_id, now, direct_key=key)
+                members = [
+                    Member(chat.id, u, Role.MEMBER, now) for u in (principal.user_id, *others)
+                ]
+                await uow.chats.add(chat, members)
+                await uow.commit()
+                return chat.id, True
+            chat = Chat(new_id(), ChatKind.GROUP, name or "", principal.user_id, now)
+            members = [Member(chat.id, principal.user_id, Role.ADMIN, now)]
+            members += [Member(chat.id, u, Role.MEMBER, now) for u in others]
+            await uow.chats.add(chat, members)
+            system = {
+                "action": "created",
+                "actorId": principal.user_id,
+                "name": chat.name,
+                "members": [principal.user_id, *others],
+            }
+            entries = await self._system_message(uow, chat.id, system, now)
+            await uow.commit()
+        await fanout.publish(self._bus, entries)
+        return chat.id, True
+
+    # -- membership ----------------------------------------------------------
+
+    async def add_member(self, principal: Principal, chat_id: str, user_id: str) -> None:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            chat, actor = await self._group_member(uow, principal, chat_id)
+            if not may_add(actor):
+                raise Forbidden("not_admin", "Only admins can add members.")
+            if await uow.users.get(user_id) is None:
+                raise NotFound("user_not_found", "No such user.")
+            if await uow.chats.member(chat_id, user_id) is not None:
+                raise Conflict("already_member", "The user is already in the group.")
+            if await uow.chats.count_members(chat_id) >= self._policy.max_group_members:
+                raise Conflict(
+                    "group_full", f"A group has at most {self._policy.max_group_members} members."
+                )
+            await uow.chats.add_member(Member(chat_id, user_id, Role.MEMBER, now))
+            system = {"action": "added", "actorId": principal.user_id, "userId": user_id}
+            entries = await self._system_message(uow, chat.id, system, now)
+            await uow.commit()
+        self.members_cache.forget(chat_id)
+        await fanout.publish(self._bus, entries)
+
+    async def remove_member(self, principal: Principal, chat_id: str, user_id: str) -> None:
+        """Admins remove anyone; anyone may leave. The last admin leaving promotes someone."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            chat, actor = await self._group_member(uow, principal, chat_id)
+            if not may_remove(actor, user_id):
+                raise Forbidden("not_admin", "Only admins can remove other members.")
+            target = await uow.chats.member(chat_id, user_id)
+            if target is None:
+                raise NotFound("not_member", "The user is not in the group.")
+            removed_devices = (await uow.delivery.devices_of([user_id])).get(user_id, [])
+            await uow.chats.remove_member(chat_id, user_id)
+            action = "left" if user_id == principal.user_id else "removed"
+            system: dict[str, Any] = {
+                "action": action,
+                "actorId": principal.user_id,
+                "userId": user_id,
+            }
+            entries = await self._system_message(uow, chat.id, system, now, removed_devices)
+            entries += await self._keep_an_admin(uow, chat_id, now)
+            await uow.commit()
+        self.members_cache.forget(chat_id)
+        await fanout.publish(self._bus, entries)
+
+    async def set_role(self, principal: Principal, chat_id: str, user_id: str, role: Role) -> None:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            chat, actor = await self._group_member(uow, principal, chat_id)
+            if actor.role is not Role.ADMIN:
+                raise Forbidden("not_admin", "Only admins can change roles.")
+            target = await uow.chats.member(chat_id, user_id)
+            if target is None:
+                raise NotFound("not_member", "The user is not in the group.")
+            if target.role is role:
+                return
+            if role is Role.MEMBER and await self._admin_count(uow, chat_id) <= 1:
+                raise Conflict("last_admin", "A group needs at least one admin.")
+            await uow.chats.set_role(chat_id, user_id, role)
+            system = {
+                "action": "role",
+                "actorId": principal.user_id,
+                "userId": user_id,
+                "role": role.value,
+            }
+            entries = await self._system_message(uow, chat.id, system, now)
+            await uow.commit()
+        await fanout.publish(self._bus, entries)
+
+    async def rename(self, principal: Principal, chat_id: str, name: str) -> None:
+        _check_group_name(name)
+        now = self._clock.now()
+        async with self._uow() as uow:
+            chat, actor = await self._group_member(uow, principal, chat_id)
+            if actor.role is not Role.ADMIN:
+                raise Forbidden("not_admin", "Only admins can rename the group.")
+            await uow.chats.rename(chat_id, name)
+            system = {"action": "renamed", "actorId": principal.user_id, "name": name}
+            entries = await self._system_message(uow, chat.id, system, now)
+            await uow.commit()
+        await fanout.publish(self._bus, entries)
+
+    # -- reading -------------------------------------------------------------
+
+    async def list_chats(self, principal: Principal) -> list[dict[str, Any]]:
+        async with self._uow(read_only=True) as uow:
+            memberships = await uow.chats.memberships(principal.user_id)
+        return [
+            {
+                "chatId": chat.id,
+                "kind": chat.kind.value,
+                "name": chat.name,
+                "role": member.role.value,
+                "lastSeq": chat.last_seq,
+                "readSeq": member.read_seq,
+            }
+            for chat, member in memberships
+        ]
+
+    async def get_chat(self, principal: Principal, chat_id: str) -> dict[str, Any]:
+        async with self._uow(read_only=True) as uow:
+            chat = await uow.chats.get(chat_id)
+            members = await uow.chats.members(chat_id) if chat else []
+        if chat is None or principal.user_id not in {m.user_id for m in members}:
+            raise chat_not_found()
+        return {
+            "chatId": chat.id,
+            "kind": chat.kind.value,
+            "name": chat.name,
+            "createdBy": chat.created_by,
+            "createdAt": timestamp(chat.created_at),
+            "lastSeq": chat.last_seq,
+            "members": [
+                {
+                    "userId": m.user_id,
+                    "role": m.role.value,
+                    "joinedAt": timestamp(m.joined_at),
+                    "readSeq": m.read_seq,
+                }
+                for m in members
+            ],
+        }
+
+    async def member_ids(self, chat_id: str) -> frozenset[str]:
+        """The chat's members, from the cache when fresh (for typing and the like)."""
+        cached = self.members_cache.get(chat_id)
+        if cached is not None:
+            return cached
+        async with self._uow(read_only=True) as uow:
+            members = frozenset(m.user_id for m in await uow.chats.members(chat_id))
+        self.members_cache.put(chat_id, members)
+        return members
+
+    # -- internals -----------------------------------------------------------
+
+    async def _group_member(
+        self, uow: UnitOfWork, principal: Principal, chat_id: str
+    ) -> tuple[Chat, Member]:
+        chat = await uow.chats.get(chat_id)
+        actor = await uow.chats.member(chat_id, principal.user_id) if chat else None
+        if chat is None or actor is None:
+            raise chat_not_found()
+        if chat.kind is not ChatKind.GROUP:
+            raise InvalidInput("not_a_group", "1:1 chats have no members to change.")
+        return chat, actor
+
+    async def _admin_count(self, uow: UnitOfWork, chat_id: str) -> int:
+        return sum(m.role is Role.ADMIN for m in await uow.chats.members(chat_id))
+
+    async def _keep_an_admin(self, uow: UnitOfWork, chat_id: str, now: datetime) -> list[Any]:
+        """When the last admin left, the longest-standing member becomes admin."""
+        members = await uow.chats.members(chat_id)
+        if not members or any(m.role is Role.ADMIN for m in members):
+            return []
+        heir = members[0]
+        await uow.chats.set_role(chat_id, heir.user_id, Role.ADMIN)
+        system = {"action": "role", "actorId": None, "userId": heir.user_id, "role": "admin"}
+        return await self._system_message(uow, chat_id, system, now)
+
+    async def _system_message(
+        self,
+        uow: UnitOfWork,
+        chat_id: str,
+        system: dict[str, Any],
+        now: datetime,
+        extra_devices: list[str] | None = None,
+    ) -> list[Any]:
+        message = Message(
+            id=new_id(),
+            chat_id=chat_id,
+            seq=0,
+            kind=MessageKind.SYSTEM,
+            sender_id=None,
+            sender_device_id=None,
+            body="",
+            created_at=now,
+            system=system,
+        )
+        await fanout.assign_seqs(uow, [message])
+        await uow.delivery.insert_messages([message])
+        members = (await uow.delivery.member_devices([chat_id])).get(chat_id, {})
+        devices = [d for device_ids in members.values() for d in device_ids]
+        devices += [d for d in extra_devices or [] if d not in devices]
+        return await fanout.enqueue(
+            uow, [Queued(d, message=message) for d in devices], now + self._policy.undelivered_ttl
+        )
+
+
+def _check_group_name(name: str) -> None:
+    if not name.strip() or len(name) > GROUP_NAME_MAX_LENGTH:
+        raise InvalidInput(
+            "invalid_name", f"A group name has 1 to {GROUP_NAME_MAX_LENGTH} characters."
+        )

@@ -1,0 +1,127 @@
+"""Group commit: every write on the hot path shares one transaction with its neighbours.
+
+Sends, acks and read marks are queued; one task takes everything queued,
+applies it in a single transaction and then answers each caller. While a
+commit is in flight new work piles up for the next one, so under load many
+messages share one commit, and at low load a message waits for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from pigeon.domain.errors import PigeonError, Unavailable
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[], Awaitable[None]]
+# Applies a batch of operations in one transaction and commits it. Returns one
+# result per operation (a value, or the PigeonError to answer with) and a
+# callback that publishes what was committed.
+BatchHandler = Callable[[Sequence[Any]], Awaitable[tuple[list[Any], Publish]]]
+
+
+class Pending:
+    """One queued operation and the future its caller awaits."""
+
+    __slots__ = ("future", "op")
+
+    def __init__(self, op: Any) -> None:
+        self.op = op
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def resolve(self, value: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+class GroupCommitter:
+    """Runs ``handler`` over batches of at most ``max_batch`` queued operations.
+
+    Callers are answered only after their batch committed, with their own
+    result: one caller's error (not a member, say) does not fail the others.
+    """
+
+    def __init__(self, handler: BatchHandler, max_batch: int = 256, retries: int = 2) -> None:
+        self._handler = handler
+        self._max_batch = max_batch
+        self._retries = retries
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.operations = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="group-committer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():
+            self._queue.get_nowait().fail(Unavailable("unavailable", "The server is stopping."))
+
+    async def submit(self, op: Any) -> Any:
+        """Queue ``op`` and wait until its batch has committed."""
+        pending = Pending(op)
+        self._queue.put_nowait(pending)
+        return await pending.future
+
+    def submit_nowait(self, op: Any) -> asyncio.Future[Any]:
+        pending = Pending(op)
+        self._queue.put_nowait(pending)
+        return pending.future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._apply(batch)
+
+    async def _apply(self, batch: list[Pending]) -> None:
+        for attempt in range(self._retries + 1):
+            try:
+                results, publish = await self._handler([pending.op for pending in batch])
+            except (IntegrityError, DBAPIError) as exc:
+                # A conflict with another node (same clientMessageId, a deadlock)
+                # or a database outage: the transaction rolled back, so try again.
+                log.warning("commit.retry", attempt=attempt, error=str(exc).splitlines()[0])
+                if attempt == self._retries:
+                    self._fail(batch, Unavailable("unavailable", "Storage is unavailable."))
+                    return
+                await asyncio.sleep(0.01 * (attempt + 1))
+                continue
+            except Exception:
+                log.exception("commit.failed")
+                self._fail(batch, Unavailable("unavailable", "The operation failed."))
+                return
+            self.batches += 1
+            self.operations += len(batch)
+            for pending, result in zip(batch, results, strict=True):
+                if isinstance(result, PigeonError):
+                    pending.fail(result)
+                else:
+                    pending.resolve(result)
+            try:
+                await publish()
+            except Exception:
+                log.exception("commit.publish_failed")
+            return
+
+    def _fail(self, batch: list[Pending], error: PigeonError) -> None:
+        for pending in batch:
+            pending.fail(error)

@@ -1,0 +1,77 @@
+"""Writing messages and queue entries inside a caller's transaction.
+
+Both the group committer (sends, acks, reads) and the chat service (system
+messages about membership) append through here, so seq allocation and
+queueing work the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pigeon.domain.chats import Message
+from pigeon.domain.delivery import InboxEntry
+from pigeon.services.events import queued_frame
+from pigeon.services.ports import Bus, UnitOfWork
+
+
+@dataclass(slots=True)
+class Queued:
+    """One item to queue for one device: a message or an event payload."""
+
+    device_id: str
+    message: Message | None = None
+    event: dict[str, Any] | None = None
+
+
+async def assign_seqs(uow: UnitOfWork, messages: Sequence[Message]) -> None:
+    """Give each message the next seq of its chat, in list order."""
+    counts: dict[str, int] = defaultdict(int)
+    for message in messages:
+        counts[message.chat_id] += 1
+    last = await uow.delivery.allocate_chat_seqs(counts)
+    next_seq = {chat_id: last[chat_id] - n + 1 for chat_id, n in counts.items()}
+    for message in messages:
+        message.seq = next_seq[message.chat_id]
+        next_seq[message.chat_id] += 1
+
+
+async def enqueue(
+    uow: UnitOfWork, items: Sequence[Queued], expires_at: datetime
+) -> list[InboxEntry]:
+    """Append ``items`` to their devices' queues, in list order per device."""
+    counts: dict[str, int] = defaultdict(int)
+    for item in items:
+        counts[item.device_id] += 1
+    last = await uow.delivery.allocate_inbox_seqs(counts)
+    next_seq = {d: last[d] - n + 1 for d, n in counts.items() if d in last}
+    entries = []
+    for item in items:
+        if item.device_id not in next_seq:  # the device was removed meanwhile
+            continue
+        entries.append(
+            InboxEntry(
+                device_id=item.device_id,
+                seq=next_seq[item.device_id],
+                expires_at=expires_at,
+                message=item.message,
+                event=item.event,
+            )
+        )
+        next_seq[item.device_id] += 1
+    await uow.delivery.insert_inbox(entries)
+    return entries
+
+
+async def publish(bus: Bus, entries: Sequence[InboxEntry]) -> None:
+    """Tell the devices' connections (on any node) about their new, committed entries."""
+    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rendered: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        by_device[entry.device_id].append(queued_frame(entry, rendered))
+    for device_id, frames in by_device.items():
+        await bus.publish_queued(device_id, frames)

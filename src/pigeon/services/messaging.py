@@ -1,0 +1,266 @@
+"""Sending, acknowledging and reading messages: the hot path.
+
+Every operation here goes through the group committer, so a batch of sends,
+acks and read marks costs one transaction and a handful of statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pigeon.domain.chats import Message, MessageKind
+from pigeon.domain.delivery import SentRecord
+from pigeon.domain.errors import NotFound
+from pigeon.domain.ids import new_id
+from pigeon.services import fanout
+from pigeon.services.accounts import Principal
+from pigeon.services.committer import GroupCommitter, Publish
+from pigeon.services.events import queued_frame, receipt_event, timestamp
+from pigeon.services.fanout import Queued
+from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
+
+
+def chat_not_found() -> NotFound:
+    """The one answer for a chat that does not exist and a chat the caller is not in."""
+    return NotFound("chat_not_found", "No such chat.")
+
+
+@dataclass(slots=True, frozen=True)
+class SendMessage:
+    principal: Principal
+    chat_id: str
+    client_message_id: str
+    body: str
+    attachments: list[Any] = field(default_factory=list)
+    reply_to: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class SendResult:
+    message_id: str
+    chat_id: str
+    seq: int
+    created_at: datetime
+    duplicate: bool = False
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "status": "SUCCESS",
+            "messageId": self.message_id,
+            "seq": self.seq,
+            "createdAt": timestamp(self.created_at),
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class Ack:
+    principal: Principal
+    up_to: int
+
+
+@dataclass(slots=True, frozen=True)
+class MarkRead:
+    principal: Principal
+    chat_id: str
+    up_to_seq: int
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryPolicy:
+    undelivered_ttl: timedelta = timedelta(days=30)
+    max_batch: int = 256
+
+
+class MessagingService:
+    def __init__(
+        self, uow: UnitOfWorkFactory, bus: Bus, clock: Clock, policy: DeliveryPolicy
+    ) -> None:
+        self._uow = uow
+        self._bus = bus
+        self._clock = clock
+        self._policy = policy
+        self.committer = GroupCommitter(self._apply_batch, max_batch=policy.max_batch)
+
+    async def send(self, command: SendMessage) -> SendResult:
+        result: SendResult = await self.committer.submit(command)
+        return result
+
+    async def ack(self, command: Ack) -> None:
+        await self.committer.submit(command)
+
+    async def mark_read(self, command: MarkRead) -> None:
+        await self.committer.submit(command)
+
+    async def pending(self, device_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        """The device's queued events after ``after_seq``, oldest first, as frames."""
+        async with self._uow(read_only=True) as uow:
+            entries = await uow.delivery.pending(device_id, after_seq, limit)
+        rendered: dict[str, dict[str, Any]] = {}
+        return [queued_frame(entry, rendered) for entry in entries]
+
+    async def purge_expired(self) -> dict[str, int]:
+        """Drop queue entries past their time, messages no queue holds, old send records."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            counts = await uow.delivery.purge_expired(now, now - self._policy.undelivered_ttl)
+            await uow.commit()
+        return counts
+
+    # -- the batch -------------------------------------------------------------
+
+    async def _apply_batch(self, ops: Sequence[Any]) -> tuple[list[Any], Publish]:
+        now = self._clock.now()
+        batch = _Batch(ops, now, now + self._policy.undelivered_ttl)
+        async with self._uow() as uow:
+            await batch.apply_acks(uow)
+            members = await uow.delivery.member_devices(batch.chat_ids())
+            batch.apply_sends_check(members)
+            await batch.apply_reads(uow, members)
+            await batch.apply_sends(uow, members)
+            await uow.delivery.insert_messages(batch.messages)
+            await uow.delivery.insert_sent(batch.sent_records)
+            entries = await fanout.enqueue(uow, batch.queued, batch.expires_at)
+            await uow.commit()
+
+        async def publish() -> None:
+            await fanout.publish(self._bus, entries)
+
+        return batch.results, publish
+
+
+class _Batch:
+    """The state of one batch while it is applied; results line up with ``ops``."""
+
+    def __init__(self, ops: Sequence[Any], now: datetime, expires_at: datetime) -> None:
+        self.ops = ops
+        self.now = now
+        self.expires_at = expires_at
+        self.results: list[Any] = [None] * len(ops)
+        self.queued: list[Queued] = []
+        self.messages: list[Message] = []
+        self.sent_records: list[SentRecord] = []
+
+    def chat_ids(self) -> list[str]:
+        return sorted({op.chat_id for op in self.ops if isinstance(op, SendMessage | MarkRead)})
+
+    # -- acks: drop acked entries, delete fully delivered messages, tell senders
+    async def apply_acks(self, uow: UnitOfWork) -> None:
+        up_to: dict[str, int] = {}
+        user_of: dict[str, str] = {}
+        for op in self.ops:
+            if isinstance(op, Ack):
+                device = op.principal.device_id
+                up_to[device] = max(up_to.get(device, 0), op.up_to)
+                user_of[device] = op.principal.user_id
+        if not up_to:
+            return
+        removed = await uow.delivery.remove_acked_by_device(up_to)
+        message_ids = sorted({m for _, m in removed})
+        delivered = {m.id: m for m in await uow.delivery.messages(message_ids)}
+        receipts: dict[tuple[str, str, str], int] = {}
+        for device_id, message_id in removed:
+            message = delivered.get(message_id)
+            reader = user_of[device_id]
+            if message is None or message.sender_id in (None, reader):
+                continue
+            key = (message.chat_id, message.sender_id, reader)
+            receipts[key] = max(receipts.get(key, 0), message.seq)
+        if receipts:
+            senders = await uow.delivery.devices_of(sorted({k[1] for k in receipts}))
+            for (chat_id, sender, reader), seq in sorted(receipts.items()):
+                event = receipt_event(chat_id, "delivered", reader, seq, self.now)
+                self.queued += [Queued(d, event=event) for d in senders.get(sender, [])]
+        await uow.delivery.delete_delivered(message_ids)
+
+    # -- reads: raise the member's read mark, tell the other members
+    async def apply_reads(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:
+        for index, op in enumerate(self.ops):
+            if not isinstance(op, MarkRead):
+                continue
+            chat_members = members.get(op.chat_id, {})
+            reader = op.principal.user_id
+            if reader not in chat_members:
+                self.results[index] = chat_not_found()
+                continue
+            chat = await uow.chats.get(op.chat_id)
+            up_to = min(op.up_to_seq, chat.last_seq if chat else 0)
+            if await uow.chats.raise_read_seq(op.chat_id, reader, up_to):
+                event = receipt_event(op.chat_id, "read", reader, up_to, self.now)
+                for user_id, device_ids in chat_members.items():
+                    if user_id != reader:
+                        self.queued += [Queued(d, event=event) for d in device_ids]
+            self.results[index] = {"upToSeq": up_to}
+
+    # -- sends: dedupe, authorize, number, queue for every other device
+    def apply_sends_check(self, members: dict[str, dict[str, list[str]]]) -> None:
+        for index, op in enumerate(self.ops):
+            if isinstance(op, SendMessage) and op.principal.user_id not in members.get(
+                op.chat_id, {}
+            ):
+                self.results[index] = chat_not_found()
+
+    async def apply_sends(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:
+        sends = [
+            (i, op)
+            for i, op in enumerate(self.ops)
+            if isinstance(op, SendMessage) and self.results[i] is None
+        ]
+        keys = [(op.principal.device_id, op.client_message_id) for _, op in sends]
+        earlier = await uow.delivery.find_sent(sorted(set(keys)))
+        first_in_batch: dict[tuple[str, str], int] = {}
+        fresh: list[tuple[int, SendMessage, Message]] = []
+        for (index, op), key in zip(sends, keys, strict=True):
+            record = earlier.get(key)
+            if record is not None:
+                self.results[index] = _result(record, duplicate=True)
+            elif key in first_in_batch:
+                self.results[index] = first_in_batch[key]  # filled in below
+            else:
+                first_in_batch[key] = index
+                fresh.append((index, op, _new_message(op, self.now)))
+        await fanout.assign_seqs(uow, [message for _, _, message in fresh])
+        for index, op, message in fresh:
+            record = SentRecord(
+                sender_device_id=op.principal.device_id,
+                client_message_id=op.client_message_id,
+                message_id=message.id,
+                chat_id=message.chat_id,
+                seq=message.seq,
+                created_at=message.created_at,
+            )
+            self.sent_records.append(record)
+            self.messages.append(message)
+            self.results[index] = _result(record, duplicate=False)
+            for device_ids in members[op.chat_id].values():
+                self.queued += [
+                    Queued(d, message=message) for d in device_ids if d != op.principal.device_id
+                ]
+        for index, result in enumerate(self.results):
+            if isinstance(result, int):  # a repeat within this batch: same answer, marked
+                original = self.results[result]
+                self.results[index] = SendResult(
+                    original.message_id, original.chat_id, original.seq, original.created_at, True
+                )
+
+
+def _new_message(op: SendMessage, now: datetime) -> Message:
+    return Message(
+        id=new_id(),
+        chat_id=op.chat_id,
+        seq=0,
+        kind=MessageKind.TEXT,
+        sender_id=op.principal.user_id,
+        sender_device_id=op.principal.device_id,
+        body=op.body,
+        created_at=now,
+        attachments=list(op.attachments),
+        reply_to=op.reply_to,
+    )
+
+
+def _result(record: SentRecord, duplicate: bool) -> SendResult:
+    return SendResult(record.message_id, record.chat_id, record.seq, record.created_at, duplicate)

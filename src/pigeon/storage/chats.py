@@ -1,0 +1,133 @@
+"""Chats and their members."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pigeon.domain.chats import Chat, ChatKind, Member, Role
+from pigeon.storage.schema import chat_members, chats
+
+
+def _chat(m: Any) -> Chat:
+    return Chat(
+        id=m["id"],
+        kind=ChatKind(m["kind"]),
+        name=m["name"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        last_seq=m["last_seq"],
+        direct_key=m["direct_key"],
+    )
+
+
+def _member(m: Any) -> Member:
+    return Member(
+        chat_id=m["chat_id"],
+        user_id=m["user_id"],
+        role=Role(m["role"]),
+        joined_at=m["joined_at"],
+        read_seq=m["read_seq"],
+    )
+
+
+def _member_row(member: Member) -> dict[str, Any]:
+    return {
+        "chat_id": member.chat_id,
+        "user_id": member.user_id,
+        "role": member.role.value,
+        "joined_at": member.joined_at,
+        "read_seq": member.read_seq,
+    }
+
+
+class SqlChatRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, chat: Chat, members: Sequence[Member]) -> None:
+        await self._conn.execute(
+            chats.insert().values(
+                id=chat.id,
+                kind=chat.kind.value,
+                name=chat.name,
+                direct_key=chat.direct_key,
+                created_by=chat.created_by,
+                created_at=chat.created_at,
+                last_seq=chat.last_seq,
+            )
+        )
+        await self._conn.execute(chat_members.insert(), [_member_row(m) for m in members])
+
+    async def get(self, chat_id: str) -> Chat | None:
+        row = (await self._conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
+        return _chat(row._mapping) if row else None
+
+    async def get_direct(self, key: str) -> Chat | None:
+        query = sa.select(chats).where(chats.c.direct_key == key)
+        row = (await self._conn.execute(query)).first()
+        return _chat(row._mapping) if row else None
+
+    async def rename(self, chat_id: str, name: str) -> None:
+        await self._conn.execute(chats.update().where(chats.c.id == chat_id).values(name=name))
+
+    def _key(self, chat_id: str, user_id: str) -> sa.ColumnElement[bool]:
+        return sa.and_(chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id)
+
+    async def member(self, chat_id: str, user_id: str) -> Member | None:
+        query = sa.select(chat_members).where(self._key(chat_id, user_id))
+        row = (await self._conn.execute(query)).first()
+        return _member(row._mapping) if row else None
+
+    async def members(self, chat_id: str) -> Sequence[Member]:
+        query = (
+            sa.select(chat_members)
+            .where(chat_members.c.chat_id == chat_id)
+            .order_by(chat_members.c.joined_at, chat_members.c.user_id)
+        )
+        return [_member(row._mapping) for row in await self._conn.execute(query)]
+
+    async def count_members(self, chat_id: str) -> int:
+        query = sa.select(sa.func.count()).where(chat_members.c.chat_id == chat_id)
+        return int((await self._conn.execute(query)).scalar_one())
+
+    async def add_member(self, member: Member) -> None:
+        await self._conn.execute(chat_members.insert().values(**_member_row(member)))
+
+    async def remove_member(self, chat_id: str, user_id: str) -> None:
+        await self._conn.execute(chat_members.delete().where(self._key(chat_id, user_id)))
+
+    async def set_role(self, chat_id: str, user_id: str, role: Role) -> None:
+        await self._conn.execute(
+            chat_members.update().where(self._key(chat_id, user_id)).values(role=role.value)
+        )
+
+    async def memberships(self, user_id: str) -> Sequence[tuple[Chat, Member]]:
+        query = (
+            sa.select(chats, chat_members)
+            .join(chat_members, chat_members.c.chat_id == chats.c.id)
+            .where(chat_members.c.user_id == user_id)
+            .order_by(chats.c.id)
+        )
+        rows = await self._conn.execute(query)
+        return [(_chat(row._mapping), _member(row._mapping)) for row in rows]
+
+    async def raise_read_seq(self, chat_id: str, user_id: str, seq: int) -> bool:
+        result = await self._conn.execute(
+            chat_members.update()
+            .where(self._key(chat_id, user_id), chat_members.c.read_seq < seq)
+            .values(read_seq=seq)
+        )
+        return bool(result.rowcount)
+
+    async def contacts(self, user_id: str) -> set[str]:
+        mine = sa.select(chat_members.c.chat_id).where(chat_members.c.user_id == user_id)
+        query = (
+            sa.select(chat_members.c.user_id)
+            .where(chat_members.c.chat_id.in_(mine), chat_members.c.user_id != user_id)
+            .distinct()
+        )
+        return set((await self._conn.execute(query)).scalars())
