@@ -133,7 +133,14 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     ttl = timedelta(days=settings.undelivered_ttl_days)
     accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
     messaging = MessagingService(
-        uow, bus, clock, DeliveryPolicy(undelivered_ttl=ttl, max_batch=settings.commit_max_batch)
+        uow,
+        bus,
+        clock,
+        DeliveryPolicy(
+            undelivered_ttl=ttl,
+            max_batch=settings.commit_max_batch,
+            on_commit=metrics.record_commit,
+        ),
     )
     chats = ChatService(
         uow,

@@ -145,6 +145,9 @@ class DeviceConnection:
             self._spawn(self._send(_error(command.id, "invalid_state", "Already authenticated.")))
             return
         result = handler(command.data)
+        if command.id is None and not isinstance(result, Awaitable):
+            self._commands.release()  # nothing to wait for, nobody to answer
+            return
         self._spawn(self._answer(command.id, result))
 
     async def _answer(self, request_id: Any, result: Awaitable[Any] | Any) -> None:
@@ -188,15 +191,21 @@ class DeviceConnection:
         )
         return _then(future, lambda result: result.as_data())
 
-    def _on_ack(self, data: Any) -> Awaitable[Any] | None:
+    def _on_ack(self, data: Any) -> Awaitable[Any] | dict[str, int]:
+        """Acks free room at once; their deletes join the next batch.
+
+        If that batch fails the entries stay queued and come again after a
+        reconnect: at least once, never lost.
+        """
         if data.upTo > self._last_sent:
             return _fail(InvalidInput("invalid_ack", "Acked past the last event sent."))
         if data.upTo <= self._last_acked:
-            return None
+            return {"upTo": self._last_acked}
         self._last_acked = data.upTo
         self._wake.set()
         future = self._services.messaging.committer.submit_nowait(Ack(self._principal, data.upTo))
-        return _then(future, lambda _: {"upTo": data.upTo})
+        future.add_done_callback(_consume_outcome)
+        return {"upTo": data.upTo}
 
     def _on_markRead(self, data: Any) -> Awaitable[Any]:
         return self._services.messaging.committer.submit_nowait(
@@ -318,6 +327,11 @@ def _error(request_id: Any, code: str, message: str) -> dict[str, Any]:
 
 async def _fail(error: PigeonError) -> Any:
     raise error
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it as lost
 
 
 async def _then(future: Awaitable[Any], transform: Callable[[Any], Any]) -> Any:

@@ -33,5 +33,27 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.commit_batch_size = Histogram(
+            "pigeon_commit_batch_operations",
+            "Operations (sends, acks, reads) per group commit.",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+        self.commit_seconds = Histogram(
+            "pigeon_commit_duration_seconds",
+            "Time to apply and commit one batch.",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
+        self.websocket_connections = Gauge(
+            "pigeon_websocket_connections",
+            "Live WebSocket connections on this node.",
+            registry=self.registry,
+        )
+
+    def record_commit(self, size: int, seconds: float) -> None:
+        self.commit_batch_size.observe(size)
+        self.commit_seconds.observe(seconds)
+
     def count_sms(self, template: str) -> None:
         self.sms_sent.labels(template=template).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -52,8 +53,15 @@ class GroupCommitter:
     result: one caller's error (not a member, say) does not fail the others.
     """
 
-    def __init__(self, handler: BatchHandler, max_batch: int = 256, retries: int = 2) -> None:
+    def __init__(
+        self,
+        handler: BatchHandler,
+        max_batch: int = 256,
+        retries: int = 2,
+        on_commit: Callable[[int, float], None] = lambda size, seconds: None,
+    ) -> None:
         self._handler = handler
+        self._on_commit = on_commit
         self._max_batch = max_batch
         self._retries = retries
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
@@ -93,6 +101,7 @@ class GroupCommitter:
             await self._apply(batch)
 
     async def _apply(self, batch: list[Pending]) -> None:
+        started = time.perf_counter()
         for attempt in range(self._retries + 1):
             try:
                 results, publish = await self._handler([pending.op for pending in batch])
@@ -111,6 +120,7 @@ class GroupCommitter:
                 return
             self.batches += 1
             self.operations += len(batch)
+            self._on_commit(len(batch), time.perf_counter() - started)
             for pending, result in zip(batch, results, strict=True):
                 if isinstance(result, PigeonError):
                     pending.fail(result)

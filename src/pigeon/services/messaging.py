@@ -6,7 +6,7 @@ acks and read marks costs one transaction and a handful of statements.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +73,7 @@ class MarkRead:
 class DeliveryPolicy:
     undelivered_ttl: timedelta = timedelta(days=30)
     max_batch: int = 256
+    on_commit: Callable[[int, float], None] = lambda size, seconds: None
 
 
 class MessagingService:
@@ -83,7 +84,9 @@ class MessagingService:
         self._bus = bus
         self._clock = clock
         self._policy = policy
-        self.committer = GroupCommitter(self._apply_batch, max_batch=policy.max_batch)
+        self.committer = GroupCommitter(
+            self._apply_batch, max_batch=policy.max_batch, on_commit=policy.on_commit
+        )
 
     async def send(self, command: SendMessage) -> SendResult:
         result: SendResult = await self.committer.submit(command)

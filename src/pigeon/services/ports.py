@@ -230,3 +230,8 @@ class Bus(Protocol):
     def online_users(self, user_ids: Sequence[str]) -> set[str]:
         """Those users with a connection on this node."""
         ...
+
+    @property
+    def connections(self) -> int:
+        """Live connections on this node."""
+        ...

@@ -24,7 +24,7 @@ class PresenceService:
     async def announce(self, principal: Principal, online: bool) -> None:
         """Tell the user's contacts that they came online or went away."""
         now = self._clock.now()
-        async with self._uow() as uow:
+        async with self._uow(read_only=online) as uow:
             if not online:
                 await uow.users.set_last_seen(principal.user_id, now)
             contacts = await uow.chats.contacts(principal.user_id)

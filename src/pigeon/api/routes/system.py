@@ -27,4 +27,5 @@ async def health(container: ContainerDep) -> JSONResponse:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(container: ContainerDep) -> Response:
     container.metrics.active_devices.set(await container.admin.count_devices())
+    container.metrics.websocket_connections.set(container.bus.connections)
     return Response(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
