@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pigeon.blobs.filesystem import FilesystemBlobStore
+from pigeon.blobs.s3 import S3BlobStore
 from pigeon.bus.memory import LocalBus
 from pigeon.config import Settings
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
+from pigeon.media.inspect import inspect_file
 from pigeon.observability.metrics import Metrics
 from pigeon.ratelimit import LimitsRateLimiter
 from pigeon.security.pins import Argon2PinHasher
@@ -18,8 +21,9 @@ from pigeon.services import accounts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
 from pigeon.services.chats import ChatPolicy, ChatService
+from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
-from pigeon.services.ports import Bus, Clock, SmsProvider
+from pigeon.services.ports import BlobStore, Bus, Clock, SmsProvider
 from pigeon.services.presence import PresenceService
 from pigeon.services.profiles import ProfileService
 from pigeon.services.sms import SmsService
@@ -62,12 +66,17 @@ class Container:
     chats: ChatService
     presence: PresenceService
     gateway: Gateway
+    blobs: BlobStore
+    media: MediaService
 
     async def start(self) -> None:
+        if isinstance(self.blobs, S3BlobStore):
+            await self.blobs.ensure_bucket()
         self.messaging.committer.start()
 
     async def close(self) -> None:
         await self.messaging.committer.stop()
+        await self.blobs.close()
         if isinstance(self.sms_provider, TwilioSmsProvider):
             await self.sms_provider.aclose()
         await self.engine.dispose()
@@ -96,6 +105,21 @@ def build_limiter(settings: Settings) -> LimitsRateLimiter:
         },
         storage_url=settings.redis_url,
     )
+
+
+def build_blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_store == "s3":
+        secret = settings.s3_secret_access_key
+        return S3BlobStore(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key_id,
+            secret_key=secret.get_secret_value() if secret else None,
+            prefix=settings.s3_prefix,
+            path_style=settings.s3_path_style,
+        )
+    return FilesystemBlobStore(settings.data_dir / "blobs")
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Container:
@@ -153,8 +177,25 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         ),
     )
     presence = PresenceService(uow, bus, clock, chats)
+    blobs = build_blob_store(settings)
+    media = MediaService(
+        uow,
+        blobs,
+        clock,
+        MediaPolicy(
+            max_upload_bytes=settings.media_max_upload_bytes,
+            max_inline_bytes=settings.media_max_inline_bytes,
+            allowed_types=list(settings.media_allowed_types),
+            unattached_ttl=timedelta(hours=settings.media_unattached_ttl_hours),
+            upload_ttl=timedelta(hours=settings.media_unattached_ttl_hours),
+            link_ttl=timedelta(seconds=settings.media_link_ttl_seconds),
+        ),
+        staging_dir=settings.data_dir / "uploads",
+        inspect=inspect_file,
+        secret_key=policy.secret_key,
+    )
     gateway = Gateway(
-        services=GatewayServices(accounts_service, messaging, chats, presence, bus),
+        services=GatewayServices(accounts_service, messaging, chats, presence, bus, media),
         limits=ConnectionLimits(
             max_in_flight=settings.ws_max_in_flight,
             max_pending_commands=settings.ws_max_pending_commands,
@@ -178,4 +219,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         chats=chats,
         presence=presence,
         gateway=gateway,
+        blobs=blobs,
+        media=media,
     )

@@ -80,14 +80,46 @@ class Settings(BaseSettings):
     membership_cache_seconds: float = Field(5, ge=0)
 
     # -- WebSocket gateway -----------------------------------------------------
-    ws_max_frame_bytes: int = Field(256 * 1024, ge=1024)
+    ws_max_frame_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest frame (fits a base64 inline attachment)."
+    )
     ws_auth_timeout_seconds: float = Field(5, gt=0)
     ws_ping_interval_seconds: float = Field(20, gt=0)
     ws_ping_timeout_seconds: float = Field(20, gt=0)
     ws_max_in_flight: int = Field(256, ge=1, description="Unacked events per connection.")
     ws_max_pending_commands: int = Field(128, ge=1, description="Unanswered commands.")
     ws_send_timeout_seconds: float = Field(30, gt=0, description="Close a socket not reading.")
+    ws_revocation_check_seconds: float = Field(
+        5, gt=0, description="How often live sockets of revoked devices are looked for."
+    )
     ws_compression: bool = Field(False, description="permessage-deflate (costs memory).")
+
+    # -- media -----------------------------------------------------------------
+    blob_store: Literal["filesystem", "s3"] = "filesystem"
+    s3_bucket: str = "pigeon"
+    s3_endpoint_url: str | None = Field(None, description="For S3-compatible servers.")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = "blobs/"
+    s3_path_style: bool = True
+    media_max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    media_max_inline_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest createAttachment over the WebSocket."
+    )
+    media_allowed_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/*",
+            "video/*",
+            "audio/*",
+            "application/pdf",
+            "application/zip",
+            "text/plain",
+        ],
+        description="Sniffed MIME types accepted (shell-style patterns).",
+    )
+    media_unattached_ttl_hours: float = Field(24, gt=0)
+    media_link_ttl_seconds: int = Field(300, ge=10)
 
     @classmethod
     def settings_customise_sources(

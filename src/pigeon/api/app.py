@@ -12,7 +12,7 @@ from fastapi import FastAPI
 import pigeon
 from pigeon.api.errors import install_error_handlers
 from pigeon.api.middleware import BodySizeLimit, RequestContext
-from pigeon.api.routes import auth, me, system, users
+from pigeon.api.routes import attachments, auth, me, system, users
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
 from pigeon.gateway import endpoint
@@ -30,7 +30,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         if settings.auto_migrate:
             await migrate.upgrade(container.engine)
         await container.start()
-        housekeeping = asyncio.create_task(_housekeeping(container))
+        housekeeping = asyncio.gather(_housekeeping(container), _revocations(container))
         log.info("pigeon.started", database=container.engine.url.get_backend_name())
         try:
             yield
@@ -49,10 +49,14 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    for module in (auth, me, users, system):
+    for module in (auth, me, users, attachments, system):
         app.include_router(module.router)
     app.include_router(endpoint.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        exempt_prefixes=("/v1/attachments", "/v1/uploads/"),
+    )
     app.add_middleware(RequestContext, metrics=container.metrics)
     return app
 
@@ -64,7 +68,18 @@ async def _housekeeping(container: Container) -> None:
         try:
             codes = await container.accounts.purge_expired_codes()
             purged = await container.messaging.purge_expired()
+            purged |= await container.media.purge()
             if codes or any(purged.values()):
                 log.info("housekeeping.purged", codes=codes, **purged)
         except Exception:
             log.exception("housekeeping.failed")
+
+
+async def _revocations(container: Container) -> None:
+    """Closes sockets of devices revoked by another process within a few seconds."""
+    while True:
+        await asyncio.sleep(container.settings.ws_revocation_check_seconds)
+        try:
+            await container.accounts.close_revoked_connections()
+        except Exception:
+            log.exception("revocations.failed")

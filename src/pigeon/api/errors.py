@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from pigeon.domain.errors import PigeonError, RateLimited
+from pigeon.services.media import RangeNotSatisfiable
+from pigeon.services.ports import StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +28,8 @@ STATUS_BY_KIND = {
     "conflict": 409,
     "locked": 423,
     "rate_limited": 429,
+    "too_large": 413,
+    "range_not_satisfiable": 416,
     "unavailable": 503,
 }
 
@@ -77,6 +81,8 @@ async def _pigeon_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
     return error_response(status, exc.code, exc.message, headers or None)
 
 
@@ -103,13 +109,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, dict(exc.headers or {}) or None)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("request.failed")
-    return error_response(500, "internal_error", "Something went wrong on the server.")
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("request.storage_unavailable", error=str(exc))
+    return error_response(
+        503, "unavailable", "Storage is unavailable; try again shortly.", {"Retry-After": "1"}
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PigeonError, _pigeon_error)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)

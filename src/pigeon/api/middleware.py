@@ -17,6 +17,22 @@ log = structlog.get_logger("pigeon.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+_INTERNAL_ERROR = json.dumps(
+    {"error": {"code": "internal_error", "message": "Something went wrong on the server."}}
+).encode()
+
+
+def _internal_error_start() -> Message:
+    return {
+        "type": "http.response.start",
+        "status": 500,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+        ],
+    }
+
+
 class RequestContext:
     """Binds a request id to the logs, echoes it back, and records metrics."""
 
@@ -32,7 +48,7 @@ class RequestContext:
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -45,6 +61,14 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, inside the request's context, so the log line and the
+            # 500 carry the request id; nothing escapes to the server's own handler.
+            log.exception("request.failed")
+            if status == 0:
+                await send_with_id(_internal_error_start())
+                await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            status = status or 500
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -63,14 +87,18 @@ class RequestContext:
 
 
 class BodySizeLimit:
-    """Refuses bodies over ``max_bytes`` with 413, by header or while streaming."""
+    """Refuses bodies over ``max_bytes`` with 413, by header or while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Paths under ``exempt_prefixes`` (file uploads) enforce their own, larger limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")

@@ -23,6 +23,9 @@ def _no_nul(value: str) -> str:
     # PostgreSQL cannot store U+0000 in text (SQLite can): refuse it on both.
     if "\x00" in value:
         raise ValueError("must not contain the NUL character (U+0000)")
+    # A lone surrogate (JSON "\\ud800") has no UTF-8 form: no database stores it.
+    if not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError("must not contain unpaired surrogates (U+D800 to U+DFFF)")
     return value
 
 

@@ -53,6 +53,9 @@ class LocalBus:
             if not subscribers:
                 del self._by_user[subscriber.user_id]
 
+    def local_devices(self) -> list[str]:
+        return list(self._by_device)
+
     @property
     def connections(self) -> int:
         return len(self._by_device)

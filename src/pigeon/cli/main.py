@@ -86,6 +86,14 @@ def serve(
     )
 
 
+@app.command("protocol-schema")
+def protocol_schema() -> None:
+    """Print the JSON Schema of the WebSocket protocol (docs/protocol.schema.json)."""
+    from pigeon.gateway.schema import render
+
+    typer.echo(render(), nl=False)
+
+
 @app.command()
 def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Apply pending database migrations."""

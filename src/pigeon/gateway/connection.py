@@ -23,11 +23,12 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pigeon.domain.chats import Role
-from pigeon.domain.errors import InvalidInput, NotFound, PigeonError
+from pigeon.domain.errors import InvalidInput, PigeonError
 from pigeon.gateway.frames import FrameError, parse_command
 from pigeon.gateway.services import GatewayServices
 from pigeon.services.accounts import Principal
 from pigeon.services.messaging import Ack, MarkRead, SendMessage
+from pigeon.services.ports import StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -155,6 +156,8 @@ class DeviceConnection:
             data = await result if isinstance(result, Awaitable) else result
         except PigeonError as exc:
             await self._send(_error(request_id, exc.code, exc.message))
+        except StorageError:
+            await self._send(_error(request_id, "unavailable", "Storage is unavailable."))
         except Exception:
             log.exception("gateway.command_failed")
             await self._send(_error(request_id, "internal_error", "The command failed."))
@@ -175,17 +178,15 @@ class DeviceConnection:
                     f"A message has at most {self._limits.max_message_length} characters.",
                 )
             )
-        if data.attachments:
-            return _fail(NotFound("attachment_not_found", "No such attachment."))
-        if not data.message.strip():
-            return _fail(InvalidInput("empty_message", "A message needs text."))
+        if not data.message.strip() and not data.attachments:
+            return _fail(InvalidInput("empty_message", "A message needs text or an attachment."))
         future = self._services.messaging.committer.submit_nowait(
             SendMessage(
                 principal=self._principal,
                 chat_id=data.chatId,
                 client_message_id=data.clientMessageId,
                 body=data.message,
-                attachments=[],
+                attachments=list(data.attachments),
                 reply_to=data.replyTo,
             )
         )
@@ -248,6 +249,12 @@ class DeviceConnection:
     async def _on_setPresence(self, data: Any) -> dict[str, Any]:
         await self._services.presence.announce(self._principal, online=data.state == "online")
         return {"state": data.state}
+
+    async def _on_createAttachment(self, data: Any) -> dict[str, Any]:
+        attachment = await self._services.media.upload_inline(
+            self._principal, data.body, data.hash, data.fileName
+        )
+        return attachment.metadata()
 
     async def _on_getPresence(self, data: Any) -> dict[str, Any]:
         return {"presence": await self._services.presence.query(self._principal, data.userIds)}

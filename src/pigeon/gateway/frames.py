@@ -72,7 +72,7 @@ class UpdateChatData(Data):
 
 class SendMessageData(Data):
     chatId: EntityId
-    clientMessageId: Annotated[str, Field(min_length=1, max_length=64)]
+    clientMessageId: Annotated[Text, Field(min_length=1, max_length=64)]
     message: Text = ""
     attachments: list[EntityId] = Field(default_factory=list, max_length=10)
     replyTo: EntityId | None = None
@@ -104,6 +104,13 @@ class GetPresenceData(Data):
     userIds: list[EntityId] = Field(min_length=1, max_length=256)
 
 
+class CreateAttachmentData(Data):
+    body: str = Field(min_length=1, description="The file, base64.")
+    hash: str = Field(min_length=64, max_length=64, description="SHA-256, hexadecimal.")
+    mimeType: str | None = Field(None, max_length=127, description="Ignored: types are sniffed.")
+    fileName: Annotated[Text, Field(max_length=1024)] = "file"
+
+
 def _command(name: str, data: type[BaseModel], optional: bool = False) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "id": (RequestId | None, None),
@@ -132,6 +139,7 @@ COMMANDS: dict[str, type[BaseModel]] = {
     "getChat": _command("getChat", ChatRef),
     "setPresence": _command("setPresence", SetPresenceData),
     "getPresence": _command("getPresence", GetPresenceData),
+    "createAttachment": _command("createAttachment", CreateAttachmentData),
 }
 
 

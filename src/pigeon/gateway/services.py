@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pigeon.services.accounts import AccountService
 from pigeon.services.chats import ChatService
+from pigeon.services.media import MediaService
 from pigeon.services.messaging import MessagingService
 from pigeon.services.ports import Bus
 from pigeon.services.presence import PresenceService
@@ -18,3 +19,4 @@ class GatewayServices:
     chats: ChatService
     presence: PresenceService
     bus: Bus
+    media: MediaService

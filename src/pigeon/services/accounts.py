@@ -305,6 +305,20 @@ class AccountService:
 
     # -- housekeeping ------------------------------------------------------------
 
+    async def close_revoked_connections(self) -> int:
+        """Close live sockets of devices revoked elsewhere (another node, ``pigeon admin``)."""
+        if self._bus is None:
+            return 0
+        connected = self._bus.local_devices()
+        if not connected:
+            return 0
+        async with self._uow(read_only=True) as uow:
+            alive = await uow.devices.existing(connected)
+        revoked = [d for d in connected if d not in alive]
+        for device_id in revoked:
+            await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
+        return len(revoked)
+
     async def purge_expired_codes(self) -> int:
         async with self._uow() as uow:
             count = await uow.codes.purge_expired(self._clock.now())

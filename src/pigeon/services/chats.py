@@ -107,9 +107,9 @@ class ChatService:
                 members = [
                     Member(chat.id, u, Role.MEMBER, now) for u in (principal.user_id, *others)
                 ]
-                await uow.chats.add(chat, members)
+                stored = await uow.chats.add_direct(chat, members)
                 await uow.commit()
-                return chat.id, True
+                return stored.id, stored.id == chat.id
             chat = Chat(new_id(), ChatKind.GROUP, name or "", principal.user_id, now)
             members = [Member(chat.id, principal.user_id, Role.ADMIN, now)]
             members += [Member(chat.id, u, Role.MEMBER, now) for u in others]

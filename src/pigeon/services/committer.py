@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pigeon.domain.errors import PigeonError, Unavailable
+from pigeon.services.ports import StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -101,36 +101,52 @@ class GroupCommitter:
             await self._apply(batch)
 
     async def _apply(self, batch: list[Pending]) -> None:
+        """Commit the batch; if storage keeps refusing it, commit its operations one by one.
+
+        A retry covers conflicts with other nodes (a deadlock, the same
+        clientMessageId sent through two nodes). If the batch still fails, one
+        operation may be poisoned (data the database rejects): applied alone,
+        it fails by itself and its neighbours go through.
+        """
         started = time.perf_counter()
         for attempt in range(self._retries + 1):
             try:
-                results, publish = await self._handler([pending.op for pending in batch])
-            except (IntegrityError, DBAPIError) as exc:
-                # A conflict with another node (same clientMessageId, a deadlock)
-                # or a database outage: the transaction rolled back, so try again.
-                log.warning("commit.retry", attempt=attempt, error=str(exc).splitlines()[0])
-                if attempt == self._retries:
+                await self._commit(batch, started)
+                return
+            except StorageError as exc:
+                log.warning("commit.retry", attempt=attempt, size=len(batch), error=str(exc))
+                if attempt < self._retries:
+                    await asyncio.sleep(0.01 * (attempt + 1))
+                    continue
+                if len(batch) == 1:
                     self._fail(batch, Unavailable("unavailable", "Storage is unavailable."))
                     return
-                await asyncio.sleep(0.01 * (attempt + 1))
-                continue
+                break
             except Exception:
                 log.exception("commit.failed")
                 self._fail(batch, Unavailable("unavailable", "The operation failed."))
                 return
-            self.batches += 1
-            self.operations += len(batch)
-            self._on_commit(len(batch), time.perf_counter() - started)
-            for pending, result in zip(batch, results, strict=True):
-                if isinstance(result, PigeonError):
-                    pending.fail(result)
-                else:
-                    pending.resolve(result)
+        for pending in batch:
             try:
-                await publish()
-            except Exception:
-                log.exception("commit.publish_failed")
-            return
+                await self._commit([pending], time.perf_counter())
+            except Exception as exc:
+                log.warning("commit.failed_alone", error=str(exc))
+                pending.fail(Unavailable("unavailable", "Storage refused the operation."))
+
+    async def _commit(self, batch: list[Pending], started: float) -> None:
+        results, publish = await self._handler([pending.op for pending in batch])
+        self.batches += 1
+        self.operations += len(batch)
+        self._on_commit(len(batch), time.perf_counter() - started)
+        for pending, result in zip(batch, results, strict=True):
+            if isinstance(result, PigeonError):
+                pending.fail(result)
+            else:
+                pending.resolve(result)
+        try:
+            await publish()
+        except Exception:
+            log.exception("commit.publish_failed")
 
     def _fail(self, batch: list[Pending], error: PigeonError) -> None:
         for pending in batch:

@@ -126,6 +126,7 @@ class MessagingService:
             await batch.apply_sends(uow, members)
             await uow.delivery.insert_messages(batch.messages)
             await uow.delivery.insert_sent(batch.sent_records)
+            await uow.media.link(batch.links)
             entries = await fanout.enqueue(uow, batch.queued, batch.expires_at)
             await uow.commit()
 
@@ -146,6 +147,7 @@ class _Batch:
         self.queued: list[Queued] = []
         self.messages: list[Message] = []
         self.sent_records: list[SentRecord] = []
+        self.links: list[tuple[str, str, str]] = []
 
     def chat_ids(self) -> list[str]:
         return sorted({op.chat_id for op in self.ops if isinstance(op, SendMessage | MarkRead)})
@@ -225,6 +227,7 @@ class _Batch:
             else:
                 first_in_batch[key] = index
                 fresh.append((index, op, _new_message(op, self.now)))
+        fresh = await self._attach(uow, fresh)
         await fanout.assign_seqs(uow, [message for _, _, message in fresh])
         for index, op, message in fresh:
             record = SentRecord(
@@ -245,9 +248,44 @@ class _Batch:
         for index, result in enumerate(self.results):
             if isinstance(result, int):  # a repeat within this batch: same answer, marked
                 original = self.results[result]
-                self.results[index] = SendResult(
-                    original.message_id, original.chat_id, original.seq, original.created_at, True
+                self.results[index] = (
+                    SendResult(
+                        original.message_id,
+                        original.chat_id,
+                        original.seq,
+                        original.created_at,
+                        True,
+                    )
+                    if isinstance(original, SendResult)
+                    else original
                 )
+
+    async def _attach(
+        self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
+    ) -> list[tuple[int, SendMessage, Message]]:
+        """Put attachment metadata on messages; refuse attachments the sender cannot read."""
+        wanted = [(i, op, m) for i, op, m in fresh if op.attachments]
+        if not wanted:
+            return fresh
+        found = await uow.media.get_many(sorted({a for _, op, _ in wanted for a in op.attachments}))
+        readable: dict[str, set[str]] = {}
+        for _, op, _ in wanted:
+            user = op.principal.user_id
+            if user not in readable:
+                mine = [
+                    a for _, o, _ in wanted if o.principal.user_id == user for a in o.attachments
+                ]
+                readable[user] = await uow.media.readable(sorted(set(mine)), user)
+        kept = []
+        for index, op, message in fresh:
+            ids = list(dict.fromkeys(op.attachments))
+            if any(a not in readable.get(op.principal.user_id, set()) for a in ids):
+                self.results[index] = NotFound("attachment_not_found", "No such attachment.")
+                continue
+            message.attachments = [found[a].metadata() for a in ids]
+            self.links += [(a, message.id, message.chat_id) for a in ids]
+            kept.append((index, op, message))
+        return kept
 
 
 def _new_message(op: SendMessage, now: datetime) -> Message:
@@ -260,7 +298,7 @@ def _new_message(op: SendMessage, now: datetime) -> Message:
         sender_device_id=op.principal.device_id,
         body=op.body,
         created_at=now,
-        attachments=list(op.attachments),
+        attachments=[],
         reply_to=op.reply_to,
     )
 

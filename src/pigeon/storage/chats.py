@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.chats import Chat, ChatKind, Member, Role
@@ -61,6 +62,19 @@ class SqlChatRepository:
             )
         )
         await self._conn.execute(chat_members.insert(), [_member_row(m) for m in members])
+
+    async def add_direct(self, chat: Chat, members: Sequence[Member]) -> Chat:
+        """Add a 1:1 chat, or return the one that another request created just now."""
+        try:
+            async with self._conn.begin_nested():
+                await self.add(chat, members)
+        except IntegrityError:
+            assert chat.direct_key is not None
+            existing = await self.get_direct(chat.direct_key)
+            if existing is None:
+                raise
+            return existing
+        return chat
 
     async def get(self, chat_id: str) -> Chat | None:
         row = (await self._conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()

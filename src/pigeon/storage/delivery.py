@@ -103,8 +103,13 @@ class SqlDeliveryRepository:
     ) -> dict[str, int]:
         if not counts:
             return {}
-        # Sorted keys: concurrent batches (other nodes) take row locks in one order.
         ordered = dict(sorted(counts.items()))
+        if self._conn.dialect.name == "postgresql":
+            # Lock the rows in key order first: two nodes' batches touching the
+            # same chats or devices then queue up instead of deadlocking.
+            await self._conn.execute(
+                sa.select(key).where(key.in_(list(ordered))).order_by(key).with_for_update()
+            )
         result = await self._conn.execute(
             table.update()
             .where(key.in_(list(ordered)))

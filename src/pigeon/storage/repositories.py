@@ -144,6 +144,10 @@ class SqlDeviceRepository:
         query = sa.select(sa.func.count()).select_from(devices)
         return int((await self._conn.execute(query)).scalar_one())
 
+    async def existing(self, device_ids: Sequence[str]) -> set[str]:
+        query = sa.select(devices.c.id).where(devices.c.id.in_(list(device_ids)))
+        return set((await self._conn.execute(query)).scalars())
+
     async def delete(self, device_id: str) -> bool:
         result = await self._conn.execute(devices.delete().where(devices.c.id == device_id))
         return bool(result.rowcount)

@@ -163,3 +163,59 @@ inbox_counters = sa.Table(
     sa.Column("device_id", ID, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
 )
+
+# -- media ------------------------------------------------------------------------
+
+# One row per stored content; the object's key in the blob store is the hash.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # Bumped whenever an upload uses the blob, so the purge leaves fresh ones alone.
+    sa.Column("last_used_at", UtcDateTime, nullable=False),
+)
+
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("uploader_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("blob_hash", sa.String(64), sa.ForeignKey("blobs.hash"), nullable=False, index=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mime_type", sa.String(127), nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("width", sa.Integer),
+    sa.Column("height", sa.Integer),
+    sa.Column("thumbnail", sa.LargeBinary),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # Set while no message carries the attachment; cleared when one does.
+    sa.Column("expires_at", UtcDateTime, index=True),
+)
+
+# Which messages (and so which chats) carry an attachment: who may read it.
+attachment_links = sa.Table(
+    "attachment_links",
+    metadata,
+    sa.Column(
+        "attachment_id",
+        ID,
+        sa.ForeignKey("attachments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("message_id", ID, sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("chat_id", ID, nullable=False, index=True),
+)
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("uploader_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)

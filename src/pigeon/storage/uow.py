@@ -5,11 +5,14 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from pigeon.services.ports import StorageError
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.delivery import SqlDeliveryRepository
 from pigeon.storage.engine import READ_ONLY
+from pigeon.storage.media import SqlMediaRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 
 
@@ -19,6 +22,7 @@ class SqlUnitOfWork:
     codes: SqlCodeRepository
     chats: SqlChatRepository
     delivery: SqlDeliveryRepository
+    media: SqlMediaRepository
 
     def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
         self._engine = engine
@@ -26,15 +30,22 @@ class SqlUnitOfWork:
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._engine.connect()
-        if self._read_only:
-            await self._conn.execution_options(**{READ_ONLY: True})
-        await self._conn.begin()
+        try:
+            self._conn = await self._engine.connect()
+            if self._read_only:
+                await self._conn.execution_options(**{READ_ONLY: True})
+            await self._conn.begin()
+        except (DBAPIError, OSError) as exc:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+            raise StorageError(f"cannot reach the database: {exc}") from exc
         self.users = SqlUserRepository(self._conn)
         self.devices = SqlDeviceRepository(self._conn)
         self.codes = SqlCodeRepository(self._conn)
         self.chats = SqlChatRepository(self._conn)
         self.delivery = SqlDeliveryRepository(self._conn)
+        self.media = SqlMediaRepository(self._conn)
         return self
 
     async def __aexit__(
@@ -47,9 +58,13 @@ class SqlUnitOfWork:
         try:
             if self._conn.in_transaction():
                 await self._conn.rollback()
+        except DBAPIError:
+            await self._conn.invalidate()  # the connection is broken: drop it from the pool
         finally:
             await self._conn.close()
             self._conn = None
+        if isinstance(exc, DBAPIError):
+            raise StorageError(str(exc.orig or exc).splitlines()[0]) from exc
 
     async def commit(self) -> None:
         assert self._conn is not None

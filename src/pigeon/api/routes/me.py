@@ -7,6 +7,8 @@ from fastapi import APIRouter, Response
 from pigeon.api.deps import ContainerDep, PrincipalDep
 from pigeon.api.errors import error_responses
 from pigeon.api.schemas import DeviceList, DeviceOut, Me, PinRequest, ProfileUpdate
+from pigeon.domain.errors import NotFound
+from pigeon.domain.ids import is_valid_id
 from pigeon.domain.models import User
 
 router = APIRouter(prefix="/v1", tags=["me"])
@@ -73,5 +75,7 @@ async def remove_device(
     device_id: str, principal: PrincipalDep, container: ContainerDep
 ) -> Response:
     """Revoke one of the caller's devices; its tokens stop working at once."""
+    if not is_valid_id(device_id):  # e.g. a NUL, which PostgreSQL cannot even compare
+        raise NotFound("device_not_found", "No such device.")
     await container.accounts.remove_device(principal, device_id)
     return Response(status_code=204)

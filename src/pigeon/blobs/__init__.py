@@ -1,0 +1,1 @@
+"""Blob stores: local files by default, S3-compatible object storage at scale."""

@@ -1,0 +1,82 @@
+"""``pigeon.client``: an async Python SDK for Pigeon servers.
+
+Register a device over HTTP with :class:`PigeonClient`, then open a live
+:class:`Connection` (WebSocket) to send messages, manage chats and receive
+events::
+
+    from pigeon.client import PigeonClient, MessageEvent
+
+    async with PigeonClient("http://127.0.0.1:8080") as client:
+        await client.request_code("+14155550123")
+        session = await client.verify("+14155550123", input("code: "), "my laptop")
+        async with client.connect(session) as conn:
+            chat = await conn.create_chat([friend_user_id])
+            await conn.send_message(chat.chat_id, "hello")
+            async for event in conn.events():
+                if isinstance(event, MessageEvent):
+                    print(event.sender_id, event.text)
+
+Delivery: the server delivers at least once; the connection drops what it has
+already handed out, so the application sees each message once, in order per
+chat. See docs/client.md.
+"""
+
+from pigeon.client._connection import Connection, ReconnectPolicy
+from pigeon.client._errors import (
+    ApiError,
+    AuthenticationError,
+    CommandError,
+    ConnectionClosed,
+    NetworkError,
+    PigeonError,
+    RequestTimeout,
+    SendFailed,
+)
+from pigeon.client._http import PigeonClient, websocket_url
+from pigeon.client._models import (
+    ChatDetails,
+    ChatMember,
+    ChatSummary,
+    CodeSent,
+    CreatedChat,
+    DrainedEvent,
+    Event,
+    MessageEvent,
+    Presence,
+    PresenceEvent,
+    Profile,
+    ReceiptEvent,
+    SentMessage,
+    Session,
+    TypingEvent,
+)
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "ChatDetails",
+    "ChatMember",
+    "ChatSummary",
+    "CodeSent",
+    "CommandError",
+    "Connection",
+    "ConnectionClosed",
+    "CreatedChat",
+    "DrainedEvent",
+    "Event",
+    "MessageEvent",
+    "NetworkError",
+    "PigeonClient",
+    "PigeonError",
+    "Presence",
+    "PresenceEvent",
+    "Profile",
+    "ReceiptEvent",
+    "ReconnectPolicy",
+    "RequestTimeout",
+    "SendFailed",
+    "SentMessage",
+    "Session",
+    "TypingEvent",
+    "websocket_url",
+]

@@ -1,0 +1,288 @@
+"""What the SDK hands to the application: sessions, answers and events (frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = [
+    "ChatDetails",
+    "ChatMember",
+    "ChatSummary",
+    "CodeSent",
+    "CreatedChat",
+    "DrainedEvent",
+    "Event",
+    "MessageEvent",
+    "Presence",
+    "PresenceEvent",
+    "Profile",
+    "ReceiptEvent",
+    "SentMessage",
+    "Session",
+    "TypingEvent",
+    "parse_event",
+    "parse_time",
+]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """The server's ISO 8601 UTC timestamps (``...Z``) as aware datetimes; None stays None."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _time(value: Any) -> datetime:
+    moment = parse_time(value)
+    if moment is None:
+        raise ValueError("a timestamp is missing")
+    return moment
+
+
+# -- registration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Session:
+    """One registered device: its ids and tokens. Keep it secret (it is a login)."""
+
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Session:
+        return cls(
+            user_id=str(data["user_id"]),
+            device_id=str(data["device_id"]),
+            access_token=str(data["access_token"]),
+            refresh_token=str(data["refresh_token"]),
+        )
+
+    def __repr__(self) -> str:  # tokens are credentials: keep them out of logs
+        return f"Session(user_id={self.user_id!r}, device_id={self.device_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSent:
+    """A verification code is on its way to ``phone`` (normalised); valid ``expires_in`` s."""
+
+    phone: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A user's public profile."""
+
+    user_id: str
+    name: str
+    about: str
+
+
+# -- command answers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """The server stored the message: its id and its place (``seq``) in the chat."""
+
+    chat_id: str
+    message_id: str
+    seq: int
+    created_at: datetime
+    client_message_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedChat:
+    chat_id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSummary:
+    """One chat of ``get_chats``; ``unread`` is ``last_seq - read_seq``."""
+
+    chat_id: str
+    kind: Literal["direct", "group"]
+    name: str
+    role: str
+    last_seq: int
+    read_seq: int
+
+    @property
+    def unread(self) -> int:
+        return max(0, self.last_seq - self.read_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMember:
+    user_id: str
+    role: str
+    joined_at: datetime
+    read_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDetails:
+    chat_id: str
+    kind: Literal["direct", "group"]
+    name: str
+    created_by: str | None
+    created_at: datetime
+    last_seq: int
+    members: tuple[ChatMember, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    user_id: str
+    state: Literal["online", "offline"]
+    last_seen: datetime | None
+
+
+# -- events ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A message in a chat (``kind`` ``text``, or ``system`` for group changes).
+
+    ``seq`` increases strictly within a chat; ``system`` describes a group change
+    (``{"action": "created"|"added"|"removed"|"left"|"role"|"renamed", ...}``).
+    """
+
+    chat_id: str
+    message_id: str
+    seq: int
+    kind: str
+    sender_id: str | None
+    sender_device_id: str | None
+    text: str
+    attachments: tuple[str, ...]
+    created_at: datetime
+    inbox_seq: int
+    reply_to: str | None = None
+    system: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptEvent:
+    """``user_id`` received (``delivered``) or read (``read``) the chat up to ``up_to_seq``."""
+
+    chat_id: str
+    type: Literal["delivered", "read"]
+    user_id: str
+    up_to_seq: int
+    at: datetime
+    inbox_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    """Ephemeral: ``user_id`` is typing (``composing``) or stopped (``paused``)."""
+
+    chat_id: str
+    user_id: str
+    state: Literal["composing", "paused"]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """Ephemeral: a contact came online or went away."""
+
+    user_id: str
+    state: Literal["online", "offline"]
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DrainedEvent:
+    """Once per (re)connection: everything queued for this device has been received."""
+
+    inbox_seq: int
+
+
+Event = MessageEvent | ReceiptEvent | TypingEvent | PresenceEvent | DrainedEvent
+
+
+def parse_event(name: str, data: dict[str, Any]) -> Event | None:
+    """The typed event for a server frame; None for an event this SDK does not know."""
+    if name == "message":
+        return MessageEvent(
+            chat_id=data["chatId"],
+            message_id=data["messageId"],
+            seq=int(data["seq"]),
+            kind=data.get("kind", "text"),
+            sender_id=data.get("senderId"),
+            sender_device_id=data.get("senderDeviceId"),
+            text=data.get("message", ""),
+            attachments=tuple(data.get("attachments") or ()),
+            created_at=_time(data["createdAt"]),
+            inbox_seq=int(data["inboxSeq"]),
+            reply_to=data.get("replyTo"),
+            system=data.get("system"),
+        )
+    if name == "receipt":
+        return ReceiptEvent(
+            chat_id=data["chatId"],
+            type=data["type"],
+            user_id=data["userId"],
+            up_to_seq=int(data["upToSeq"]),
+            at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
+    if name == "typing":
+        return TypingEvent(chat_id=data["chatId"], user_id=data["userId"], state=data["state"])
+    if name == "presence":
+        return PresenceEvent(
+            user_id=data["userId"], state=data["state"], last_seen=parse_time(data.get("lastSeen"))
+        )
+    if name == "drained":
+        return DrainedEvent(inbox_seq=int(data["inboxSeq"]))
+    return None
+
+
+def chat_summary(data: dict[str, Any]) -> ChatSummary:
+    return ChatSummary(
+        chat_id=data["chatId"],
+        kind=data["kind"],
+        name=data.get("name") or "",
+        role=data.get("role", "member"),
+        last_seq=int(data.get("lastSeq", 0)),
+        read_seq=int(data.get("readSeq", 0)),
+    )
+
+
+def chat_details(data: dict[str, Any]) -> ChatDetails:
+    return ChatDetails(
+        chat_id=data["chatId"],
+        kind=data["kind"],
+        name=data.get("name") or "",
+        created_by=data.get("createdBy"),
+        created_at=_time(data["createdAt"]),
+        last_seq=int(data.get("lastSeq", 0)),
+        members=tuple(
+            ChatMember(
+                user_id=m["userId"],
+                role=m["role"],
+                joined_at=_time(m["joinedAt"]),
+                read_seq=int(m.get("readSeq", 0)),
+            )
+            for m in data.get("members", ())
+        ),
+    )
+
+
+def presence(data: dict[str, Any]) -> Presence:
+    return Presence(
+        user_id=data["userId"], state=data["state"], last_seen=parse_time(data.get("lastSeen"))
+    )

@@ -1,0 +1,463 @@
+"""Every frame the server sends, as pydantic models: for the documentation and the schema.
+
+The hot path does not use these: `pigeon.services.events` and the gateway
+build plain dicts. These models describe those dicts exactly (unknown fields
+are forbidden), `pigeon.gateway.schema` publishes them as JSON Schema, and
+the tests check frames captured from a live server against that schema, so a
+change to the dicts that is not made here too fails the tests.
+
+Server frames come in two shapes:
+
+* answers to a command that had an `id`: `{"id", "ok": true, "data"}` or
+  `{"id", "ok": false, "error": {"code", "message"}}`;
+* events: `{"event": "<name>", "data": {...}}`. Queued events (`message`,
+  `receipt`) carry an `inboxSeq` and are sent again until acked; the others
+  (`ready`, `drained`, `typing`, `presence`) are not queued.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic.json_schema import SkipJsonSchema
+
+from pigeon.gateway.frames import EntityId, RequestId, Seq
+
+Timestamp = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        description="ISO 8601 in UTC with milliseconds and a Z: 2026-01-01T12:00:00.000Z.",
+    ),
+]
+PositiveSeq = Annotated[Seq, Field(ge=1)]
+InboxSeq = Annotated[
+    Seq,
+    Field(
+        ge=1,
+        description="This device's queue position: strictly increasing; ack it cumulatively.",
+    ),
+]
+ChatSeq = Annotated[
+    Seq, Field(ge=1, description="The message's position in its chat: strictly increasing.")
+]
+Role = Literal["admin", "member"]
+ChatKind = Literal["direct", "group"]
+
+
+def _omitted_when_absent(schema: dict[str, Any]) -> None:
+    # The server leaves such a field out rather than sending null.
+    schema.pop("default", None)
+
+
+def _optional(**kwargs: Any) -> Any:
+    return Field(default=None, json_schema_extra=_omitted_when_absent, **kwargs)
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- answers -------------------------------------------------------------------
+
+
+class ErrorInfo(Payload):
+    code: str = Field(
+        pattern=r"^[a-z_]+$",
+        description="Stable and machine-readable (docs/protocol.md lists them).",
+    )
+    message: str = Field(description="For people; may change between versions.")
+
+
+class ErrorAnswer(Payload):
+    """A command failed. `id` is null when the frame was not readable enough to have one."""
+
+    id: RequestId | None
+    ok: Literal[False]
+    error: ErrorInfo
+
+
+class AuthResult(Payload):
+    userId: EntityId
+    deviceId: EntityId
+
+
+class PingResult(Payload):
+    pong: Literal[True]
+
+
+class CreateChatResult(Payload):
+    chatId: EntityId
+    created: bool = Field(description="False when the 1:1 chat already existed.")
+
+
+class StatusResult(Payload):
+    status: Literal["SUCCESS"]
+
+
+class SendMessageResult(Payload):
+    status: Literal["SUCCESS"]
+    messageId: EntityId
+    seq: ChatSeq
+    createdAt: Timestamp
+    duplicate: bool = Field(
+        description="True when this device already sent this clientMessageId: nothing new "
+        "was stored or delivered, and the fields are those of the first send."
+    )
+
+
+class AckResult(Payload):
+    upTo: Seq
+
+
+class MarkReadResult(Payload):
+    upToSeq: Seq = Field(description="The read mark asked for, clamped to the chat's last seq.")
+
+
+class ChatSummary(Payload):
+    chatId: EntityId
+    kind: ChatKind
+    name: str = Field(description="Empty for 1:1 chats.")
+    role: Role
+    lastSeq: Seq
+    readSeq: Seq = Field(description="The caller's own read mark in this chat.")
+
+
+class GetChatsResult(Payload):
+    chats: list[ChatSummary]
+
+
+class ChatMember(Payload):
+    userId: EntityId
+    role: Role
+    joinedAt: Timestamp
+    readSeq: Seq
+
+
+class GetChatResult(Payload):
+    chatId: EntityId
+    kind: ChatKind
+    name: str = Field(description="Empty for 1:1 chats.")
+    createdBy: EntityId
+    createdAt: Timestamp
+    lastSeq: Seq
+    members: list[ChatMember] = Field(description="Oldest member first.")
+
+
+class SetPresenceResult(Payload):
+    state: Literal["online", "offline"]
+
+
+class UserPresence(Payload):
+    userId: EntityId
+    state: Literal["online", "offline"]
+    lastSeen: Timestamp | None = Field(description="Null while online or if never seen.")
+
+
+class GetPresenceResult(Payload):
+    presence: list[UserPresence] = Field(
+        description="Only the asked users who share a chat with the caller; the others are "
+        "left out without an error."
+    )
+
+
+class _OkAnswer(Payload):
+    id: RequestId
+    ok: Literal[True]
+
+
+class AuthAnswer(_OkAnswer):
+    """Answer to `auth` (sent before the `ready` event)."""
+
+    data: AuthResult
+
+
+class PingAnswer(_OkAnswer):
+    """Answer to `ping`."""
+
+    data: PingResult
+
+
+class CreateChatAnswer(_OkAnswer):
+    """Answer to `createChat`."""
+
+    data: CreateChatResult
+
+
+class StatusAnswer(_OkAnswer):
+    """Answer to `modifyChatParticipants`, `setRole` and `updateChat`."""
+
+    data: StatusResult
+
+
+class SendMessageAnswer(_OkAnswer):
+    """Answer to `sendMessage`: sent only once the message is durably committed."""
+
+    data: SendMessageResult
+
+
+class AckAnswer(_OkAnswer):
+    """Answer to an `ack` that had an id (acks are usually sent without one).
+
+    `data` is null when an earlier ack already covered `upTo`.
+    """
+
+    data: AckResult | None
+
+
+class MarkReadAnswer(_OkAnswer):
+    """Answer to `markRead`."""
+
+    data: MarkReadResult
+
+
+class TypingAnswer(_OkAnswer):
+    """Answer to `typing` (usually sent without an id)."""
+
+    data: None
+
+
+class GetChatsAnswer(_OkAnswer):
+    """Answer to `getChats`: every chat the caller is a member of."""
+
+    data: GetChatsResult
+
+
+class GetChatAnswer(_OkAnswer):
+    """Answer to `getChat`."""
+
+    data: GetChatResult
+
+
+class SetPresenceAnswer(_OkAnswer):
+    """Answer to `setPresence`."""
+
+    data: SetPresenceResult
+
+
+class GetPresenceAnswer(_OkAnswer):
+    """Answer to `getPresence`."""
+
+    data: GetPresenceResult
+
+
+# What each command is answered with when it succeeds (keys: frames.COMMANDS).
+ANSWERS: dict[str, type[BaseModel]] = {
+    "auth": AuthAnswer,
+    "ping": PingAnswer,
+    "createChat": CreateChatAnswer,
+    "modifyChatParticipants": StatusAnswer,
+    "setRole": StatusAnswer,
+    "updateChat": StatusAnswer,
+    "sendMessage": SendMessageAnswer,
+    "ack": AckAnswer,
+    "markRead": MarkReadAnswer,
+    "typing": TypingAnswer,
+    "getChats": GetChatsAnswer,
+    "getChat": GetChatAnswer,
+    "setPresence": SetPresenceAnswer,
+    "getPresence": GetPresenceAnswer,
+}
+
+
+# -- events ----------------------------------------------------------------------
+
+
+class ReadyEventData(Payload):
+    userId: EntityId
+    deviceId: EntityId
+
+
+class ReadyEvent(Payload):
+    """The connection is authenticated; queued events follow."""
+
+    event: Literal["ready"]
+    data: ReadyEventData
+
+
+class SystemCreated(Payload):
+    """The group was created."""
+
+    action: Literal["created"]
+    actorId: EntityId
+    name: str = Field(description="Empty when the group was created without a name.")
+    members: list[EntityId] = Field(description="The creator first.")
+
+
+class SystemAdded(Payload):
+    """An admin added `userId`."""
+
+    action: Literal["added"]
+    actorId: EntityId
+    userId: EntityId
+
+
+class SystemRemoved(Payload):
+    """An admin removed `userId` (who gets this message too)."""
+
+    action: Literal["removed"]
+    actorId: EntityId
+    userId: EntityId
+
+
+class SystemLeft(Payload):
+    """`userId` left the group (their devices get this message too)."""
+
+    action: Literal["left"]
+    actorId: EntityId
+    userId: EntityId
+
+
+class SystemRole(Payload):
+    """`userId` now has `role`. `actorId` is null when the server promoted the
+    longest-standing member because the last admin left."""
+
+    action: Literal["role"]
+    actorId: EntityId | None
+    userId: EntityId
+    role: Role
+
+
+class SystemRenamed(Payload):
+    """An admin renamed the group."""
+
+    action: Literal["renamed"]
+    actorId: EntityId
+    name: str
+
+
+SystemInfo = Annotated[
+    Union[SystemCreated, SystemAdded, SystemRemoved, SystemLeft, SystemRole, SystemRenamed],  # noqa: UP007
+    Field(discriminator="action"),
+]
+
+
+class TextMessageData(Payload):
+    """A message a member sent."""
+
+    chatId: EntityId
+    messageId: EntityId
+    seq: ChatSeq
+    kind: Literal["text"]
+    senderId: EntityId
+    senderDeviceId: EntityId
+    message: str
+    attachments: list[EntityId] = Field(
+        max_length=10, description="Attachment ids; always empty until media support lands."
+    )
+    createdAt: Timestamp
+    inboxSeq: InboxSeq
+    replyTo: EntityId | SkipJsonSchema[None] = _optional(
+        description="The messageId this message answers, as the sender gave it (not checked)."
+    )
+
+
+class SystemMessageData(Payload):
+    """A change to a group, written by the server in the same transaction as the change."""
+
+    chatId: EntityId
+    messageId: EntityId
+    seq: ChatSeq
+    kind: Literal["system"]
+    senderId: None
+    senderDeviceId: None
+    message: Literal[""]
+    attachments: Annotated[list[EntityId], Field(max_length=0)]
+    createdAt: Timestamp
+    inboxSeq: InboxSeq
+    system: SystemInfo
+
+
+class MessageEvent(Payload):
+    """A message in one of the device's chats (queued: ack its `inboxSeq`)."""
+
+    event: Literal["message"]
+    data: Annotated[Union[TextMessageData, SystemMessageData], Field(discriminator="kind")]  # noqa: UP007
+
+
+class ReceiptEventData(Payload):
+    chatId: EntityId
+    type: Literal["delivered", "read"] = Field(
+        description="delivered: a device of userId acked the messages (told to the sender's "
+        "devices); read: userId marked them read (told to the other members' devices)."
+    )
+    userId: EntityId = Field(description="Who received or read.")
+    upToSeq: Seq = Field(description="Every message of the chat up to this seq.")
+    at: Timestamp
+    inboxSeq: InboxSeq
+
+
+class ReceiptEvent(Payload):
+    """Messages were delivered or read (queued: ack its `inboxSeq`)."""
+
+    event: Literal["receipt"]
+    data: ReceiptEventData
+
+
+class DrainedEventData(Payload):
+    inboxSeq: Seq = Field(description="The last queued event sent; 0 if there was none.")
+
+
+class DrainedEvent(Payload):
+    """Everything queued when the connection opened has been sent (once per connection)."""
+
+    event: Literal["drained"]
+    data: DrainedEventData
+
+
+class TypingEventData(Payload):
+    chatId: EntityId
+    userId: EntityId
+    state: Literal["composing", "paused"]
+
+
+class TypingEvent(Payload):
+    """Someone in a shared chat is typing (not queued: live connections only)."""
+
+    event: Literal["typing"]
+    data: TypingEventData
+
+
+class PresenceEventData(Payload):
+    userId: EntityId
+    state: Literal["online", "offline"]
+    lastSeen: Timestamp | None = Field(description="Null when online.")
+
+
+class PresenceEvent(Payload):
+    """Someone who shares a chat came online or went away (not queued)."""
+
+    event: Literal["presence"]
+    data: PresenceEventData
+
+
+EVENTS: dict[str, type[BaseModel]] = {
+    "ready": ReadyEvent,
+    "message": MessageEvent,
+    "receipt": ReceiptEvent,
+    "drained": DrainedEvent,
+    "typing": TypingEvent,
+    "presence": PresenceEvent,
+}
+
+_answers = tuple(dict.fromkeys(ANSWERS.values()))
+
+
+class ServerEvent(RootModel[Any]):
+    """An event: `{"event": "<name>", "data": {...}}`."""
+
+    root: Annotated[Union[tuple(EVENTS.values())], Field(discriminator="event")]  # type: ignore[valid-type]  # noqa: UP007
+
+
+class Answer(RootModel[Any]):
+    """The answer to a command that had an `id`: `ok` true with `data`, or false with
+    `error`. A command without an `id` gets no answer unless it fails."""
+
+    root: Union[(*_answers, ErrorAnswer)]  # type: ignore[valid-type]
+
+
+class ServerFrame(RootModel[Any]):
+    """Any frame the server sends: an answer or an event."""
+
+    root: Answer | ServerEvent

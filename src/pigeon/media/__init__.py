@@ -1,0 +1,1 @@
+"""Looking inside uploaded files: what they really are, and thumbnails for images."""

@@ -1,0 +1,56 @@
+"""Type sniffing (by content, never by the client's word) and image thumbnails."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import filetype
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pigeon.services.media import Inspection
+
+SNIFF_BYTES = 8192
+THUMBNAIL_PIXELS = 96
+# Decompression bombs: refuse to decode images with more pixels than this.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def sniff(head: bytes) -> str:
+    """The content's type from its first bytes; UTF-8 text is ``text/plain``."""
+    kind = filetype.guess(head)
+    if kind is not None:
+        return str(kind.mime)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the end of the sniffed window is still text.
+        if exc.start < len(head) - 3 or b"\x00" in head:
+            return "application/octet-stream"
+    if b"\x00" in head:
+        return "application/octet-stream"
+    return "text/plain"
+
+
+def inspect_file(path: Path) -> Inspection:
+    """Sniff ``path``; for images also read the size and make a small JPEG thumbnail.
+
+    CPU-bound: call it in a worker thread.
+    """
+    with path.open("rb") as handle:
+        mime_type = sniff(handle.read(SNIFF_BYTES))
+    if not mime_type.startswith("image/"):
+        return Inspection(mime_type)
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as source:
+            width, height = source.size
+            image: Image.Image = ImageOps.exif_transpose(source)
+            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            if image.mode not in ("RGB", "L"):
+                image = image.convert("RGB")
+            out = io.BytesIO()
+            image.save(out, "JPEG", quality=60, optimize=True)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
+        return Inspection(mime_type)
+    return Inspection(mime_type, width, height, out.getvalue())
