@@ -1,0 +1,85 @@
+"""The group committer: batching, per-caller results, and isolating a poisoned operation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pigeon.domain.errors import InvalidInput, PigeonError, Unavailable
+from pigeon.services.committer import GroupCommitter, Publish
+from pigeon.services.ports import StorageError
+
+
+class Handler:
+    """Doubles each op; ops equal to ``poison`` make the whole transaction fail."""
+
+    def __init__(self, poison: int | None = None, fail_times: int = 0) -> None:
+        self.poison = poison
+        self.fail_times = fail_times
+        self.batches: list[list[int]] = []
+        self.published: list[list[int]] = []
+
+    async def __call__(self, ops: Sequence[Any]) -> tuple[list[Any], Publish]:
+        await asyncio.sleep(0.001)  # a transaction takes time; more ops queue meanwhile
+        if self.fail_times:
+            self.fail_times -= 1
+            raise StorageError("deadlock detected")
+        if self.poison in ops:
+            raise StorageError("invalid byte sequence")
+        self.batches.append(list(ops))
+        results: list[Any] = [InvalidInput("odd", "odd") if op % 2 else op * 2 for op in ops]
+
+        async def publish() -> None:
+            self.published.append(list(ops))
+
+        return results, publish
+
+
+async def run(committer: GroupCommitter, ops: list[int]) -> list[Any]:
+    committer.start()
+    try:
+        return await asyncio.gather(*(committer.submit(op) for op in ops), return_exceptions=True)
+    finally:
+        await committer.stop()
+
+
+async def test_queued_operations_share_commits_and_get_their_own_results() -> None:
+    handler = Handler()
+    results = await run(GroupCommitter(handler, max_batch=64), list(range(100)))
+    assert [r for r in results if not isinstance(r, PigeonError)] == [
+        n * 2 for n in range(0, 100, 2)
+    ]
+    assert all(isinstance(r, InvalidInput) for r in results[1::2])
+    assert len(handler.batches) < 10  # 100 operations, a handful of commits
+    assert sorted(op for batch in handler.batches for op in batch) == list(range(100))
+    assert handler.published == handler.batches
+
+
+async def test_batch_size_is_capped() -> None:
+    handler = Handler()
+    await run(GroupCommitter(handler, max_batch=8), list(range(0, 64, 2)))
+    assert max(len(batch) for batch in handler.batches) == 8
+
+
+async def test_a_transient_failure_is_retried() -> None:
+    handler = Handler(fail_times=1)
+    assert await run(GroupCommitter(handler), [2, 4]) == [4, 8]
+
+
+async def test_a_poisoned_operation_fails_alone() -> None:
+    handler = Handler(poison=6)
+    results = await run(GroupCommitter(handler, retries=1), [2, 4, 6, 8])
+    assert results[:2] == [4, 8]
+    assert results[3] == 16
+    assert isinstance(results[2], Unavailable)
+
+
+async def test_stopping_fails_what_is_still_queued() -> None:
+    committer = GroupCommitter(Handler())
+    future = committer.submit_nowait(2)
+    await committer.stop()
+    with pytest.raises(Unavailable):
+        await future
