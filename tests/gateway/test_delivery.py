@@ -298,12 +298,6 @@ async def test_same_client_message_id_from_another_device_is_a_new_message(
     assert [m["message"] for m in got] == ["from the phone", "from the laptop"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: sends are deduplicated on (sender device, clientMessageId) without "
-    "the chat (sent_messages primary key), so the second chat's message is dropped and "
-    "answered with the first chat's messageId",
-)
 async def test_same_client_message_id_to_another_chat_is_a_new_message(
     user: Register, connect: Connect
 ) -> None:

@@ -214,9 +214,9 @@ class _Batch:
             for i, op in enumerate(self.ops)
             if isinstance(op, SendMessage) and self.results[i] is None
         ]
-        keys = [(op.principal.device_id, op.client_message_id) for _, op in sends]
+        keys = [(op.principal.device_id, op.chat_id, op.client_message_id) for _, op in sends]
         earlier = await uow.delivery.find_sent(sorted(set(keys)))
-        first_in_batch: dict[tuple[str, str], int] = {}
+        first_in_batch: dict[tuple[str, str, str], int] = {}
         fresh: list[tuple[int, SendMessage, Message]] = []
         for (index, op), key in zip(sends, keys, strict=True):
             record = earlier.get(key)

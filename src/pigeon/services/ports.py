@@ -116,8 +116,10 @@ class DeliveryRepository(Protocol):
     """The hot path's queries; each takes a whole batch so a batch costs a few round trips."""
 
     async def find_sent(
-        self, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], SentRecord]: ...
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], SentRecord]:
+        """Earlier sends by (sender device, chat, clientMessageId)."""
+        ...
 
     async def member_devices(self, chat_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
         """chat -> member user -> that user's device ids (members without devices included)."""

@@ -47,17 +47,19 @@ class SqlDeliveryRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def find_sent(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SentRecord]:
+    async def find_sent(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], SentRecord]:
         if not keys:
             return {}
         c = sent_messages.c
         query = sa.select(sent_messages).where(
-            sa.tuple_(c.sender_device_id, c.client_message_id).in_(list(keys))
+            sa.tuple_(c.sender_device_id, c.chat_id, c.client_message_id).in_(list(keys))
         )
         found = {}
         for row in await self._conn.execute(query):
             record = SentRecord(**row._mapping)
-            found[(record.sender_device_id, record.client_message_id)] = record
+            found[(record.sender_device_id, record.chat_id, record.client_message_id)] = record
         return found
 
     async def member_devices(self, chat_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:

@@ -135,10 +135,11 @@ messages = sa.Table(
 sent_messages = sa.Table(
     "sent_messages",
     metadata,
+    # A clientMessageId is unique per sender device and chat (as Matrix's txnId per room).
     sa.Column("sender_device_id", ID, primary_key=True),
+    sa.Column("chat_id", ID, primary_key=True),
     sa.Column("client_message_id", sa.String(64), primary_key=True),
     sa.Column("message_id", ID, nullable=False),
-    sa.Column("chat_id", ID, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False, index=True),
 )
