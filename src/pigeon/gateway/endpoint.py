@@ -9,7 +9,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from pigeon.domain.errors import Unauthenticated
-from pigeon.gateway.connection import CLOSE_POLICY, DeviceConnection, encode
+from pigeon.gateway.connection import CLOSE_POLICY, CLOSE_UNSUPPORTED, DeviceConnection, encode
 from pigeon.gateway.frames import FrameError, parse_command
 from pigeon.services.accounts import Principal
 
@@ -57,7 +57,10 @@ async def _authenticate(websocket: WebSocket, auth_seconds: float) -> Principal 
         except TimeoutError:
             await websocket.close(CLOSE_POLICY, "auth_timeout")
             return None
-        except (WebSocketDisconnect, RuntimeError, KeyError):
+        except KeyError:  # a binary frame: closed like one after authentication
+            await websocket.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            return None
+        except (WebSocketDisconnect, RuntimeError):
             return None
         try:
             command = parse_command(text)
