@@ -13,11 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from pigeon.cli.chat import chat
 from pigeon.config import Settings
 
 app = typer.Typer(help="Pigeon, a self-hostable messaging server.", no_args_is_help=True)
 admin = typer.Typer(help="Operator tasks on the database.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+app.add_typer(chat, name="chat")
 console = Console()
 
 DataDir = Annotated[

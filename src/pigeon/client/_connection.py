@@ -20,6 +20,7 @@ as a duplicate) is acked instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -231,19 +232,24 @@ class Connection:
         """Close the socket and stop reconnecting (idempotent).
 
         Commands still waiting fail with ``ConnectionClosed`` (``closed``);
-        :meth:`events` stops. Events not yet handed out are not acked, so the
-        server sends them again on the next connection.
+        :meth:`events` stops. Events handed out are acked first; events not
+        yet handed out are not, so the server sends them again next time.
         """
         if self._closed:
             return
         self._closed = True
         socket = self._socket
+        unacked = self._ack_target if self._ack_target > self._acked else 0
         self._finish()
         tasks = [task for task in (self._supervisor, self._acker) if task is not None]
         for task in tasks:
             task.cancel()
         try:
             if socket is not None:
+                if unacked:
+                    with contextlib.suppress(WsConnectionClosed, TimeoutError):
+                        async with asyncio.timeout(self._close_timeout):
+                            await socket.send(_ack_frame(unacked))
                 await socket.close()  # bounded by close_timeout
         finally:
             if tasks:
@@ -676,7 +682,7 @@ class Connection:
             if socket is None or target <= self._acked:
                 continue
             try:
-                await socket.send(_encode({"type": "ack", "data": {"upTo": target}}))
+                await socket.send(_ack_frame(target))
             except WsConnectionClosed:
                 continue  # the events come again on the next socket
             if socket is self._socket:
@@ -722,6 +728,10 @@ def _final_error(code: int, reason: str) -> PigeonError | None:
 
 def _encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ack_frame(up_to: int) -> str:
+    return _encode({"type": "ack", "data": {"upTo": up_to}})
 
 
 def _decode(raw: str | bytes) -> dict[str, Any] | None:
