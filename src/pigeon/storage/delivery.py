@@ -204,7 +204,8 @@ class SqlDeliveryRepository:
 
     async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]:
         query = (
-            sa.select(inbox.c.seq, inbox.c.event, inbox.c.expires_at, messages)
+            # Labelled: the message's own "seq" (per chat) must not shadow the inbox's.
+            sa.select(inbox.c.seq.label("inbox_seq"), inbox.c.event, inbox.c.expires_at, messages)
             .select_from(inbox.outerjoin(messages, messages.c.id == inbox.c.message_id))
             .where(inbox.c.device_id == device_id, inbox.c.seq > after_seq)
             .order_by(inbox.c.seq)
@@ -216,7 +217,7 @@ class SqlDeliveryRepository:
             entries.append(
                 InboxEntry(
                     device_id=device_id,
-                    seq=m["seq"],
+                    seq=m["inbox_seq"],
                     expires_at=m["expires_at"],
                     message=_message(m) if m["id"] is not None else None,
                     event=m["event"],
