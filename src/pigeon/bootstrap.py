@@ -77,6 +77,7 @@ class Container:
     async def close(self) -> None:
         await self.messaging.committer.stop()
         await self.blobs.close()
+        await self.limiter.close()
         if isinstance(self.sms_provider, TwilioSmsProvider):
             await self.sms_provider.aclose()
         await self.engine.dispose()

@@ -62,6 +62,12 @@ class LimitsRateLimiter:
     async def reset(self) -> None:
         await self._storage.reset()
 
+    async def close(self) -> None:
+        """Close the Redis connections (limits itself offers no way to)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None and hasattr(client, "aclose"):
+            await client.aclose()
+
 
 def _async_redis_url(url: str) -> str:
     return url if url.startswith("async+") else f"async+{url}"

@@ -1,0 +1,64 @@
+"""Rate limits in memory (one node) and in a real Redis (shared by every node)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from pigeon.domain.errors import RateLimited, Unavailable
+from pigeon.ratelimit import LimitsRateLimiter
+
+REDIS_URL = os.environ.get("PIGEON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RULES = {"send_code": "3/minute;5/hour"}
+
+
+async def hit_until_refused(limiter: LimitsRateLimiter, key: str, attempts: int) -> int:
+    allowed = 0
+    for _ in range(attempts):
+        try:
+            await limiter.hit("send_code", key)
+        except RateLimited as refused:
+            retry_after = refused.retry_after
+            break
+        allowed += 1
+    else:
+        return allowed
+    assert 1 <= retry_after <= 61
+    return allowed
+
+
+async def test_in_memory_limit_allows_the_burst_then_refuses() -> None:
+    limiter = LimitsRateLimiter(RULES)
+    assert await hit_until_refused(limiter, "+14155550100", 10) == 3
+    assert await hit_until_refused(limiter, "+14155550101", 10) == 3  # per key
+    assert await limiter.retry_after("send_code", "+14155550100") >= 1
+    assert await limiter.retry_after("send_code", "+14155550102") == 0
+
+
+async def test_redis_limit_is_shared_by_every_node() -> None:
+    key = f"+1415{uuid.uuid4().int % 10**7:07d}"
+    node_a = LimitsRateLimiter(RULES, storage_url=REDIS_URL)
+    node_b = LimitsRateLimiter(RULES, storage_url=REDIS_URL)
+    try:
+        await node_a.hit("send_code", key)
+        await node_b.hit("send_code", key)
+        await node_a.hit("send_code", key)
+        with pytest.raises(RateLimited):
+            await node_b.hit("send_code", key)
+        assert await node_a.retry_after("send_code", key) >= 1
+    finally:
+        await node_a.close()
+        await node_b.close()
+
+
+async def test_an_unreachable_redis_fails_closed() -> None:
+    # Sending codes must not become unlimited because the limiter's store is away.
+    limiter = LimitsRateLimiter(RULES, storage_url="redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await limiter.hit("send_code", "+14155550100")
+        assert refused.value.code == "rate_limiter_unavailable"
+    finally:
+        await limiter.close()
