@@ -1,0 +1,361 @@
+"""Pigeon's benchmark harness (``make bench``): prints a table and writes JSON.
+
+Scenarios, each on SQLite and PostgreSQL:
+  throughput  50 pairs of devices sending as fast as the server allows (window 20)
+  rate        a steady 1,000 messages/s across 50 pairs: latency
+  fanout      one sender into a group of 100 members
+  idle        10,000 authenticated idle connections: server memory per connection
+  catchup     one device offline while 10,000 messages arrive, then connects
+and the same throughput and rate scenarios against a bare relay on the same stack.
+
+    python -m bench.harness [--databases sqlite,postgresql] [--scenarios ...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    Client,
+    PigeonServer,
+    Workspace,
+    latency_ms,
+    pin_generator,
+    raise_file_limit,
+    seed,
+    seed_chats,
+    wait_healthy,
+)
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class Meter:
+    """Wall time and both sides' CPU over a measured span."""
+
+    def __init__(self, server_pid: int) -> None:
+        from bench.common import process_cpu_seconds
+
+        self._cpu = lambda: process_cpu_seconds(server_pid)
+        self.started = time.perf_counter()
+        self._server = self._cpu()
+        self._self = time.process_time()
+
+    def stop(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.started
+        return {
+            "seconds": round(elapsed, 2),
+            "server_cpu_percent": round(100 * (self._cpu() - self._server) / elapsed),
+            "generator_cpu_percent": round(100 * (time.process_time() - self._self) / elapsed),
+            "_server_cpu_seconds": self._cpu() - self._server,
+        }
+
+
+async def pump(client: Client, chat_id: str, window: int, deadline: float) -> int:
+    sent = 0
+
+    async def lane() -> None:
+        nonlocal sent
+        while time.perf_counter() < deadline:
+            await client.send_text(chat_id)
+            sent += 1
+
+    await asyncio.gather(*(lane() for _ in range(window)))
+    return sent
+
+
+async def paced(client: Client, chat_id: str, per_second: float, deadline: float) -> int:
+    """Open loop: sends on a fixed schedule whatever the answers do."""
+    interval, sent, pending = 1 / per_second, 0, set()
+    next_at = time.perf_counter()
+    while next_at < deadline:
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        task = asyncio.create_task(client.send_text(chat_id))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        sent += 1
+        next_at += interval
+    if pending:
+        await asyncio.wait(pending, timeout=30)
+    return sent
+
+
+async def pairs(
+    server: PigeonServer, database_url: str, count: int
+) -> list[tuple[Client, Client, str]]:
+    users = await seed(database_url, count * 2)
+    chats = await seed_chats(
+        database_url, [(users[2 * i].user_id, users[2 * i + 1].user_id) for i in range(count)], True
+    )
+    result = []
+    for i, chat_id in enumerate(chats):
+        sender = await Client.open(server.ws_url, users[2 * i].devices[0][1])
+        receiver = await Client.open(server.ws_url, users[2 * i + 1].devices[0][1])
+        result.append((sender, receiver, chat_id))
+    return result
+
+
+async def relay_pairs(port: int, count: int) -> list[tuple[Client, Client, str]]:
+    from websockets.asyncio.client import connect
+
+    result = []
+    for i in range(count):
+        a = await connect(f"ws://127.0.0.1:{port}/v1/ws?me=a{i}", compression=None, max_queue=None)
+        b = await connect(f"ws://127.0.0.1:{port}/v1/ws?me=b{i}", compression=None, max_queue=None)
+        result.append((Client(a, ack=False), Client(b, ack=False), f"b{i}"))
+    return result
+
+
+def summary(
+    clients: list[tuple[Client, Client, str]], sent: int, meter: dict[str, float]
+) -> dict[str, Any]:
+    latencies = [x for _, receiver, _ in clients for x in receiver.latencies]
+    delivered = sum(receiver.received for _, receiver, _ in clients)
+    return {
+        "sent": sent,
+        "delivered": delivered,
+        "messages_per_second": round(delivered / meter["seconds"]),
+        **latency_ms(latencies),
+        "server_cpu_us_per_message": round(
+            1e6 * meter["_server_cpu_seconds"] / max(delivered, 1), 1
+        ),
+        **{k: v for k, v in meter.items() if not k.startswith("_")},
+    }
+
+
+async def close_all(clients: list[tuple[Client, Client, str]]) -> None:
+    for sender, receiver, _ in clients:
+        await sender.close()
+        await receiver.close()
+
+
+async def run_pairs_scenario(
+    clients: list[tuple[Client, Client, str]], pid: int, mode: str, seconds: float
+) -> dict[str, Any]:
+    meter = Meter(pid)
+    deadline = time.perf_counter() + seconds
+    if mode == "throughput":
+        counts = await asyncio.gather(*(pump(s, c, 20, deadline) for s, _, c in clients))
+    else:
+        per_pair = 1000 / len(clients)
+        counts = await asyncio.gather(*(paced(s, c, per_pair, deadline) for s, _, c in clients))
+    await asyncio.sleep(0.5)  # the last deliveries
+    return summary(clients, sum(counts), meter.stop())
+
+
+async def scenario_pairs(kind: str, mode: str, seconds: float, n_pairs: int) -> dict[str, Any]:
+    async with Workspace(kind) as ws:
+        server = PigeonServer(ws.data_dir, ws.database.url)
+        server.start()
+        try:
+            await server.wait_ready()
+            clients = await pairs(server, ws.database.url, n_pairs)
+            await asyncio.sleep(0.5)
+            result = await run_pairs_scenario(clients, server.pid, mode, seconds)
+            await close_all(clients)
+            return result
+        finally:
+            server.stop()
+
+
+async def scenario_relay(mode: str, seconds: float, n_pairs: int) -> dict[str, Any]:
+    from bench.common import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "bench.relay", str(port)]
+    if (os.cpu_count() or 1) > 1:
+        command = ["taskset", "-c", "0", *command]
+    process = subprocess.Popen(command, cwd=Path(__file__).parent.parent)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}")
+        clients = await relay_pairs(port, n_pairs)
+        result = await run_pairs_scenario(clients, process.pid, mode, seconds)
+        await close_all(clients)
+        return result
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def scenario_fanout(kind: str, seconds: float, members: int) -> dict[str, Any]:
+    async with Workspace(kind) as ws:
+        server = PigeonServer(ws.data_dir, ws.database.url)
+        server.start()
+        try:
+            await server.wait_ready()
+            users = await seed(ws.database.url, members)
+            [chat_id] = await seed_chats(ws.database.url, [[u.user_id for u in users]], False)
+            clients = [await Client.open(server.ws_url, u.devices[0][1]) for u in users]
+            await asyncio.sleep(0.5)
+            meter = Meter(server.pid)
+            sent = await pump(clients[0], chat_id, 5, time.perf_counter() + seconds)
+            await asyncio.sleep(1.0)
+            measured = meter.stop()
+            latencies = [x for c in clients[1:] for x in c.latencies]
+            deliveries = sum(c.received for c in clients[1:])
+            for client in clients:
+                await client.close()
+            return {
+                "members": members,
+                "sent": sent,
+                "deliveries": deliveries,
+                "deliveries_per_second": round(deliveries / measured["seconds"]),
+                **latency_ms(latencies),
+                **{k: v for k, v in measured.items() if not k.startswith("_")},
+            }
+        finally:
+            server.stop()
+
+
+async def scenario_idle(kind: str, connections: int) -> dict[str, Any]:
+    raise_file_limit()
+    async with Workspace(kind) as ws:
+        server = PigeonServer(ws.data_dir, ws.database.url)
+        server.start()
+        try:
+            await server.wait_ready()
+            users = await seed(ws.database.url, connections)
+            await asyncio.sleep(1.0)
+            before = server.rss_kib()
+            started = time.perf_counter()
+            clients, failed = [], 0
+            for start in range(0, connections, 200):
+                batch = users[start : start + 200]
+                opened = await asyncio.gather(
+                    *(Client.open(server.ws_url, u.devices[0][1]) for u in batch),
+                    return_exceptions=True,
+                )
+                for item in opened:
+                    if isinstance(item, BaseException):
+                        failed += 1
+                    else:
+                        clients.append(item)
+            opened_in = time.perf_counter() - started
+            await asyncio.sleep(3.0)
+            after = server.rss_kib()
+            for client in clients:
+                await client.close()
+            return {
+                "connections": len(clients),
+                "failed": failed,
+                "opened_in_seconds": round(opened_in, 1),
+                "server_rss_mib_before": round(before / 1024, 1),
+                "server_rss_mib_after": round(after / 1024, 1),
+                "kib_per_connection": round((after - before) / max(len(clients), 1), 1),
+            }
+        finally:
+            server.stop()
+
+
+async def scenario_catchup(kind: str, messages: int) -> dict[str, Any]:
+    async with Workspace(kind) as ws:
+        server = PigeonServer(ws.data_dir, ws.database.url, ws_max_in_flight=256)
+        server.start()
+        try:
+            await server.wait_ready()
+            users = await seed(ws.database.url, 2)
+            [chat_id] = await seed_chats(
+                ws.database.url, [[users[0].user_id, users[1].user_id]], True
+            )
+            sender = await Client.open(server.ws_url, users[0].devices[0][1])
+            sent = 0
+
+            async def lane() -> None:
+                nonlocal sent
+                while sent < messages:
+                    sent += 1
+                    await sender.send_text(chat_id)
+
+            await asyncio.gather(*(lane() for _ in range(20)))
+            await sender.close()
+            meter = Meter(server.pid)
+            receiver = await Client.open(server.ws_url, users[1].devices[0][1])
+            await asyncio.wait_for(receiver.drained.wait(), 600)
+            measured = meter.stop()
+            await receiver.close()
+            return {
+                "messages": sent,
+                "received": receiver.received,
+                "drain_seconds": measured["seconds"],
+                "messages_per_second": round(receiver.received / measured["seconds"]),
+                "server_cpu_percent": measured["server_cpu_percent"],
+            }
+        finally:
+            server.stop()
+
+
+def print_table(results: dict[str, Any]) -> None:
+    for name, value in results["scenarios"].items():
+        figures = ", ".join(f"{k}={v}" for k, v in value.items())
+        print(f"{name:<28} {figures}")
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    pin_generator()
+    quick = args.quick
+    seconds = 3 if quick else 10
+    n_pairs = 10 if quick else 50
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": " ".join(sys.argv),
+        "scenarios": {},
+    }
+    wanted = args.scenarios.split(",")
+    out = results["scenarios"]
+    for mode in ("throughput", "rate"):
+        if mode in wanted:
+            out[f"relay/{mode}"] = await scenario_relay(mode, seconds, n_pairs)
+            print(f"relay/{mode}: {out[f'relay/{mode}']}", flush=True)
+    for kind in args.databases.split(","):
+        for mode in ("throughput", "rate"):
+            if mode in wanted:
+                out[f"{kind}/{mode}"] = await scenario_pairs(kind, mode, seconds, n_pairs)
+                print(f"{kind}/{mode}: {out[f'{kind}/{mode}']}", flush=True)
+        if "fanout" in wanted:
+            out[f"{kind}/fanout"] = await scenario_fanout(kind, seconds, 20 if quick else 100)
+            print(f"{kind}/fanout: {out[f'{kind}/fanout']}", flush=True)
+        if "idle" in wanted:
+            out[f"{kind}/idle"] = await scenario_idle(kind, 500 if quick else 10_000)
+            print(f"{kind}/idle: {out[f'{kind}/idle']}", flush=True)
+        if "catchup" in wanted:
+            out[f"{kind}/catchup"] = await scenario_catchup(kind, 1000 if quick else 10_000)
+            print(f"{kind}/catchup: {out[f'{kind}/catchup']}", flush=True)
+    for kind in args.databases.split(","):
+        relay, pigeon = out.get("relay/throughput"), out.get(f"{kind}/throughput")
+        if relay and pigeon:
+            pigeon["ratio_to_relay"] = round(
+                pigeon["messages_per_second"] / max(relay["messages_per_second"], 1), 2
+            )
+    return results
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--scenarios", default="throughput,rate,fanout,idle,catchup")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    import uvloop
+
+    results = uvloop.run(main(args))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path in (RESULTS / f"{stamp}.json", RESULTS / "latest.json"):
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print_table(results)
+
+
+if __name__ == "__main__":
+    cli()
