@@ -71,7 +71,10 @@ class DeviceConnection:
         self._ephemeral: deque[dict[str, Any]] = deque(maxlen=64)
         self._need_fetch = True
         self._drained = False
-        self._wake = asyncio.Event()
+        # The pump runs only while there is something to send: an idle
+        # connection holds no task of its own beyond the one reading it.
+        self._pump_task: asyncio.Task[None] | None = None
+        self._pump_wanted = False
         self._commands = asyncio.Semaphore(limits.max_pending_commands)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: tuple[int, str] | None = None
@@ -84,11 +87,11 @@ class DeviceConnection:
             self._need_fetch = True
         else:
             self._pushed.extend(entries)
-        self._wake.set()
+        self._request_pump()
 
     def notify(self, event: dict[str, Any]) -> None:
         self._ephemeral.append(event)
-        self._wake.set()
+        self._request_pump()
 
     def close(self, code: int, reason: str) -> None:
         if self._closing is None:
@@ -101,18 +104,20 @@ class DeviceConnection:
         """Serve the connection until the client leaves or it is closed."""
         bus = self._services.bus
         await bus.subscribe(self)
-        pump = asyncio.create_task(self._pump(), name=f"pump-{self.device_id}")
-        self._wake.set()
+        self._request_pump()
         try:
             await self._services.presence.announce(self._principal, online=True)
             await self._read()
         finally:
-            pump.cancel()
+            await bus.unsubscribe(self)  # first, so no new pump starts after this
+            pump = self._pump_task
+            if pump is not None:
+                pump.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
-            await bus.unsubscribe(self)
+            if pump is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pump
             if not bus.online_users([self.user_id]):
                 with contextlib.suppress(Exception):
                     await self._services.presence.announce(self._principal, online=False)
@@ -203,7 +208,7 @@ class DeviceConnection:
         if data.upTo <= self._last_acked:
             return {"upTo": self._last_acked}
         self._last_acked = data.upTo
-        self._wake.set()
+        self._request_pump()
         future = self._services.messaging.committer.submit_nowait(Ack(self._principal, data.upTo))
         future.add_done_callback(_consume_outcome)
         return {"upTo": data.upTo}
@@ -261,13 +266,20 @@ class DeviceConnection:
 
     # -- the pump: queued events out, in order -----------------------------------
 
+    def _request_pump(self) -> None:
+        self._pump_wanted = True
+        if self._pump_task is None:
+            self._pump_task = asyncio.get_running_loop().create_task(self._pump())
+
     async def _pump(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._ephemeral:
-                await self._send(self._ephemeral.popleft())
-            await self._send_queued()
+        try:
+            while self._pump_wanted:
+                self._pump_wanted = False
+                while self._ephemeral:
+                    await self._send(self._ephemeral.popleft())
+                await self._send_queued()
+        finally:
+            self._pump_task = None
 
     async def _send_queued(self) -> None:
         while True:
