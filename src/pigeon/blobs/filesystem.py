@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,14 +31,20 @@ class FilesystemBlobStore:
     def _put(self, key: str, source: Path) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{key}.{os.getpid()}.tmp")
+        # A name of its own: two uploads of the same content may be stored at once.
+        temporary = target.with_name(f".{key}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
         # Copy (the source may be on another file system), fsync, then rename:
         # readers see the whole object or none of it, even after a crash.
-        with source.open("rb") as reader, temporary.open("wb") as writer:
-            shutil.copyfileobj(reader, writer, CHUNK)
-            writer.flush()
-            os.fsync(writer.fileno())
-        os.replace(temporary, target)
+        try:
+            with source.open("rb") as reader, temporary.open("wb") as writer:
+                shutil.copyfileobj(reader, writer, CHUNK)
+                writer.flush()
+                os.fsync(writer.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            raise
         directory = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(directory)

@@ -44,8 +44,10 @@ def inspect_file(path: Path) -> Inspection:
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
         with Image.open(path) as source:
-            width, height = source.size
             image: Image.Image = ImageOps.exif_transpose(source)
+            # The size as displayed: a portrait photo may be stored as landscape
+            # pixels plus an EXIF orientation, and the thumbnail is upright too.
+            width, height = image.size
             image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
             if image.mode not in ("RGB", "L"):
                 image = image.convert("RGB")

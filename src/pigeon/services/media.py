@@ -110,6 +110,8 @@ class MediaService:
                 raise InvalidInput(
                     "size_mismatch", "The body's size differs from the declared size."
                 )
+            if size == 0:  # nothing to show, and an empty range cannot be served
+                raise InvalidInput("invalid_size", "An upload has at least one byte.")
             if digest != sha256:
                 raise InvalidInput(
                     "hash_mismatch", "The body's SHA-256 differs from the declared hash."

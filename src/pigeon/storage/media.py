@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.media import Attachment, Upload
@@ -53,7 +54,17 @@ class SqlMediaRepository:
         )
         if refreshed.rowcount:
             return False
-        await self._conn.execute(blobs.insert().values(hash=sha256, size=size, last_used_at=now))
+        try:
+            # The same content may be uploaded by another request right now.
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    blobs.insert().values(hash=sha256, size=size, last_used_at=now)
+                )
+        except IntegrityError:
+            await self._conn.execute(
+                blobs.update().where(blobs.c.hash == sha256).values(last_used_at=now)
+            )
+            return False
         return True
 
     async def add(self, attachment: Attachment) -> None:
