@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from pigeon.domain.countries import COUNTRY_CODES
 from pigeon.domain.models import (
@@ -35,8 +35,14 @@ def _known_country(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
-Country = Annotated[str, AfterValidator(_known_country)]
+# The pattern only documents the rule in /openapi.json; ``_no_nul`` enforces it.
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\x00]*$"})]
+# The schema lists the codes: a pattern alone would document "ZZ" as acceptable.
+Country = Annotated[
+    str,
+    AfterValidator(_known_country),
+    WithJsonSchema({"type": "string", "enum": sorted(COUNTRY_CODES)}),
+]
 
 
 class Strict(BaseModel):
@@ -127,9 +133,7 @@ class ProfileUpdate(Strict):
 
     name: Text | None = Field(None, max_length=NAME_MAX_LENGTH, description="null clears it")
     about: Text | None = Field(None, max_length=ABOUT_MAX_LENGTH, description="null clears it")
-    country: Country | None = Field(
-        None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2; null clears it"
-    )
+    country: Country | None = Field(None, description="ISO 3166-1 alpha-2; null clears it")
     location: Text | None = Field(
         None, max_length=LOCATION_MAX_LENGTH, description="null clears it"
     )

@@ -153,7 +153,9 @@ async def signed_download(
     attachment_id: str,
     container: ContainerDep,
     expires: Annotated[int, Query(ge=0, le=2**53)],
-    signature: Annotated[str, Query(max_length=128)],
+    # A hex HMAC-SHA256; anything else (non-ASCII above all, which hmac cannot
+    # compare) is refused before it reaches the comparison.
+    signature: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")],
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> StreamingResponse:
     """Download through a link from ``/v1/attachments/{id}/link`` while it is valid."""
