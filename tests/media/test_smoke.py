@@ -21,8 +21,12 @@ async def test_upload_download_image(client: httpx.AsyncClient, outbox: Outbox) 
     response = await client.post(
         "/v1/attachments",
         content=body,
-        headers={**bearer(alice), "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
-                 "X-File-Name": "red.png", "Content-Type": "application/octet-stream"},
+        headers={
+            **bearer(alice),
+            "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
+            "X-File-Name": "red.png",
+            "Content-Type": "application/octet-stream",
+        },
     )
     assert response.status_code == 201, response.text
     meta = response.json()

@@ -146,9 +146,15 @@ class MediaService:
             raise InvalidInput(
                 "unsupported_media_type", f"Files of type {found.mime_type} are not accepted."
             )
-        if not await self._blobs.exists(sha256):
-            await self._blobs.put(sha256, path, found.mime_type)
         now = self._clock.now()
+        # Claim the blob row first (fresh last_used_at keeps the purge away for
+        # the grace period), then make sure the object is there: a row that is
+        # new may have just been purged along with its object, so store again.
+        async with self._uow() as uow:
+            new_blob = await uow.media.use_blob(sha256, size, now)
+            await uow.commit()
+        if new_blob or not await self._blobs.exists(sha256):
+            await self._blobs.put(sha256, path, found.mime_type)
         attachment = Attachment(
             id=new_id(),
             uploader_id=principal.user_id,
@@ -163,7 +169,6 @@ class MediaService:
             thumbnail=found.thumbnail,
         )
         async with self._uow() as uow:
-            await uow.media.use_blob(sha256, size, now)
             await uow.media.add(attachment)
             await uow.commit()
         return attachment
