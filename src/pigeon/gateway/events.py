@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from pigeon.gateway.frames import EntityId, RequestId, Seq
+from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
 
 Timestamp = Annotated[
     str,
@@ -42,6 +42,8 @@ InboxSeq = Annotated[
 ChatSeq = Annotated[
     Seq, Field(ge=1, description="The message's position in its chat: strictly increasing.")
 ]
+Pixels = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+Base64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
 Role = Literal["admin", "member"]
 ChatKind = Literal["direct", "group"]
 
@@ -57,6 +59,49 @@ def _optional(**kwargs: Any) -> Any:
 
 class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# -- attachments -----------------------------------------------------------------
+
+
+class AttachmentMetadata(Payload):
+    """What a message (and the answer to `createAttachment`) tells about a file.
+
+    Never the content's hash: that is not a capability. The bytes come from
+    `GET /v1/attachments/{attachmentId}` (docs/protocol.md, "Attachments").
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"dependentRequired": {"width": ["height"], "height": ["width"]}},
+    )
+
+    attachmentId: EntityId
+    mimeType: str = Field(
+        min_length=1,
+        max_length=127,
+        description="Sniffed from the content by the server; what the client declared is ignored.",
+    )
+    size: int = Field(ge=0, le=MAX_SAFE_INTEGER, description="In bytes.")
+    fileName: str = Field(
+        min_length=1,
+        max_length=255,
+        description='A display name without path parts or control characters ("file" if none '
+        "was given).",
+    )
+    width: Pixels | SkipJsonSchema[None] = _optional(
+        description="Images the server could decode: the width in pixels."
+    )
+    height: Pixels | SkipJsonSchema[None] = _optional(description="Sent together with width.")
+    thumbnail: Base64 | SkipJsonSchema[None] = _optional(
+        description="Images only: a JPEG of at most 96x96 pixels, base64."
+    )
+
+    @model_validator(mode="after")
+    def _width_with_height(self) -> AttachmentMetadata:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height come together")
+        return self
 
 
 # -- answers -------------------------------------------------------------------
@@ -200,10 +245,11 @@ class SendMessageAnswer(_OkAnswer):
 class AckAnswer(_OkAnswer):
     """Answer to an `ack` that had an id (acks are usually sent without one).
 
-    `data` is null when an earlier ack already covered `upTo`.
+    `upTo` is the highest inboxSeq acked on this connection so far: the one
+    asked for, or a higher one when an earlier ack already covered it.
     """
 
-    data: AckResult | None
+    data: AckResult
 
 
 class MarkReadAnswer(_OkAnswer):
@@ -242,6 +288,12 @@ class GetPresenceAnswer(_OkAnswer):
     data: GetPresenceResult
 
 
+class CreateAttachmentAnswer(_OkAnswer):
+    """Answer to `createAttachment`: the stored file, ready to be sent in `sendMessage`."""
+
+    data: AttachmentMetadata
+
+
 # What each command is answered with when it succeeds (keys: frames.COMMANDS).
 ANSWERS: dict[str, type[BaseModel]] = {
     "auth": AuthAnswer,
@@ -258,6 +310,7 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "getChat": GetChatAnswer,
     "setPresence": SetPresenceAnswer,
     "getPresence": GetPresenceAnswer,
+    "createAttachment": CreateAttachmentAnswer,
 }
 
 
@@ -342,9 +395,11 @@ class TextMessageData(Payload):
     kind: Literal["text"]
     senderId: EntityId
     senderDeviceId: EntityId
-    message: str
-    attachments: list[EntityId] = Field(
-        max_length=10, description="Attachment ids; always empty until media support lands."
+    message: str = Field(description="The text; may be empty when there are attachments.")
+    attachments: list[AttachmentMetadata] = Field(
+        max_length=10,
+        description="The files sent with the message, in the order given, duplicates removed. "
+        "Download them before acking: media is deleted once every recipient device acked.",
     )
     createdAt: Timestamp
     inboxSeq: InboxSeq
@@ -363,7 +418,7 @@ class SystemMessageData(Payload):
     senderId: None
     senderDeviceId: None
     message: Literal[""]
-    attachments: Annotated[list[EntityId], Field(max_length=0)]
+    attachments: Annotated[list[AttachmentMetadata], Field(max_length=0)]
     createdAt: Timestamp
     inboxSeq: InboxSeq
     system: SystemInfo
