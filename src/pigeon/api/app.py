@@ -62,15 +62,15 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
 
 async def _housekeeping(container: Container) -> None:
-    """Deletes what has expired: verification codes, undelivered messages, send records."""
+    """Deletes what has expired: codes, abandoned devices, undelivered messages, media."""
     while True:
         await asyncio.sleep(container.settings.purge_interval_seconds)
         try:
-            codes = await container.accounts.purge_expired_codes()
-            purged = await container.messaging.purge_expired()
+            purged = await container.accounts.purge_expired()
+            purged |= await container.messaging.purge_expired()
             purged |= await container.media.purge()
-            if codes or any(purged.values()):
-                log.info("housekeeping.purged", codes=codes, **purged)
+            if any(purged.values()):
+                log.info("housekeeping.purged", **purged)
         except Exception:
             log.exception("housekeeping.failed")
 

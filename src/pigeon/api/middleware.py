@@ -102,7 +102,10 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        # More than 18 digits is too large anyway (and int() refuses 4,300+ digits).
+        if length is not None and (
+            not length.isdigit() or len(length) > 18 or int(length) > self.max_bytes
+        ):
             await self._refuse(send)
             return
         received = 0

@@ -101,7 +101,9 @@ class PinRequest(Strict):
 
 class PinResetRequest(Strict):
     phone: str = Field(min_length=1, max_length=32, examples=["+14155550123"])
-    locale: str | None = Field(None, max_length=16)
+    locale: str | None = Field(
+        None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
+    )
 
 
 class DeviceOut(BaseModel):

@@ -4,6 +4,11 @@
 readable only by its owner; the other commands use that session. A device has
 one live connection at a time: running a command while ``open`` runs with
 the same session file replaces the ``open`` connection.
+
+Files: ``send-file`` uploads and sends one, ``save`` downloads one by its
+attachment id, and ``open`` shows the files of incoming messages and saves
+them (to ``--download-dir``) before the message is acknowledged: the server
+deletes a file once every recipient device has acknowledged its message.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from rich.text import Text
 
 from pigeon.client import (
     ApiError,
+    Attachment,
+    AuthenticationError,
     ChatDetails,
     CommandError,
     Connection,
@@ -110,6 +117,27 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         _fail(f"{type(exc).__name__}: {exc.code}: {exc.message}")
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _with_client(path: Path, action: Callable[[PigeonClient, Session], Awaitable[T]]) -> T:
+    """Run an HTTP-only action (no WebSocket, so a running ``open`` is not replaced).
+
+    An access token the server refuses is refreshed once and stored.
+    """
+    server, session, record = load_session(path)
+
+    async def run() -> T:
+        async with PigeonClient(server) as client:
+            try:
+                return await action(client, session)
+            except AuthenticationError as exc:
+                if exc.code != "invalid_token":
+                    raise
+            fresh = await client.refresh(session)
+            save_session(path, server, fresh, record.get("phone"))
+            return await action(client, fresh)
+
+    return _run(run())
 
 
 def _with_connection(path: Path, action: Callable[[Connection, PigeonClient], Awaitable[T]]) -> T:
@@ -269,26 +297,133 @@ def send(
     console.print(f"✓ sent #{sent.seq} ({sent.message_id})", highlight=False)
 
 
+@chat.command("send-file")
+def send_file(
+    chat_id: Annotated[str, typer.Argument(help="The chat (see `pigeon chat list`).")],
+    file: Annotated[
+        Path, typer.Argument(help="The file to send.", exists=True, dir_okay=False, readable=True)
+    ],
+    caption: Annotated[str, typer.Option(help="Text sent with the file.")] = "",
+    session_file: SessionFile = None,
+) -> None:
+    """Upload a file and send it in a message (with an optional caption)."""
+    path = session_file or default_session_file()
+
+    async def deliver(conn: Connection, client: PigeonClient) -> tuple[Attachment, SentMessage]:
+        attachment = await client.upload_file(conn.session, file)
+        return attachment, await conn.send_message(chat_id, caption, attachments=[attachment])
+
+    attachment, sent = _with_connection(path, deliver)
+    console.print(
+        f"Uploaded {describe_attachment(attachment)}", markup=False, highlight=False, soft_wrap=True
+    )
+    console.print(f"✓ sent #{sent.seq} ({sent.message_id})", highlight=False)
+
+
+@chat.command()
+def save(
+    attachment_id: Annotated[str, typer.Argument(help="The attachment (as `open` shows it).")],
+    dest: Annotated[Path, typer.Argument(help="Where to save it (a file, or a directory).")],
+    session_file: SessionFile = None,
+) -> None:
+    """Download an attachment.
+
+    Possible for files you sent, and for files of messages some device of
+    yours has not acknowledged yet (``open`` saves incoming files itself).
+    """
+    path = session_file or default_session_file()
+    target = dest / attachment_id if dest.is_dir() else dest
+
+    async def fetch(client: PigeonClient, session: Session) -> Path:
+        return await client.download_attachment(session, attachment_id, target)
+
+    saved = _with_client(path, fetch)
+    size = saved.stat().st_size
+    console.print(
+        f"Saved {saved} ({human_size(size)})", markup=False, highlight=False, soft_wrap=True
+    )
+
+
+def default_download_dir() -> Path:
+    return Path.home() / "Downloads" / "pigeon"
+
+
 @chat.command("open")
 def open_chat(
     chat_id: Annotated[str, typer.Argument(help="The chat (see `pigeon chat list`).")],
+    download_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where incoming files are saved (default: ~/Downloads/pigeon).",
+            envvar="PIGEON_DOWNLOAD_DIR",
+            show_envvar=True,
+            file_okay=False,
+        ),
+    ] = None,
+    download: Annotated[
+        bool,
+        typer.Option(
+            help="Save incoming files. Without it they are only listed, and are gone "
+            "from the server once every device of the recipients acknowledged them."
+        ),
+    ] = True,
     session_file: SessionFile = None,
 ) -> None:
     """Open a chat: messages appear as they arrive; type a line to send it.
 
-    Leave with /quit or end of input (Ctrl-D).
+    Type /send PATH to send a file. Files that arrive are listed as
+    [name, type, size, id] and saved to the download directory. Leave with
+    /quit or end of input (Ctrl-D).
     """
     path = session_file or default_session_file()
     stdin = sys.stdin
+    folder = (download_dir or default_download_dir()) if download else None
 
     async def live(conn: Connection, client: PigeonClient) -> None:
         details = await conn.get_chat(chat_id)
         names = await _member_names(client, conn, details)
         view = ChatView(chat_id, conn.user_id, names)
         view.header(details)
-        await _chat_loop(conn, view, stdin)
+        await _chat_loop(conn, view, stdin, client, folder)
 
     _with_connection(path, live)
+
+
+# -- files ---------------------------------------------------------------------------
+
+
+def human_size(size: int) -> str:
+    """``512 B``, ``1.5 KiB``, ``12.0 MiB``..."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def describe_attachment(attachment: Attachment) -> str:
+    """``[name, type, size, id]``, as ``open`` lists a file."""
+    return (
+        f"[{attachment.file_name}, {attachment.mime_type}, "
+        f"{human_size(attachment.size)}, {attachment.attachment_id}]"
+    )
+
+
+def download_target(folder: Path, attachment: Attachment) -> Path:
+    """A free path in ``folder`` for the file: its own name, never a path part or a dot name."""
+    name = Path(attachment.file_name.replace("\\", "/")).name.strip()
+    if name in ("", ".", "..") or name.startswith("."):
+        name = f"{attachment.attachment_id}{Path(name).suffix}"
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate = folder / name
+    number = 1
+    while candidate.exists():
+        candidate = folder / f"{stem} ({number}){suffix}"
+        number += 1
+    return candidate
 
 
 # -- the live chat -------------------------------------------------------------------
@@ -348,8 +483,9 @@ class ChatView:
             (f"  #{event.seq}", "dim"),
         )
         console.print(line)
+        self.files(event.attachments)
 
-    def sent(self, sent: SentMessage, text: str) -> None:
+    def sent(self, sent: SentMessage, text: str, attachments: tuple[Attachment, ...] = ()) -> None:
         line = Text.assemble(
             (f"[{_clock(sent.created_at)}] ", "dim"),
             ("you", "bold green"),
@@ -359,6 +495,13 @@ class ChatView:
             ("✓", "dim"),
         )
         console.print(line)
+        self.files(attachments)
+
+    def files(self, attachments: tuple[Attachment, ...]) -> None:
+        for attachment in attachments:
+            console.print(
+                Text.assemble(("  📎 ", "dim"), describe_attachment(attachment)), soft_wrap=True
+            )
 
     def receipt(self, event: ReceiptEvent) -> None:
         style = "bold blue" if event.type == "read" else "dim"
@@ -370,7 +513,7 @@ class ChatView:
         )
 
     def notice(self, text: str) -> None:
-        console.print(Text(text, style="dim"))
+        console.print(Text(text, style="dim"), soft_wrap=True)
 
     def _system_text(self, system: dict[str, Any]) -> str:
         action = system.get("action")
@@ -391,10 +534,16 @@ def _clock(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M")
 
 
-async def _chat_loop(conn: Connection, view: ChatView, stdin: IO[str]) -> None:
+async def _chat_loop(
+    conn: Connection,
+    view: ChatView,
+    stdin: IO[str],
+    client: PigeonClient | None = None,
+    download_dir: Path | None = None,
+) -> None:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     _start_line_reader(stdin, asyncio.get_running_loop(), lines)
-    events = asyncio.create_task(_show_events(conn, view))
+    events = asyncio.create_task(_show_events(conn, view, client, download_dir))
     try:
         while True:
             next_line = asyncio.ensure_future(lines.get())
@@ -409,6 +558,12 @@ async def _chat_loop(conn: Connection, view: ChatView, stdin: IO[str]) -> None:
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
+            if text.strip() == "/send" or text.lstrip().startswith("/send "):
+                if client is None:
+                    console.print(Text("not sent: no HTTP client", style="red"))
+                else:
+                    await _send_file(conn, client, view, text.strip()[len("/send") :].strip())
+                continue
             try:
                 view.sent(await conn.send_message(view.chat_id, text), text)
             except (CommandError, RequestTimeout) as exc:
@@ -419,14 +574,67 @@ async def _chat_loop(conn: Connection, view: ChatView, stdin: IO[str]) -> None:
             await events
 
 
-async def _show_events(conn: Connection, view: ChatView) -> None:
+async def _send_file(conn: Connection, client: PigeonClient, view: ChatView, argument: str) -> None:
+    """``/send PATH``: upload the file and send it."""
+    if len(argument) >= 2 and argument[0] == argument[-1] and argument[0] in "'\"":
+        argument = argument[1:-1]
+    if not argument:
+        console.print(Text("usage: /send PATH", style="red"))
+        return
+    file, size = await asyncio.to_thread(_file_and_size, argument)
+    if size is None:
+        console.print(Text(f"not sent: no file {file}", style="red"), soft_wrap=True)
+        return
+    view.notice(f"uploading {file.name} ({human_size(size)})…")
+    try:
+        attachment = await client.upload_file(conn.session, file)
+        sent = await conn.send_message(view.chat_id, attachments=[attachment])
+    except (ApiError, CommandError, RequestTimeout, OSError) as exc:
+        reason = f"{exc.code}: {exc.message}" if isinstance(exc, PigeonError) else str(exc)
+        console.print(Text(f"not sent: {reason}", style="red"), soft_wrap=True)
+        return
+    view.sent(sent, "", (attachment,))
+
+
+def _file_and_size(argument: str) -> tuple[Path, int | None]:
+    file = Path(argument).expanduser()
+    return file, file.stat().st_size if file.is_file() else None
+
+
+async def _save_files(
+    client: PigeonClient, conn: Connection, view: ChatView, event: MessageEvent, folder: Path
+) -> None:
+    """Download a message's files now: the next event acks the message, and the server
+    deletes its files once every recipient device has acked it."""
+    for attachment in event.attachments:
+        try:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            target = await asyncio.to_thread(download_target, folder, attachment)
+            saved = await client.download_attachment(conn.session, attachment.attachment_id, target)
+        except (PigeonError, OSError) as exc:
+            reason = f"{exc.code}: {exc.message}" if isinstance(exc, PigeonError) else str(exc)
+            view.notice(f"  could not save {attachment.file_name}: {reason}")
+            continue
+        view.notice(f"  saved to {saved}")
+
+
+async def _show_events(
+    conn: Connection,
+    view: ChatView,
+    client: PigeonClient | None = None,
+    download_dir: Path | None = None,
+) -> None:
     caught_up = False
     async for event in conn.events():
         if isinstance(event, MessageEvent):
             if event.chat_id != view.chat_id:
                 view.notice(f"• new message in chat {event.chat_id}")
+                if event.attachments and client is not None and download_dir is not None:
+                    await _save_files(client, conn, view, event, download_dir)
                 continue
             view.message(event)
+            if event.attachments and client is not None and download_dir is not None:
+                await _save_files(client, conn, view, event, download_dir)
             if event.sender_id != conn.user_id:
                 with contextlib.suppress(RequestTimeout):
                     await conn.mark_read(view.chat_id, event.seq)

@@ -15,10 +15,16 @@ events::
             async for event in conn.events():
                 if isinstance(event, MessageEvent):
                     print(event.sender_id, event.text)
+                    for f in event.attachments:  # now, before the ack: see events()
+                        await client.download_attachment(session, f.attachment_id, f.file_name)
+
+Files: ``client.upload_file(session, path)`` returns an :class:`Attachment` to
+pass to ``send_message(chat_id, text, attachments=[...])``.
 
 Delivery: the server delivers at least once; the connection drops what it has
 already handed out, so the application sees each message once, in order per
-chat. See docs/client.md.
+chat. An event is acked when the application asks for the next one. See
+docs/client.md.
 """
 
 from pigeon.client._connection import Connection, ReconnectPolicy
@@ -34,6 +40,7 @@ from pigeon.client._errors import (
 )
 from pigeon.client._http import PigeonClient, websocket_url
 from pigeon.client._models import (
+    Attachment,
     ChatDetails,
     ChatMember,
     ChatSummary,
@@ -49,10 +56,12 @@ from pigeon.client._models import (
     SentMessage,
     Session,
     TypingEvent,
+    UploadStatus,
 )
 
 __all__ = [
     "ApiError",
+    "Attachment",
     "AuthenticationError",
     "ChatDetails",
     "ChatMember",
@@ -78,5 +87,6 @@ __all__ = [
     "SentMessage",
     "Session",
     "TypingEvent",
+    "UploadStatus",
     "websocket_url",
 ]

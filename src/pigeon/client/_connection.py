@@ -9,7 +9,12 @@ Three pieces share the socket:
 * :meth:`Connection.events` hands buffered events to the application, in the
   order the server sent them, dropping messages it has already handed out;
 * the *acker* task sends the cumulative ``ack`` for the last queued event
-  handed to the application (acks coalesce: one frame may cover many events).
+  the application is done with (acks coalesce: one frame may cover many
+  events). The application is done with an event when it asks
+  :meth:`Connection.events` for the next one (or closes the connection), so
+  whatever it does in the body of its ``async for`` loop, such as
+  downloading a message's attachments, happens before the server may delete
+  the message.
 
 Acks are per socket: the server only accepts acks of events it sent on that
 socket, so an event received on an earlier socket is not acked when handed
@@ -47,6 +52,7 @@ from pigeon.client._errors import (
     SendFailed,
 )
 from pigeon.client._models import (
+    Attachment,
     ChatDetails,
     ChatSummary,
     CreatedChat,
@@ -181,7 +187,8 @@ class Connection:
         self._buffered_ephemeral = 0
         self._buffer_changed = asyncio.Event()
         self._ack_wake = asyncio.Event()
-        self._ack_target = 0  # highest inbox seq handed over on the current socket
+        self._ack_target = 0  # highest inbox seq released on the current socket
+        self._held: _Item | None = None  # handed out; acked when the next one is asked for
         self._acked = 0  # highest inbox seq acked on the current socket
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._receipts: dict[tuple[str, str, str], int] = {}
@@ -232,12 +239,14 @@ class Connection:
         """Close the socket and stop reconnecting (idempotent).
 
         Commands still waiting fail with ``ConnectionClosed`` (``closed``);
-        :meth:`events` stops. Events handed out are acked first; events not
-        yet handed out are not, so the server sends them again next time.
+        :meth:`events` stops. Events handed out are acked first (the last
+        one included); events not yet handed out are not, so the server sends
+        them again next time.
         """
         if self._closed:
             return
         self._closed = True
+        self._release_held()
         socket = self._socket
         unacked = self._ack_target if self._ack_target > self._acked else 0
         self._finish()
@@ -271,21 +280,28 @@ class Connection:
     async def events(self) -> AsyncIterator[Event]:
         """Events in the order the server sent them, each message exactly once.
 
-        A queued event (message, receipt) is acked as soon as it is handed to
-        the application, i.e. when this iterator yields it; duplicates the
-        server sends again after a reconnect are dropped (messages by
-        ``(chat_id, message_id)``, receipts that do not move ``up_to_seq``
-        forward) and acked. The iterator ends when the application closes
-        the connection, and raises ``AuthenticationError`` or
-        ``ConnectionClosed`` when the connection ends for good.
+        A queued event (message, receipt) is acked once the application is
+        done with it: when it asks this iterator for the next event, or
+        closes the connection. The body of the ``async for`` loop therefore
+        runs before the ack, so download a message's attachments there: the
+        server deletes them once every recipient device acked the message.
+        Duplicates the server sends again after a reconnect are dropped
+        (messages by ``(chat_id, message_id)``, receipts that do not move
+        ``up_to_seq`` forward) and acked. The iterator ends when the
+        application closes the connection, and raises ``AuthenticationError``
+        or ``ConnectionClosed`` when the connection ends for good.
         """
         while True:
+            self._release_held()
             item = await self._next_item()
             if item is None:
                 return
             event = self._hand_over(item)
-            if event is not None:
-                yield event
+            if event is None:
+                self._release(item)  # a duplicate, or an event this SDK does not know
+                continue
+            self._held = item
+            yield event
 
     async def _next_item(self) -> _Item | None:
         while True:
@@ -303,11 +319,20 @@ class Connection:
             # socket is always noticed (keepalive pings), so this wait ends.
             await self._buffer_changed.wait()
 
-    def _hand_over(self, item: _Item) -> Event | None:
+    def _release_held(self) -> None:
+        item, self._held = self._held, None
+        if item is not None:
+            self._release(item)
+
+    def _release(self, item: _Item) -> None:
+        """The application is done with ``item``: ack it (if it came on this socket)."""
         seq = item.inbox_seq
         if seq is not None and item.generation == self._generation and seq > self._ack_target:
             self._ack_target = seq
             self._ack_wake.set()
+
+    def _hand_over(self, item: _Item) -> Event | None:
+        """The event to give the application; None to drop it (duplicate, unknown)."""
         event = item.event
         if isinstance(event, MessageEvent):
             key = (event.chat_id, event.message_id)
@@ -329,24 +354,29 @@ class Connection:
     async def send_message(
         self,
         chat_id: str,
-        text: str,
+        text: str = "",
         reply_to: str | None = None,
         *,
+        attachments: Sequence[str | Attachment] = (),
         client_message_id: str | None = None,
     ) -> SentMessage:
-        """Send a text message; returns once the server stored it.
+        """Send a message (text, files or both); returns once the server stored it.
 
-        A ``clientMessageId`` (uuid4) is generated unless given. After a
-        timeout or a dropped socket the same id is sent again (up to
-        ``send_attempts`` times), so the message is stored once; at the end
-        ``SendFailed`` carries the id for a later retry.
+        ``attachments`` are files uploaded with ``PigeonClient.upload_file``
+        (the :class:`Attachment` or its id; at most 10). A ``clientMessageId``
+        (uuid4) is generated unless given. After a timeout or a dropped
+        socket the same id is sent again (up to ``send_attempts`` times), so
+        the message is stored once; at the end ``SendFailed`` carries the id
+        for a later retry.
         """
         cmid = client_message_id or str(uuid.uuid4())
         data: dict[str, Any] = {
             "chatId": chat_id,
             "clientMessageId": cmid,
             "message": text,
-            "attachments": [],
+            "attachments": [
+                item.attachment_id if isinstance(item, Attachment) else item for item in attachments
+            ],
         }
         if reply_to is not None:
             data["replyTo"] = reply_to

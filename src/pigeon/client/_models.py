@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 __all__ = [
+    "Attachment",
     "ChatDetails",
     "ChatMember",
     "ChatSummary",
@@ -22,6 +25,8 @@ __all__ = [
     "SentMessage",
     "Session",
     "TypingEvent",
+    "UploadStatus",
+    "parse_attachment",
     "parse_event",
     "parse_time",
 ]
@@ -149,6 +154,71 @@ class Presence:
     last_seen: datetime | None
 
 
+# -- attachments -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file on the server: what ``upload_file`` returns and what messages carry.
+
+    ``mime_type`` is what the server sniffed from the content (the name's
+    extension is not trusted). Images the server could decode also have their
+    displayed ``width`` and ``height`` in pixels and a small JPEG ``thumbnail``
+    (at most 96x96, the bytes, not base64). The bytes of the file itself come
+    from ``PigeonClient.download_attachment``.
+    """
+
+    attachment_id: str
+    mime_type: str
+    size: int
+    file_name: str
+    width: int | None = None
+    height: int | None = None
+    thumbnail: bytes | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.mime_type.startswith("image/")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    """A resumable upload in progress: the server has ``offset`` of ``size`` bytes."""
+
+    upload_id: str
+    size: int
+    offset: int
+    expires_at: datetime
+
+
+def parse_attachment(data: dict[str, Any]) -> Attachment:
+    """The SDK's :class:`Attachment` for the server's metadata object."""
+    thumbnail = data.get("thumbnail")
+    try:
+        picture = base64.b64decode(thumbnail, validate=True) if thumbnail else None
+    except (binascii.Error, TypeError, ValueError):
+        picture = None  # a thumbnail is a nicety: a bad one must not hide the file
+    width, height = data.get("width"), data.get("height")
+    return Attachment(
+        attachment_id=str(data["attachmentId"]),
+        mime_type=str(data.get("mimeType") or "application/octet-stream"),
+        size=int(data["size"]),
+        file_name=str(data.get("fileName") or "file"),
+        width=int(width) if width is not None else None,
+        height=int(height) if height is not None else None,
+        thumbnail=picture,
+    )
+
+
+def upload_status(data: dict[str, Any]) -> UploadStatus:
+    return UploadStatus(
+        upload_id=str(data["uploadId"]),
+        size=int(data["size"]),
+        offset=int(data["offset"]),
+        expires_at=_time(data["expiresAt"]),
+    )
+
+
 # -- events ----------------------------------------------------------------------
 
 
@@ -158,6 +228,10 @@ class MessageEvent:
 
     ``seq`` increases strictly within a chat; ``system`` describes a group change
     (``{"action": "created"|"added"|"removed"|"left"|"role"|"renamed", ...}``).
+    ``attachments`` describe the files sent with it; download them (with
+    ``PigeonClient.download_attachment``) before asking ``events()`` for the
+    next event: once every recipient device has acked the message, the server
+    deletes the files.
     """
 
     chat_id: str
@@ -167,7 +241,7 @@ class MessageEvent:
     sender_id: str | None
     sender_device_id: str | None
     text: str
-    attachments: tuple[str, ...]
+    attachments: tuple[Attachment, ...]
     created_at: datetime
     inbox_seq: int
     reply_to: str | None = None
@@ -225,7 +299,11 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
             sender_id=data.get("senderId"),
             sender_device_id=data.get("senderDeviceId"),
             text=data.get("message", ""),
-            attachments=tuple(data.get("attachments") or ()),
+            attachments=tuple(
+                parse_attachment(item)
+                for item in data.get("attachments") or ()
+                if isinstance(item, dict)
+            ),
             created_at=_time(data["createdAt"]),
             inbox_seq=int(data["inboxSeq"]),
             reply_to=data.get("replyTo"),

@@ -106,7 +106,10 @@ class DeviceConnection:
         await bus.subscribe(self)
         self._request_pump()
         try:
-            await self._services.presence.announce(self._principal, online=True)
+            try:
+                await self._services.presence.announce(self._principal, online=True)
+            except StorageError:
+                log.warning("gateway.presence_unavailable", device_id=self.device_id)
             await self._read()
         finally:
             await bus.unsubscribe(self)  # first, so no new pump starts after this

@@ -29,14 +29,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     principal = await _authenticate(websocket, gateway.auth_timeout)
     if principal is None:
         return
-    await websocket.send_text(
-        encode(
-            {
-                "event": "ready",
-                "data": {"userId": principal.user_id, "deviceId": principal.device_id},
-            }
-        )
-    )
+    ready = {
+        "event": "ready",
+        "data": {"userId": principal.user_id, "deviceId": principal.device_id},
+    }
+    try:
+        await websocket.send_text(encode(ready))
+    except (WebSocketDisconnect, RuntimeError):
+        return  # the client left during the handshake
     await DeviceConnection(websocket, principal, gateway.services, gateway.limits).run()
 
 
@@ -77,5 +77,8 @@ async def _authenticate(websocket: WebSocket, auth_seconds: float) -> Principal 
         return None
     if request_id is not None:
         reply = {"userId": principal.user_id, "deviceId": principal.device_id}
-        await websocket.send_text(json.dumps({"id": request_id, "ok": True, "data": reply}))
+        try:
+            await websocket.send_text(json.dumps({"id": request_id, "ok": True, "data": reply}))
+        except (WebSocketDisconnect, RuntimeError):
+            return None  # the client left during the handshake
     return principal

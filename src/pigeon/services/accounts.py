@@ -319,8 +319,18 @@ class AccountService:
             await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
         return len(revoked)
 
-    async def purge_expired_codes(self) -> int:
+    async def purge_expired(self) -> dict[str, int]:
+        """Drop expired codes, and devices whose refresh token ran out (abandoned).
+
+        A device's queue goes with it, so messages waiting only for an
+        abandoned phone do not stay on the server forever.
+        """
+        now = self._clock.now()
         async with self._uow() as uow:
-            count = await uow.codes.purge_expired(self._clock.now())
+            codes = await uow.codes.purge_expired(now)
+            devices = await uow.devices.delete_expired(now)
             await uow.commit()
-        return count
+        for device_id in devices:
+            if self._bus is not None:
+                await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
+        return {"codes": codes, "devices": len(devices)}

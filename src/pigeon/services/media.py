@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import structlog
+
 from pigeon.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, PigeonError
 from pigeon.domain.ids import new_id
 from pigeon.domain.media import Attachment, Upload, safe_file_name, type_allowed
 from pigeon.services.accounts import Principal
 from pigeon.services.ports import BlobStore, Clock, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -300,9 +304,26 @@ class MediaService:
         for upload_id in uploads:
             with contextlib.suppress(FileNotFoundError):
                 self._part(upload_id).unlink()
+        deleted = 0
         for sha256 in hashes:
-            await self._blobs.delete(sha256)
-        return {"uploads": len(uploads), "blobs": len(hashes)}
+            try:
+                await self._blobs.delete(sha256)
+                deleted += 1
+            except Exception:  # one failure must not keep the others forever
+                log.exception("media.blob_delete_failed", blob=sha256)
+        leftovers = await asyncio.to_thread(self._sweep_staging, time.time())
+        return {"uploads": len(uploads), "blobs": deleted, "staging_files": leftovers}
+
+    def _sweep_staging(self, now: float) -> int:
+        """Remove staging files a crash left behind (older than any upload may live)."""
+        cutoff = now - self._policy.upload_ttl.total_seconds()
+        removed = 0
+        for path in self._staging.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int]:

@@ -14,14 +14,25 @@ READ_ONLY = "pigeon_read_only"
 
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for ``url`` (``sqlite+aiosqlite://...`` or ``postgresql+asyncpg://...``)."""
+    """An async engine for ``url`` (``sqlite+aiosqlite://...`` or ``postgresql+asyncpg://...``).
+
+    Statement parameters never appear in errors or logs: they hold phone
+    numbers, token hashes and message text.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0)
+        engine = create_async_engine(
+            url, echo=echo, pool_size=pool_size, max_overflow=0, hide_parameters=True
+        )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 

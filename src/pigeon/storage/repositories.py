@@ -148,6 +148,12 @@ class SqlDeviceRepository:
         query = sa.select(devices.c.id).where(devices.c.id.in_(list(device_ids)))
         return set((await self._conn.execute(query)).scalars())
 
+    async def delete_expired(self, now: datetime) -> list[str]:
+        result = await self._conn.execute(
+            devices.delete().where(devices.c.refresh_expires_at <= now).returning(devices.c.id)
+        )
+        return list(result.scalars())
+
     async def delete(self, device_id: str) -> bool:
         result = await self._conn.execute(devices.delete().where(devices.c.id == device_id))
         return bool(result.rowcount)

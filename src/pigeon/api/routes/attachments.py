@@ -97,13 +97,12 @@ async def upload_attachment(
     file_name: FileNameHeader = "file",
 ) -> AttachmentOut:
     """Upload a file as the raw request body; it is streamed to disk, never held in memory."""
-    length = request.headers.get("content-length")
+    length = request.headers.get("content-length", "")
+    declared = None
+    if length.isascii() and length.isdigit():  # int() fails on "²" and on 4,300+ digits
+        declared = int(length) if len(length) <= 18 else 10**18
     attachment = await container.media.upload(
-        principal,
-        request.stream(),
-        sha256,
-        unquote(file_name),
-        declared_size=int(length) if length and length.isdigit() else None,
+        principal, request.stream(), sha256, unquote(file_name), declared_size=declared
     )
     return attachment_out(attachment)
 
