@@ -294,10 +294,34 @@ async def scenario_catchup(kind: str, messages: int) -> dict[str, Any]:
             server.stop()
 
 
+# The targets the figures are read against (docs/performance.md), per database.
+TARGETS = {
+    "throughput ratio to the relay": ("throughput", "ratio_to_relay", ">=", 0.5),
+    "p99 at 1,000 msg/s (ms)": ("rate", "p99_ms", "<", 20.0),
+    "KiB per idle connection": ("idle", "kib_per_connection", "<=", 32.0),
+}
+
+
+def targets(results: dict[str, Any], databases: list[str]) -> list[str]:
+    lines = []
+    for kind in databases:
+        for label, (scenario, key, op, bound) in TARGETS.items():
+            value = results["scenarios"].get(f"{kind}/{scenario}", {}).get(key)
+            if value is None:
+                continue
+            met = value >= bound if op == ">=" else value < bound if op == "<" else value <= bound
+            verdict = "met" if met else "MISSED"
+            lines.append(f"{kind:<11} {label:<32} {value:>8} (target {op} {bound}): {verdict}")
+    return lines
+
+
 def print_table(results: dict[str, Any]) -> None:
     for name, value in results["scenarios"].items():
         figures = ", ".join(f"{k}={v}" for k, v in value.items())
         print(f"{name:<28} {figures}")
+    print()
+    for line in results.get("targets", []):
+        print(line)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -337,6 +361,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             pigeon["ratio_to_relay"] = round(
                 pigeon["messages_per_second"] / max(relay["messages_per_second"], 1), 2
             )
+    results["targets"] = targets(results, args.databases.split(","))
     return results
 
 
