@@ -68,7 +68,7 @@ class FilesystemBlobStore:
                     remaining -= len(chunk)
                 yield chunk
         finally:
-            await asyncio.to_thread(handle.close)
+            handle.close()  # not in a thread: a cancelled await would leave it open
 
     async def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -384,7 +384,7 @@ async def _spool(chunks: AsyncIterable[bytes], path: Path, limit: int) -> tuple[
         await asyncio.to_thread(handle.flush)
         await asyncio.to_thread(os.fsync, handle.fileno())
     finally:
-        await asyncio.to_thread(handle.close)
+        handle.close()  # not in a thread: a cancelled await would leave it open
     return digest.hexdigest(), size
 
 
@@ -402,7 +402,7 @@ async def _append(chunks: AsyncIterable[bytes], path: Path, offset: int, room: i
         await asyncio.to_thread(handle.flush)
         await asyncio.to_thread(os.fsync, handle.fileno())
     finally:
-        await asyncio.to_thread(handle.close)
+        handle.close()  # not in a thread: a cancelled await would leave it open
     return written
 
 
