@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test faults lint bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault tests (tests/faults) at full size; `make test` runs them small.
+faults: $(STAMP)
+	PIGEON_FAULTS_FULL=1 $(BIN)/pytest tests/faults -v -s $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.harness $(BENCH_ARGS)

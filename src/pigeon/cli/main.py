@@ -61,6 +61,7 @@ def serve(
     import uvicorn
 
     from pigeon.api.app import create_app
+    from pigeon.gateway.transport import WebSocketProtocol
     from pigeon.observability.logging import configure_logging
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
@@ -76,7 +77,7 @@ def serve(
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_per_message_deflate=settings.ws_compression,
         ws_max_size=settings.ws_max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval_seconds,

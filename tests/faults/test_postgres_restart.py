@@ -1,0 +1,266 @@
+"""PostgreSQL restarted (``pg_ctl restart -m immediate``) under a steady load: Pigeon rides it out.
+
+A private PostgreSQL cluster (``initdb`` into a temporary directory, run as the
+``postgres`` OS user, listening on 127.0.0.1 and a free port) so the shared
+server is never touched. ``pigeon serve`` runs against it while a few 1:1
+chats carry a steady ~200 messages a second; half-way through, PostgreSQL is
+crashed and restarted. Clients may get error answers ("unavailable") or wait;
+they retry with the same clientMessageId.
+
+Asserted: every send answered in the end, no answered message lost, none
+shown twice, order per chat kept; the server recovers by itself (answers again
+and ``/health`` is 200 again within 10 s of the restart) and never crashed
+(still running, no ``internal_error`` answer, no HTTP 500, no unhandled
+exception in its log). Printed: the error answers and the longest gap
+between two answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.faults.support import (
+    Device,
+    Fleet,
+    Outgoing,
+    Registry,
+    ServerProcess,
+    free_port,
+    seed_direct_chats,
+    seed_users,
+    sized,
+)
+
+RATE = 200  # messages a second, all chats together
+DURATION = sized(10, 30)  # seconds of load; PostgreSQL restarts half-way
+CHATS = 3
+WINDOW = 16
+RECOVERY_SECONDS = 10
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    assert pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) are needed"
+    return Path(pg_ctl).parent
+
+
+class PrivatePostgres:
+    """A throwaway cluster in a temporary directory, owned and run by the ``postgres`` user.
+
+    PostgreSQL refuses to run as root, hence ``runuser`` when the tests are root.
+    """
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="pigeon-faults-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        self.root.chmod(0o700)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def _run(self, tool: str, *args: str, timeout: float = 90) -> str:
+        command = [str(self.bin / tool), *args]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        # Output to a file, not a pipe: a postmaster started by pg_ctl would inherit
+        # the pipe and keep it open, and reading it to the end would never finish.
+        output = self.root / f"{tool}.out"
+        with output.open("wb") as sink:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, cwd=self.root
+            )
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+        text = output.read_text(errors="replace")
+        assert process.returncode == 0, f"{tool} {args} failed:\n{text}\n{self.log_tail()}"
+        return text
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "postgres.log").read_text(errors="replace")[-2000:]
+        return ""
+
+    async def start(self) -> None:
+        await self._run(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+            "--locale=C", "--no-sync",
+        )  # fmt: skip
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        await self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+            "-o", options, "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    async def restart_immediately(self) -> None:
+        """Crash it (no checkpoint, connections cut) and start it again: crash recovery."""
+        await self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+            "-m", "immediate", "-w", "-t", "60", "restart",
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        try:
+            if (self.data / "postmaster.pid").exists():
+                await self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    cluster = PrivatePostgres()
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()
+
+
+class HealthWatch:
+    """Polls ``/health`` every 100 ms and keeps (monotonic time, status or None)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.samples: list[tuple[float, int | None]] = []
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=3) as http:
+            while True:
+                try:
+                    status: int | None = (await http.get("/health")).status_code
+                except httpx.HTTPError:
+                    status = None
+                self.samples.append((time.monotonic(), status))
+                await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(sized(120, 300))
+async def test_postgres_restart_under_load(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    started_at = time.monotonic()
+    conn = await asyncpg.connect(private_postgres.dsn("postgres"))
+    try:
+        await conn.execute("CREATE DATABASE pigeon")
+    finally:
+        await conn.close()
+    url = private_postgres.url("pigeon")
+    server = ServerProcess(tmp_path, url)
+    await server.start()  # migrates the new database
+    users = await seed_users(url, 2 * CHATS)
+    chats = await seed_direct_chats(
+        url, [(users[2 * i].user_id, users[2 * i + 1].user_id) for i in range(CHATS)]
+    )
+    registry = Registry()
+    devices = [
+        Device(f"d{i}", user, lambda: server.ws_url, registry, window=WINDOW, rng_seed=i)
+        for i, user in enumerate(users)
+    ]
+    fleet = Fleet(devices, {chat: devices[2 * i : 2 * i + 2] for i, chat in enumerate(chats)})
+    health = HealthWatch(server.http_url)
+    watching = asyncio.create_task(health.run())
+    total = RATE * DURATION
+    try:
+        fleet.start()
+        await fleet.wait_for(lambda: all(d.online.is_set() for d in devices), 30, "devices online")
+
+        async def load() -> None:
+            """Message n is due at n / RATE seconds: both sides of each chat take turns."""
+            begin = time.monotonic()
+            for n in range(total):
+                due = begin + n / RATE
+                if (delay := due - time.monotonic()) > 0:
+                    await asyncio.sleep(delay)
+                chat = n % CHATS
+                sender = devices[2 * chat + (n // CHATS) % 2]
+                cmid = f"p{n:06d}"
+                fleet.send(sender, [Outgoing(chats[chat], cmid, f"{cmid} steady load")])
+
+        loading = asyncio.create_task(load())
+        await asyncio.sleep(DURATION / 2)
+        assert fleet.answered() > 0
+        restart_issued = time.monotonic()
+        await private_postgres.restart_immediately()
+        restart_done = time.monotonic()
+        await loading
+        await fleet.wait_for(fleet.all_answered, 90, "every send answered")
+        fleet.freeze()
+        await fleet.wait_for(fleet.everything_delivered, 60, "every answered message delivered")
+        await asyncio.sleep(0.3)  # a last health sample or two
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        try:
+            await fleet.stop()
+        finally:
+            alive = server.alive
+            await server.stop()
+    fleet.check()
+
+    answers = sorted(t for d in devices for t in d.answered_at)
+    gaps = [(b - a, a) for a, b in itertools.pairwise(answers)]
+    longest_gap, gap_start = max(gaps)
+    # Pigeon's own recovery: its first answer once PostgreSQL accepts connections again.
+    answered_again = next((t for t in answers if t > restart_done), None)
+    assert answered_again is not None
+    statuses = Counter(status for _, status in health.samples)
+    health_back = next(
+        (t for t, status in health.samples if t > restart_done and status == 200), None
+    )
+    log = server.log_text()
+    unhandled = log.count("Traceback")
+    figures = fleet.figures()
+    print(
+        f"\n[postgres restart] rate={RATE}/s duration={DURATION}s "
+        f"restart_took={restart_done - restart_issued:.2f}s "
+        f"answers_again={answered_again - restart_done:.2f}s_after_postgres_was_back "
+        f"({answered_again - restart_issued:.2f}s after the crash) "
+        f"health_200_after={(health_back or float('nan')) - restart_issued:.2f}s "
+        f"longest_gap={longest_gap:.2f}s (at +{gap_start - restart_issued:.2f}s from restart) "
+        f"errors={sum(figures.errors.values())} health={dict(statuses)} "
+        f"server_alive={alive} tracebacks_in_log={unhandled} "
+        f"{figures.line()} seconds={time.monotonic() - started_at:.1f}"
+    )
+    assert alive, server.log_tail()
+    assert answered_again - restart_issued < RECOVERY_SECONDS
+    assert health_back is not None
+    assert health_back - restart_issued < RECOVERY_SECONDS
+    assert statuses[500] == 0, statuses  # 503 while the database is away, never a 500
+    assert statuses[None] == 0, statuses  # and it always answered
+    assert figures.errors["internal_error"] == 0, figures.errors
+    assert set(figures.errors) <= {"unavailable"}, figures.errors
+    assert unhandled == 0, server.log_tail()
+    figures.assert_zeros()
