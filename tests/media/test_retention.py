@@ -66,7 +66,7 @@ async def test_the_blob_goes_after_the_last_message_carrying_it(
     assert blob_names(await stored_objects()) == [sha256(body)]
 
     clock.advance(hours=1, minutes=1)
-    assert await container.media.purge() == {"uploads": 0, "blobs": 1}
+    assert await container.media.purge() == {"uploads": 0, "blobs": 1, "staging_files": 0}
     assert await stored_objects() == []
     assert await row_counts() == {"attachments": 0, "blobs": 0, "uploads": 0}
     for session in (alice, bob):
@@ -92,11 +92,11 @@ async def test_an_unattached_upload_expires_but_an_undelivered_one_is_kept(
     await send(a, chat_id, waiting["attachmentId"])  # bob is offline
 
     clock.advance(hours=23)
-    assert await container.media.purge() == {"uploads": 0, "blobs": 0}
+    assert await container.media.purge() == {"uploads": 0, "blobs": 0, "staging_files": 0}
     assert (await download(client, alice, never_sent["attachmentId"])).status_code == 200
 
     clock.advance(hours=2)  # 25 h: past PIGEON_MEDIA_UNATTACHED_TTL_HOURS (24)
-    assert await container.media.purge() == {"uploads": 0, "blobs": 1}
+    assert await container.media.purge() == {"uploads": 0, "blobs": 1, "staging_files": 0}
     gone = await download(client, alice, never_sent["attachmentId"])
     assert gone.status_code == 404
     assert error_code(gone) == "attachment_not_found"
@@ -129,7 +129,7 @@ async def test_a_blob_shared_with_a_kept_attachment_survives(
     sent = await uploaded(client, alice, body)
     await send(a, chat_id, sent["attachmentId"])
     clock.advance(hours=25)
-    assert await container.media.purge() == {"uploads": 0, "blobs": 0}
+    assert await container.media.purge() == {"uploads": 0, "blobs": 0, "staging_files": 0}
     assert (await download(client, alice, draft["attachmentId"])).status_code == 404
     assert blob_names(await stored_objects()) == [sha256(body)]
     got = await download(client, alice, sent["attachmentId"])
@@ -159,7 +159,7 @@ async def test_a_stale_resumable_upload_is_dropped(
     assert len(staged()) == 1
 
     clock.advance(hours=25)
-    assert await container.media.purge() == {"uploads": 1, "blobs": 0}
+    assert await container.media.purge() == {"uploads": 1, "blobs": 0, "staging_files": 0}
     assert staged() == []
     assert await row_counts() == {"attachments": 0, "blobs": 0, "uploads": 0}
     gone = await client.get(f"/v1/uploads/{upload_id}", headers=bearer(alice))
