@@ -9,9 +9,16 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from pigeon.domain.errors import Unauthenticated
-from pigeon.gateway.connection import CLOSE_POLICY, CLOSE_UNSUPPORTED, DeviceConnection, encode
+from pigeon.gateway.connection import (
+    CLOSE_POLICY,
+    CLOSE_SERVER_ERROR,
+    CLOSE_UNSUPPORTED,
+    DeviceConnection,
+    encode,
+)
 from pigeon.gateway.frames import FrameError, parse_command
 from pigeon.services.accounts import Principal
+from pigeon.services.ports import StorageError
 
 router = APIRouter()
 
@@ -74,6 +81,9 @@ async def _authenticate(websocket: WebSocket, auth_seconds: float) -> Principal 
         principal: Principal = await accounts.authenticate(token.strip())
     except Unauthenticated:
         await websocket.close(CLOSE_POLICY, "invalid_token")
+        return None
+    except StorageError:  # the database is away: the client reconnects with backoff
+        await websocket.close(CLOSE_SERVER_ERROR, "unavailable")
         return None
     if request_id is not None:
         reply = {"userId": principal.user_id, "deviceId": principal.device_id}
