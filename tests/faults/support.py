@@ -220,6 +220,8 @@ async def seed_group(url: str, members: Sequence[str]) -> str:
 
 # -- a device ----------------------------------------------------------------
 
+RETRYABLE = {"unavailable"}  # error answers a send is tried again after
+
 
 @dataclass(slots=True)
 class Outgoing:
@@ -270,6 +272,7 @@ class Device:
         self.answers: dict[str, dict[str, Any]] = {}
         self.conflicts: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         self.errors: Counter[str] = Counter()
+        self.rejected: dict[str, str] = {}  # clientMessageId -> error code that is no retry
         self.resends = 0
         self.answered_at: list[float] = []  # monotonic time of every successful answer
         self._attempted: set[str] = set()
@@ -447,11 +450,14 @@ class Device:
                 self._ack_wake.set()
 
     def _on_answer(self, frame: dict[str, Any]) -> None:
-        item = self._outstanding.pop(frame.get("id"), None)  # type: ignore[arg-type]
+        item = self._outstanding.pop(frame.get("id"), None)
         if not frame.get("ok"):
             code = frame.get("error", {}).get("code", "?")
             self.errors[code] += 1
-            if item is not None:
+            if item is not None and code not in RETRYABLE:
+                self.rejected[item.client_message_id] = code
+                self._wake.set()
+            elif item is not None:
                 # Try again shortly with the same clientMessageId (a retryable error).
                 self._retries += 1
                 self._retry_at = time.monotonic() + min(0.02 * 2 ** min(self._retries, 5), 0.5)
@@ -497,6 +503,7 @@ class Figures:
     seq_mismatches: int = 0
     seq_clashes: int = 0
     conflicts: int = 0
+    rejected: int = 0
     resends: int = 0
     answered_as_duplicate: int = 0  # committed before a kill, answered only after the resend
     errors: Counter[str] = field(default_factory=Counter)
@@ -510,6 +517,7 @@ class Figures:
             f"duplicated={self.duplicated} redelivered={self.redelivered} "
             f"order_breaks={self.order_breaks} seq_mismatches={self.seq_mismatches} "
             f"seq_clashes={self.seq_clashes} answer_conflicts={self.conflicts} "
+            f"rejected={self.rejected} "
             f"resends={self.resends} answered_as_duplicate={self.answered_as_duplicate} "
             f"error_answers={errors} connections={self.connections}"
         )
@@ -522,9 +530,10 @@ class Figures:
             "seq_mismatches": self.seq_mismatches,
             "seq_clashes": self.seq_clashes,
             "answer_conflicts": self.conflicts,
+            "rejected": self.rejected,
         }
-        assert self.acked == self.sent, (self.acked, self.sent)
         assert all(v == 0 for v in zeros.values()), (zeros, self.details[:20])
+        assert self.acked == self.sent, (self.acked, self.sent)
 
 
 class Fleet:
@@ -558,7 +567,8 @@ class Fleet:
         return sum(len(device.answers) for device in self.devices)
 
     def all_answered(self) -> bool:
-        return self.answered() >= self.sent
+        """Every send answered (or refused for good, which the figures count)."""
+        return self.answered() + sum(len(d.rejected) for d in self.devices) >= self.sent
 
     def check(self) -> None:
         for device in self.devices:
@@ -598,6 +608,9 @@ class Fleet:
             for cmid, answer in device.answers.items():
                 answered_seqs[self.chat_of[cmid]].append(answer["seq"])
             result.conflicts += len(device.conflicts)
+            result.rejected += len(device.rejected)
+            if device.rejected:
+                result.details.append(f"{device.name} refused {dict(device.rejected)}")
             result.resends += device.resends
             result.answered_as_duplicate += sum(a["duplicate"] for a in device.answers.values())
             result.errors += device.errors
