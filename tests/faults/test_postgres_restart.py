@@ -15,6 +15,9 @@ and ``/health`` is 200 again within 10 s of the restart) and never crashed
 during the outage closed with 1011 "unavailable" rather than dropped, no
 unhandled failure in its log). Printed: the error answers and the longest gap
 between two answers.
+
+A second test takes the outage to a device in the middle of catching up: the
+rest of its backlog must come on the same socket once PostgreSQL is back.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.faults.support import (
@@ -122,11 +126,19 @@ class PrivatePostgres:
             "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
             "--locale=C", "--no-sync",
         )  # fmt: skip
+        await self.start_again()
+
+    async def start_again(self) -> None:
+        # Always with these options: never on the default port, where the shared server is.
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
         await self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
             "-o", options, "-w", "-t", "60", "start",
         )  # fmt: skip
+
+    async def crash(self) -> None:
+        """Stop it the way a crash would: no checkpoint, every connection cut."""
+        await self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     async def restart_immediately(self) -> None:
         """Crash it (no checkpoint, connections cut) and start it again: crash recovery."""
@@ -323,3 +335,84 @@ async def test_postgres_restart_under_load(
     assert set(figures.errors) <= {"unavailable"}, figures.errors
     assert unhandled == 0, server.log_tail()
     figures.assert_zeros()
+
+
+@pytest.mark.timeout(120)
+async def test_a_device_catching_up_gets_its_backlog_after_an_outage(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """The socket's pump reads the backlog from the database; if that read fails, it must try
+    again by itself once the database is back, not wait for some other event to wake it.
+
+    Bob is offline while Alice sends him more than ``ws_max_in_flight`` (256) messages.
+    He connects and gets the first 256; PostgreSQL goes down; his ack frees room, so
+    the server reads the rest from the database, which fails; PostgreSQL comes back.
+    Nothing else happens on his socket, yet the rest must arrive on it.
+    """
+    backlog = 400
+    conn = await asyncpg.connect(private_postgres.dsn("postgres"))
+    try:
+        await conn.execute("CREATE DATABASE pigeon")
+    finally:
+        await conn.close()
+    url = private_postgres.url("pigeon")
+    server = ServerProcess(tmp_path, url)
+    await server.start()
+    alice, bob = await seed_users(url, 2)
+    (chat,) = await seed_direct_chats(url, [(alice.user_id, bob.user_id)])
+    registry = Registry()
+    sender = Device("alice", alice, lambda: server.ws_url, registry, window=32)
+    fleet = Fleet([sender], {chat: [sender]})
+    received: list[dict[str, Any]] = []
+    socket_: ClientConnection | None = None
+    try:
+        sender.start()
+        items = [Outgoing(chat, f"b{n:04d}", f"b{n:04d} backlog") for n in range(backlog)]
+        fleet.send(sender, items)
+        await fleet.wait_for(fleet.all_answered, 60, "the backlog sent")
+
+        socket_ = await connect(
+            server.ws_url,
+            additional_headers={"Authorization": f"Bearer {bob.devices[0][1]}"},
+            ping_interval=None,
+        )
+
+        async def read() -> None:
+            assert socket_ is not None
+            async for raw in socket_:
+                frame = json.loads(raw)
+                if frame.get("event") == "message":
+                    received.append(frame["data"])
+
+        reading = asyncio.create_task(read())
+        await fleet.wait_for(lambda: len(received) >= 256, 20, "the first 256")
+        await asyncio.sleep(0.5)
+        first = len(received)
+        await private_postgres.crash()
+        await socket_.send(json.dumps({"type": "ack", "data": {"upTo": received[-1]["inboxSeq"]}}))
+        await asyncio.sleep(1.0)  # the server tries to read the rest now, and cannot
+        during_outage = len(received)
+        await private_postgres.start_again()
+        back = time.monotonic()
+        with contextlib.suppress(AssertionError):
+            await fleet.wait_for(lambda: len(received) >= backlog, 15, "the rest")
+        rest_after = time.monotonic() - back
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+    finally:
+        if socket_ is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(socket_.close(), 3)
+        try:
+            await fleet.stop()
+        finally:
+            await server.stop()
+    seqs = [m["seq"] for m in received]
+    print(
+        f"\n[catch-up across an outage] backlog={backlog} before_outage={first} "
+        f"during_outage={during_outage} after={len(received)} "
+        f"rest_arrived_within={rest_after:.1f}s_after_postgres_was_back"
+    )
+    assert first == 256
+    assert seqs == list(range(1, backlog + 1))  # the rest arrived, on the same socket, in order

@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 CLOSE_POLICY = 1008
 CLOSE_UNSUPPORTED = 1003
 CLOSE_SERVER_ERROR = 1011
+PUMP_RETRY_SECONDS = 1.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -280,7 +281,14 @@ class DeviceConnection:
                 self._pump_wanted = False
                 while self._ephemeral:
                     await self._send(self._ephemeral.popleft())
-                await self._send_queued()
+                try:
+                    await self._send_queued()
+                except StorageError:
+                    # The backlog could not be read: it is safe in the database. Try
+                    # again shortly; no other event may come to wake the pump.
+                    log.warning("gateway.pump_unavailable", device_id=self.device_id)
+                    self._pump_wanted = True
+                    await asyncio.sleep(PUMP_RETRY_SECONDS)
         finally:
             self._pump_task = None
 
