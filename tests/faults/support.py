@@ -79,7 +79,8 @@ def _open_log(path: Path) -> IO[bytes]:
 class ServerProcess:
     """``python -m pigeon serve`` on a fixed port, started, killed and restarted by the test."""
 
-    def __init__(self, data_dir: Path, database_url: str, **settings: Any) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None, **settings: Any) -> None:
+        """``database_url`` None: the server's own default, SQLite in ``data_dir``."""
         self.data_dir = data_dir
         self.database_url = database_url
         self.settings = settings
@@ -121,10 +122,11 @@ class ServerProcess:
                 "PIGEON_LOG_LEVEL": "WARNING",
                 "PIGEON_SECRET_KEY": "faults",
                 "PIGEON_DATA_DIR": str(self.data_dir),
-                "PIGEON_DATABASE_URL": self.database_url,
                 "PIGEON_PORT": str(self.port),
             }
         )
+        if self.database_url is not None:
+            env["PIGEON_DATABASE_URL"] = self.database_url
         env.update({f"PIGEON_{k.upper()}": str(v) for k, v in self.settings.items()})
         log = _open_log(self.log_path)
         try:

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import httpx
@@ -26,86 +22,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import POSTGRES_URL
+from tests.faults.support import ServerProcess
 from tests.live import WsClient
 from tests.support import Outbox, register
 
 TOTAL = 2000
 WINDOW = 20
 KILL_AFTER = 500
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _open_log(path: Path) -> IO[bytes]:
-    return path.open("ab")
-
-
-class ServerProcess:
-    """``python -m pigeon serve`` on a fixed port, started and killed by the test."""
-
-    def __init__(self, data_dir: Path, database_url: str | None) -> None:
-        self.data_dir = data_dir
-        self.database_url = database_url
-        self.port = _free_port()
-        self.process: asyncio.subprocess.Process | None = None
-        self.log_path = data_dir / "server.log"
-        self.starts = 0
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/ws"
-
-    def log_tail(self) -> str:
-        if not self.log_path.exists():
-            return ""
-        return self.log_path.read_text("utf-8", errors="replace")[-3000:]
-
-    async def start(self) -> None:
-        args = ["--port", str(self.port), "--data-dir", str(self.data_dir)]
-        if self.database_url:
-            args += ["--database-url", self.database_url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
-        env["PIGEON_LOG_LEVEL"] = "WARNING"
-        log = _open_log(self.log_path)
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pigeon", "serve", *args, stdout=log, stderr=log, env=env
-            )
-        finally:
-            log.close()
-        self.starts += 1
-        async with httpx.AsyncClient(base_url=self.http_url, timeout=2) as client:
-            for _ in range(300):
-                if self.process.returncode is not None:
-                    raise AssertionError(f"the server exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"the server did not start within 30 s:\n{self.log_tail()}")
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(self.process.wait(), 10)
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except TimeoutError:
-            await self.kill()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
