@@ -10,7 +10,7 @@ import pytest
 
 from pigeon.domain.errors import InvalidInput, PigeonError, Unavailable
 from pigeon.services.committer import GroupCommitter, Publish
-from pigeon.services.ports import StorageError
+from pigeon.services.ports import StorageError, StorageUnreachable
 
 
 class Handler:
@@ -83,3 +83,16 @@ async def test_stopping_fails_what_is_still_queued() -> None:
     await committer.stop()
     with pytest.raises(Unavailable):
         await future
+
+
+async def test_an_unreachable_database_fails_the_batch_without_trying_each_operation() -> None:
+    calls = 0
+
+    async def unreachable(ops: Sequence[Any]) -> tuple[list[Any], Publish]:
+        nonlocal calls
+        calls += 1
+        raise StorageUnreachable("cannot reach the database")
+
+    results = await run(GroupCommitter(unreachable, retries=1), [2, 4, 6, 8])
+    assert all(isinstance(r, Unavailable) for r in results)
+    assert calls == 3  # the batch, its retry, and one operation alone: not four more

@@ -16,6 +16,7 @@ from pigeon.api.routes import attachments, auth, me, system, users
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
 from pigeon.gateway import endpoint
+from pigeon.services.ports import StorageError
 from pigeon.storage import migrate
 
 log = structlog.get_logger(__name__)
@@ -71,6 +72,8 @@ async def _housekeeping(container: Container) -> None:
             purged |= await container.media.purge()
             if any(purged.values()):
                 log.info("housekeeping.purged", **purged)
+        except StorageError as exc:  # the database is away: say so once a round, briefly
+            log.warning("housekeeping.storage_unavailable", error=str(exc))
         except Exception:
             log.exception("housekeeping.failed")
 
@@ -81,5 +84,7 @@ async def _revocations(container: Container) -> None:
         await asyncio.sleep(container.settings.ws_revocation_check_seconds)
         try:
             await container.accounts.close_revoked_connections()
+        except StorageError as exc:
+            log.warning("revocations.storage_unavailable", error=str(exc))
         except Exception:
             log.exception("revocations.failed")

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from pigeon.domain.errors import PigeonError, Unavailable
-from pigeon.services.ports import StorageError
+from pigeon.services.ports import StorageError, StorageUnreachable
 
 log = structlog.get_logger(__name__)
 
@@ -126,9 +126,15 @@ class GroupCommitter:
                 log.exception("commit.failed")
                 self._fail(batch, Unavailable("unavailable", "The operation failed."))
                 return
-        for pending in batch:
+        for index, pending in enumerate(batch):
             try:
                 await self._commit([pending], time.perf_counter())
+            except StorageUnreachable:
+                # Not one poisoned operation: the database is away. Answer the rest
+                # at once (clients retry) instead of trying each one in turn.
+                log.warning("commit.storage_unreachable", failed=len(batch) - index)
+                self._fail(batch[index:], Unavailable("unavailable", "Storage is unavailable."))
+                return
             except Exception as exc:
                 log.warning("commit.failed_alone", error=str(exc))
                 pending.fail(Unavailable("unavailable", "Storage refused the operation."))

@@ -23,6 +23,10 @@ class StorageError(Exception):
     """
 
 
+class StorageUnreachable(StorageError):
+    """No connection to the database could be made at all."""
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""

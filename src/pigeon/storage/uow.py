@@ -8,7 +8,7 @@ from typing import Self
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pigeon.services.ports import StorageError
+from pigeon.services.ports import StorageError, StorageUnreachable
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.delivery import SqlDeliveryRepository
 from pigeon.storage.engine import READ_ONLY
@@ -39,7 +39,7 @@ class SqlUnitOfWork:
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
-            raise StorageError(f"cannot reach the database: {exc}") from exc
+            raise StorageUnreachable(f"cannot reach the database: {exc}") from exc
         self.users = SqlUserRepository(self._conn)
         self.devices = SqlDeviceRepository(self._conn)
         self.codes = SqlCodeRepository(self._conn)
