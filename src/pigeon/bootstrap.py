@@ -31,6 +31,7 @@ from pigeon.sms.console import ConsoleSmsProvider
 from pigeon.sms.templates import TemplateCatalog
 from pigeon.sms.twilio import TwilioSmsProvider
 from pigeon.storage.engine import create_engine
+from pigeon.storage.sqlite_batch import SqliteBatchWriter
 from pigeon.storage.uow import SqlUnitOfWork
 
 
@@ -68,6 +69,7 @@ class Container:
     gateway: Gateway
     blobs: BlobStore
     media: MediaService
+    sqlite_writer: SqliteBatchWriter | None = None
 
     async def start(self) -> None:
         if isinstance(self.blobs, S3BlobStore):
@@ -76,6 +78,8 @@ class Container:
 
     async def close(self) -> None:
         await self.messaging.committer.stop()
+        if self.sqlite_writer is not None:
+            self.sqlite_writer.close()
         await self.blobs.close()
         await self.limiter.close()
         if isinstance(self.sms_provider, TwilioSmsProvider):
@@ -157,6 +161,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     bus = LocalBus()
     ttl = timedelta(days=settings.undelivered_ttl_days)
     accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
+    writer = (
+        SqliteBatchWriter(settings.effective_database_url)
+        if engine.url.get_backend_name() == "sqlite"
+        else None
+    )
     messaging = MessagingService(
         uow,
         bus,
@@ -166,6 +175,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             max_batch=settings.commit_max_batch,
             on_commit=metrics.record_commit,
         ),
+        batch_uow=writer,
     )
     chats = ChatService(
         uow,
@@ -222,4 +232,5 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         gateway=gateway,
         blobs=blobs,
         media=media,
+        sqlite_writer=writer,
     )

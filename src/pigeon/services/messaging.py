@@ -78,9 +78,16 @@ class DeliveryPolicy:
 
 class MessagingService:
     def __init__(
-        self, uow: UnitOfWorkFactory, bus: Bus, clock: Clock, policy: DeliveryPolicy
+        self,
+        uow: UnitOfWorkFactory,
+        bus: Bus,
+        clock: Clock,
+        policy: DeliveryPolicy,
+        batch_uow: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        # The committer may have a unit of work of its own (SQLite: a faster path).
+        self._batch_uow = batch_uow or uow
         self._bus = bus
         self._clock = clock
         self._policy = policy
@@ -118,7 +125,7 @@ class MessagingService:
     async def _apply_batch(self, ops: Sequence[Any]) -> tuple[list[Any], Publish]:
         now = self._clock.now()
         batch = _Batch(ops, now, now + self._policy.undelivered_ttl)
-        async with self._uow() as uow:
+        async with self._batch_uow() as uow:
             await batch.apply_acks(uow)
             members = await uow.delivery.member_devices(batch.chat_ids())
             batch.apply_sends_check(members)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Connections opened with this execution option start a plain (deferred)
@@ -24,7 +25,7 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         engine = create_async_engine(
             url, echo=echo, pool_size=pool_size, max_overflow=0, hide_parameters=True
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(
         url,
@@ -36,7 +37,25 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     )
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def create_sqlite_writer(url: str) -> Engine:
+    """A synchronous engine with one connection, for the group committer's batches.
+
+    The connection may be used from the event loop's thread and from worker
+    threads in turn (never at once), hence ``check_same_thread=False``.
+    """
+    sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = sa.create_engine(
+        sync_url,
+        pool_size=1,
+        max_overflow=0,
+        hide_parameters=True,
+        connect_args={"check_same_thread": False},
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
     """WAL, foreign keys, and write transactions that take the lock up front.
 
     SQLite has one writer. A deferred transaction that reads and then writes
@@ -44,7 +63,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     BEGIN IMMEDIATE instead waits (up to busy_timeout) for the lock.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         # synchronous=FULL: an acknowledged commit survives power loss, not only a crash.
@@ -56,7 +75,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
