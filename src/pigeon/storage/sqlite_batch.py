@@ -23,11 +23,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.services.ports import StorageError, StorageUnreachable
-from pigeon.storage.chats import SqlChatRepository
-from pigeon.storage.delivery import SqlDeliveryRepository
 from pigeon.storage.engine import create_sqlite_writer
-from pigeon.storage.media import SqlMediaRepository
-from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
+from pigeon.storage.uow import BoundRepositories, raise_as_storage_error
 
 
 class _InlineConnection:
@@ -81,14 +78,7 @@ class SqliteBatchWriter:
         self._engine.dispose()
 
 
-class SqliteBatchUnitOfWork:
-    users: SqlUserRepository
-    devices: SqlDeviceRepository
-    codes: SqlCodeRepository
-    chats: SqlChatRepository
-    delivery: SqlDeliveryRepository
-    media: SqlMediaRepository
-
+class SqliteBatchUnitOfWork(BoundRepositories):
     def __init__(self, writer: SqliteBatchWriter) -> None:
         self._writer = writer
         self._connection: Connection | None = None
@@ -103,13 +93,7 @@ class SqliteBatchUnitOfWork:
         except (DBAPIError, OSError) as exc:
             self._writer.release(broken=True)
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
-        inline = cast(AsyncConnection, _InlineConnection(self._connection))
-        self.users = SqlUserRepository(inline)
-        self.devices = SqlDeviceRepository(inline)
-        self.codes = SqlCodeRepository(inline)
-        self.chats = SqlChatRepository(inline)
-        self.delivery = SqlDeliveryRepository(inline)
-        self.media = SqlMediaRepository(inline)
+        self._bind(cast(AsyncConnection, _InlineConnection(self._connection)))
         return self
 
     async def __aexit__(
@@ -128,8 +112,7 @@ class SqliteBatchUnitOfWork:
         finally:
             self._writer.release(broken=broken)
             self._connection = None
-        if isinstance(exc, DBAPIError):
-            raise StorageError(str(exc.orig or exc).splitlines()[0]) from exc
+        raise_as_storage_error(exc)
 
     async def commit(self) -> None:
         assert self._connection is not None

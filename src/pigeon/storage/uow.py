@@ -16,7 +16,9 @@ from pigeon.storage.media import SqlMediaRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 
 
-class SqlUnitOfWork:
+class BoundRepositories:
+    """Every repository, bound to one transaction's connection (shared by the units of work)."""
+
     users: SqlUserRepository
     devices: SqlDeviceRepository
     codes: SqlCodeRepository
@@ -24,6 +26,22 @@ class SqlUnitOfWork:
     delivery: SqlDeliveryRepository
     media: SqlMediaRepository
 
+    def _bind(self, conn: AsyncConnection) -> None:
+        self.users = SqlUserRepository(conn)
+        self.devices = SqlDeviceRepository(conn)
+        self.codes = SqlCodeRepository(conn)
+        self.chats = SqlChatRepository(conn)
+        self.delivery = SqlDeliveryRepository(conn)
+        self.media = SqlMediaRepository(conn)
+
+
+def raise_as_storage_error(exc: BaseException | None) -> None:
+    """Turn a driver error that ended a transaction into the ports' StorageError."""
+    if isinstance(exc, DBAPIError):
+        raise StorageError(str(exc.orig or exc).splitlines()[0]) from exc
+
+
+class SqlUnitOfWork(BoundRepositories):
     def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
         self._engine = engine
         self._read_only = read_only
@@ -40,12 +58,7 @@ class SqlUnitOfWork:
                 await self._conn.close()
                 self._conn = None
             raise StorageUnreachable(f"cannot reach the database: {exc}") from exc
-        self.users = SqlUserRepository(self._conn)
-        self.devices = SqlDeviceRepository(self._conn)
-        self.codes = SqlCodeRepository(self._conn)
-        self.chats = SqlChatRepository(self._conn)
-        self.delivery = SqlDeliveryRepository(self._conn)
-        self.media = SqlMediaRepository(self._conn)
+        self._bind(self._conn)
         return self
 
     async def __aexit__(
@@ -63,8 +76,7 @@ class SqlUnitOfWork:
         finally:
             await self._conn.close()
             self._conn = None
-        if isinstance(exc, DBAPIError):
-            raise StorageError(str(exc.orig or exc).splitlines()[0]) from exc
+        raise_as_storage_error(exc)
 
     async def commit(self) -> None:
         assert self._conn is not None
