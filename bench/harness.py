@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -40,19 +41,34 @@ from bench.common import (
 RESULTS = Path(__file__).parent / "results"
 
 
+def start_profiler(pid: int, label: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the server for the measured span, when PIGEON_BENCH_PROFILE names a folder."""
+    folder = os.environ.get("PIGEON_BENCH_PROFILE")
+    if not folder or not label:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    output = Path(folder) / f"{label.replace('/', '-')}.txt"
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil"]
+    return subprocess.Popen([*command, "--output", str(output)], stdout=subprocess.DEVNULL)
+
+
 class Meter:
     """Wall time and both sides' CPU over a measured span."""
 
-    def __init__(self, server_pid: int) -> None:
+    def __init__(self, server_pid: int, label: str = "") -> None:
         from bench.common import process_cpu_seconds
 
         self._cpu = lambda: process_cpu_seconds(server_pid)
+        self._profiler = start_profiler(server_pid, label)
         self.started = time.perf_counter()
         self._server = self._cpu()
         self._self = time.process_time()
 
     def stop(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self.started
+        if self._profiler is not None:
+            self._profiler.send_signal(signal.SIGINT)
+            self._profiler.wait(30)
         return {
             "seconds": round(elapsed, 2),
             "server_cpu_percent": round(100 * (self._cpu() - self._server) / elapsed),
@@ -140,9 +156,9 @@ async def close_all(clients: list[tuple[Client, Client, str]]) -> None:
 
 
 async def run_pairs_scenario(
-    clients: list[tuple[Client, Client, str]], pid: int, mode: str, seconds: float
+    clients: list[tuple[Client, Client, str]], pid: int, mode: str, seconds: float, label: str
 ) -> dict[str, Any]:
-    meter = Meter(pid)
+    meter = Meter(pid, label)
     deadline = time.perf_counter() + seconds
     if mode == "throughput":
         counts = await asyncio.gather(*(pump(s, c, 20, deadline) for s, _, c in clients))
@@ -161,7 +177,7 @@ async def scenario_pairs(kind: str, mode: str, seconds: float, n_pairs: int) -> 
             await server.wait_ready()
             clients = await pairs(server, ws.database.url, n_pairs)
             await asyncio.sleep(0.5)
-            result = await run_pairs_scenario(clients, server.pid, mode, seconds)
+            result = await run_pairs_scenario(clients, server.pid, mode, seconds, f"{kind}/{mode}")
             await close_all(clients)
             return result
         finally:
@@ -179,7 +195,7 @@ async def scenario_relay(mode: str, seconds: float, n_pairs: int) -> dict[str, A
     try:
         await wait_healthy(f"http://127.0.0.1:{port}")
         clients = await relay_pairs(port, n_pairs)
-        result = await run_pairs_scenario(clients, process.pid, mode, seconds)
+        result = await run_pairs_scenario(clients, process.pid, mode, seconds, f"relay/{mode}")
         await close_all(clients)
         return result
     finally:
@@ -197,7 +213,7 @@ async def scenario_fanout(kind: str, seconds: float, members: int) -> dict[str, 
             [chat_id] = await seed_chats(ws.database.url, [[u.user_id for u in users]], False)
             clients = [await Client.open(server.ws_url, u.devices[0][1]) for u in users]
             await asyncio.sleep(0.5)
-            meter = Meter(server.pid)
+            meter = Meter(server.pid, f"{kind}/fanout")
             sent = await pump(clients[0], chat_id, 5, time.perf_counter() + seconds)
             await asyncio.sleep(1.0)
             measured = meter.stop()
@@ -278,7 +294,7 @@ async def scenario_catchup(kind: str, messages: int) -> dict[str, Any]:
 
             await asyncio.gather(*(lane() for _ in range(20)))
             await sender.close()
-            meter = Meter(server.pid)
+            meter = Meter(server.pid, f"{kind}/fanout")
             receiver = await Client.open(server.ws_url, users[1].devices[0][1])
             await asyncio.wait_for(receiver.drained.wait(), 600)
             measured = meter.stop()

@@ -30,3 +30,14 @@ class InboxEntry:
     expires_at: datetime
     message: Message | None = None
     event: dict[str, Any] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class AckedMessage:
+    """A message entry a device acknowledged, with what its delivered receipt needs."""
+
+    device_id: str
+    message_id: str
+    chat_id: str
+    seq: int
+    sender_id: str | None

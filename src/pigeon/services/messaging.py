@@ -171,22 +171,19 @@ class _Batch:
         if not up_to:
             return
         removed = await uow.delivery.remove_acked_by_device(up_to)
-        message_ids = sorted({m for _, m in removed})
-        delivered = {m.id: m for m in await uow.delivery.messages(message_ids)}
         receipts: dict[tuple[str, str, str], int] = {}
-        for device_id, message_id in removed:
-            message = delivered.get(message_id)
-            reader = user_of[device_id]
-            if message is None or message.sender_id in (None, reader):
+        for entry in removed:
+            reader = user_of[entry.device_id]
+            if entry.sender_id is None or entry.sender_id == reader:
                 continue
-            key = (message.chat_id, message.sender_id, reader)
-            receipts[key] = max(receipts.get(key, 0), message.seq)
+            key = (entry.chat_id, entry.sender_id, reader)
+            receipts[key] = max(receipts.get(key, 0), entry.seq)
         if receipts:
             senders = await uow.delivery.devices_of(sorted({k[1] for k in receipts}))
             for (chat_id, sender, reader), seq in sorted(receipts.items()):
                 event = receipt_event(chat_id, "delivered", reader, seq, self.now)
                 self.queued += [Queued(d, event=event) for d in senders.get(sender, [])]
-        await uow.delivery.delete_delivered(message_ids)
+        await uow.delivery.delete_delivered(sorted({entry.message_id for entry in removed}))
 
     # -- reads: raise the member's read mark, tell the other members
     async def apply_reads(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from pigeon.domain.chats import Chat, Member, Message, Role
-from pigeon.domain.delivery import InboxEntry, SentRecord
+from pigeon.domain.delivery import AckedMessage, InboxEntry, SentRecord
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 
@@ -145,11 +145,10 @@ class DeliveryRepository(Protocol):
     async def insert_messages(self, messages: Sequence[Message]) -> None: ...
     async def insert_sent(self, records: Sequence[SentRecord]) -> None: ...
     async def insert_inbox(self, entries: Sequence[InboxEntry]) -> None: ...
-    async def remove_acked_by_device(self, acks: Mapping[str, int]) -> list[tuple[str, str]]:
-        """Delete each device's entries up to its seq; returns (device, message id) pairs."""
+    async def remove_acked_by_device(self, acks: Mapping[str, int]) -> list[AckedMessage]:
+        """Delete each device's entries up to its seq; returns the message entries removed."""
         ...
 
-    async def messages(self, message_ids: Sequence[str]) -> list[Message]: ...
     async def delete_delivered(self, message_ids: Sequence[str]) -> int:
         """Delete those of the messages that no queue holds any more."""
         ...
