@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 import pigeon
 from pigeon.api.errors import install_error_handlers
@@ -20,6 +22,17 @@ from pigeon.services.ports import StorageError
 from pigeon.storage import migrate
 
 log = structlog.get_logger(__name__)
+
+
+class PigeonApp(FastAPI):
+    """FastAPI, except that the gateway's WebSocket skips the router and middleware."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == endpoint.PATH:
+            scope["app"] = self
+            await endpoint.serve(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -41,7 +54,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
                 await housekeeping
             await container.close()
 
-    app = FastAPI(
+    app = PigeonApp(
         title="Pigeon",
         version=pigeon.__version__,
         summary="A self-hostable WhatsApp-style messaging server.",
@@ -52,7 +65,6 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     install_error_handlers(app)
     for module in (auth, me, users, attachments, system):
         app.include_router(module.router)
-    app.include_router(endpoint.router)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

@@ -3,19 +3,23 @@
 Two loops share the socket. The reader validates each frame and hands it to a
 service; sends, acks and read marks join the group committer's queue in the
 order they arrived, and their answers go out when their batch commits. The
-pump sends the device's queued events in inbox order: straight from the bus
-when they follow what was sent last, otherwise read back from the database.
-At most ``max_in_flight`` events are unacknowledged at a time, so a device
-that stops acking costs bounded memory; its queue stays in the database.
+pump is the only writer: it sends answers, ephemeral events, and the device's
+queued events in inbox order (straight from the bus when they follow what was
+sent last, otherwise read back from the database). It runs only while there
+is something to send, and the hot commands are answered from callbacks, so a
+message costs no task of its own. At most ``max_in_flight`` events are
+unacknowledged at a time, so a device that stops acking costs bounded memory;
+its queue stays in the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,7 @@ from pigeon.domain.errors import InvalidInput, PigeonError
 from pigeon.gateway.frames import FrameError, parse_command
 from pigeon.gateway.services import GatewayServices
 from pigeon.services.accounts import Principal
-from pigeon.services.messaging import Ack, MarkRead, SendMessage
+from pigeon.services.messaging import Ack, MarkRead, SendMessage, SendResult
 from pigeon.services.ports import StorageError
 
 log = structlog.get_logger(__name__)
@@ -36,6 +40,7 @@ CLOSE_POLICY = 1008
 CLOSE_UNSUPPORTED = 1003
 CLOSE_SERVER_ERROR = 1011
 PUMP_RETRY_SECONDS = 1.0
+MAX_OUTBOX_EPHEMERAL = 64
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,6 +58,29 @@ def encode(frame: dict[str, Any]) -> str:
 class DeviceConnection:
     """A live connection of one device; also its ``Subscriber`` on the bus."""
 
+    # Slots: thousands of these live at once, and most of them sit idle.
+    __slots__ = (
+        "_closing",
+        "_drained",
+        "_finished",
+        "_last_acked",
+        "_last_sent",
+        "_limits",
+        "_need_fetch",
+        "_outbox",
+        "_principal",
+        "_pump_task",
+        "_pump_wanted",
+        "_pushed",
+        "_room",
+        "_services",
+        "_tasks",
+        "_unanswered",
+        "_ws",
+        "device_id",
+        "user_id",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -69,16 +97,19 @@ class DeviceConnection:
         self._last_sent = 0
         self._last_acked = 0
         self._pushed: deque[dict[str, Any]] = deque()
-        self._ephemeral: deque[dict[str, Any]] = deque(maxlen=64)
+        # Answers and ephemeral events, encoded, waiting for the pump.
+        self._outbox: deque[str] = deque()
         self._need_fetch = True
         self._drained = False
         # The pump runs only while there is something to send: an idle
         # connection holds no task of its own beyond the one reading it.
         self._pump_task: asyncio.Task[None] | None = None
         self._pump_wanted = False
-        self._commands = asyncio.Semaphore(limits.max_pending_commands)
+        self._unanswered = 0
+        self._room: asyncio.Future[None] | None = None  # set while the reader waits
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: tuple[int, str] | None = None
+        self._finished = False
 
     # -- Subscriber (called by the bus; must not block) -------------------------
 
@@ -91,8 +122,9 @@ class DeviceConnection:
         self._request_pump()
 
     def notify(self, event: dict[str, Any]) -> None:
-        self._ephemeral.append(event)
-        self._request_pump()
+        if len(self._outbox) < MAX_OUTBOX_EPHEMERAL:  # a lagging reader misses typing, not answers
+            self._outbox.append(encode(event))
+            self._request_pump()
 
     def close(self, code: int, reason: str) -> None:
         if self._closing is None:
@@ -114,6 +146,7 @@ class DeviceConnection:
             await self._read()
         finally:
             await bus.unsubscribe(self)  # first, so no new pump starts after this
+            self._finished = True  # nor for an answer that commits later
             pump = self._pump_task
             if pump is not None:
                 pump.cancel()
@@ -141,55 +174,80 @@ class DeviceConnection:
             try:
                 command = parse_command(text)
             except FrameError as exc:
-                await self._send(_error(exc.request_id, exc.code, exc.message))
+                self._put(_error(exc.request_id, exc.code, exc.message))
                 continue
-            await self._commands.acquire()
+            if self._unanswered >= self._limits.max_pending_commands:
+                self._room = asyncio.get_running_loop().create_future()
+                await self._room
             self._dispatch(command)
 
     # -- commands --------------------------------------------------------------
 
     def _dispatch(self, command: Any) -> None:
+        """Run a command's handler; its answer goes out now, from a callback, or from a task."""
         handler = getattr(self, f"_on_{command.type}", None)
         if handler is None:  # "auth" after authentication, for instance
-            self._commands.release()
-            self._spawn(self._send(_error(command.id, "invalid_state", "Already authenticated.")))
+            self._put(_error(command.id, "invalid_state", "Already authenticated."))
             return
-        result = handler(command.data)
-        if command.id is None and not isinstance(result, Awaitable):
-            self._commands.release()  # nothing to wait for, nobody to answer
-            return
-        self._spawn(self._answer(command.id, result))
-
-    async def _answer(self, request_id: Any, result: Awaitable[Any] | Any) -> None:
         try:
-            data = await result if isinstance(result, Awaitable) else result
+            result = handler(command.data)
         except PigeonError as exc:
-            await self._send(_error(request_id, exc.code, exc.message))
-        except StorageError:
-            await self._send(_error(request_id, "unavailable", "Storage is unavailable."))
-        except Exception:
-            log.exception("gateway.command_failed")
-            await self._send(_error(request_id, "internal_error", "The command failed."))
+            self._put(_error(command.id, exc.code, exc.message))
+            return
+        if isinstance(result, asyncio.Future):  # the group committer's: answered on commit
+            self._unanswered += 1
+            result.add_done_callback(functools.partial(self._answer_future, command.id))
+        elif isinstance(result, Awaitable):
+            self._unanswered += 1
+            self._spawn(self._answer(command.id, result))
+        elif command.id is not None:
+            self._put({"id": command.id, "ok": True, "data": result})
+
+    def _answer_future(self, request_id: Any, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            frame = _error(request_id, "unavailable", "The server is stopping.")
+        elif (error := future.exception()) is not None:
+            frame = _error_frame(request_id, error)
+        elif request_id is None:
+            frame = None
+        else:
+            result = future.result()
+            data = result.as_data() if isinstance(result, SendResult) else result
+            frame = {"id": request_id, "ok": True, "data": data}
+        if frame is not None:
+            self._put(frame)
+        self._answered()
+
+    async def _answer(self, request_id: Any, result: Awaitable[Any]) -> None:
+        try:
+            data = await result
+        except Exception as exc:
+            self._put(_error_frame(request_id, exc))
         else:
             if request_id is not None:
-                await self._send({"id": request_id, "ok": True, "data": data})
+                self._put({"id": request_id, "ok": True, "data": data})
         finally:
-            self._commands.release()
+            self._answered()
+
+    def _answered(self) -> None:
+        self._unanswered -= 1
+        room = self._room
+        if room is not None and not room.done():
+            self._room = None
+            room.set_result(None)
 
     def _on_ping(self, data: Any) -> dict[str, Any]:
         return {"pong": True}
 
-    def _on_sendMessage(self, data: Any) -> Awaitable[Any]:
+    def _on_sendMessage(self, data: Any) -> asyncio.Future[Any]:
         if len(data.message) > self._limits.max_message_length:
-            return _fail(
-                InvalidInput(
-                    "message_too_long",
-                    f"A message has at most {self._limits.max_message_length} characters.",
-                )
+            raise InvalidInput(
+                "message_too_long",
+                f"A message has at most {self._limits.max_message_length} characters.",
             )
         if not data.message.strip() and not data.attachments:
-            return _fail(InvalidInput("empty_message", "A message needs text or an attachment."))
-        future = self._services.messaging.committer.submit_nowait(
+            raise InvalidInput("empty_message", "A message needs text or an attachment.")
+        return self._services.messaging.committer.submit_nowait(
             SendMessage(
                 principal=self._principal,
                 chat_id=data.chatId,
@@ -199,16 +257,15 @@ class DeviceConnection:
                 reply_to=data.replyTo,
             )
         )
-        return _then(future, lambda result: result.as_data())
 
-    def _on_ack(self, data: Any) -> Awaitable[Any] | dict[str, int]:
+    def _on_ack(self, data: Any) -> dict[str, int]:
         """Acks free room at once; their deletes join the next batch.
 
         If that batch fails the entries stay queued and come again after a
         reconnect: at least once, never lost.
         """
         if data.upTo > self._last_sent:
-            return _fail(InvalidInput("invalid_ack", "Acked past the last event sent."))
+            raise InvalidInput("invalid_ack", "Acked past the last event sent.")
         if data.upTo <= self._last_acked:
             return {"upTo": self._last_acked}
         self._last_acked = data.upTo
@@ -217,7 +274,7 @@ class DeviceConnection:
         future.add_done_callback(_consume_outcome)
         return {"upTo": data.upTo}
 
-    def _on_markRead(self, data: Any) -> Awaitable[Any]:
+    def _on_markRead(self, data: Any) -> asyncio.Future[Any]:
         return self._services.messaging.committer.submit_nowait(
             MarkRead(self._principal, data.chatId, data.upToSeq)
         )
@@ -272,15 +329,15 @@ class DeviceConnection:
 
     def _request_pump(self) -> None:
         self._pump_wanted = True
-        if self._pump_task is None:
+        if self._pump_task is None and not self._finished:
             self._pump_task = asyncio.get_running_loop().create_task(self._pump())
 
     async def _pump(self) -> None:
         try:
             while self._pump_wanted:
                 self._pump_wanted = False
-                while self._ephemeral:
-                    await self._send(self._ephemeral.popleft())
+                while self._outbox:
+                    await self._send_text(self._outbox.popleft())
                 try:
                     await self._send_queued()
                 except StorageError:
@@ -327,12 +384,20 @@ class DeviceConnection:
 
     # -- the socket ------------------------------------------------------------
 
+    def _put(self, frame: dict[str, Any]) -> None:
+        """Queue an answer for the pump."""
+        self._outbox.append(encode(frame))
+        self._request_pump()
+
     async def _send(self, frame: dict[str, Any]) -> None:
+        await self._send_text(encode(frame))
+
+    async def _send_text(self, text: str) -> None:
         if self._ws.application_state is not WebSocketState.CONNECTED:
             return
         try:
             async with asyncio.timeout(self._limits.send_timeout):
-                await self._ws.send_text(encode(frame))
+                await self._ws.send_text(text)
         except TimeoutError:
             # The client stopped reading. Its queue is safe in the database.
             log.info("gateway.stalled", device_id=self.device_id)
@@ -355,14 +420,15 @@ def _error(request_id: Any, code: str, message: str) -> dict[str, Any]:
     return {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
 
 
-async def _fail(error: PigeonError) -> Any:
-    raise error
+def _error_frame(request_id: Any, error: BaseException) -> dict[str, Any]:
+    if isinstance(error, PigeonError):
+        return _error(request_id, error.code, error.message)
+    if isinstance(error, StorageError):
+        return _error(request_id, "unavailable", "Storage is unavailable.")
+    log.error("gateway.command_failed", exc_info=error)
+    return _error(request_id, "internal_error", "The command failed.")
 
 
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # retrieved, so asyncio does not log it as lost
-
-
-async def _then(future: Awaitable[Any], transform: Callable[[Any], Any]) -> Any:
-    return transform(await future)

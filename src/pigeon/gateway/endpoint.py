@@ -1,12 +1,16 @@
-"""``GET /v1/ws``: authenticate the upgrade, then hand the socket to a DeviceConnection."""
+"""``GET /v1/ws``: authenticate the upgrade, then hand the socket to a DeviceConnection.
+
+The application calls ``serve`` for this one path ahead of FastAPI's router and
+middleware: a WebSocket lives for hours, and every layer it passes through
+keeps a frame alive per connection and wraps every frame sent or received.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pigeon.domain.errors import Unauthenticated
 from pigeon.gateway.connection import (
@@ -20,13 +24,11 @@ from pigeon.gateway.frames import FrameError, parse_command
 from pigeon.services.accounts import Principal
 from pigeon.services.ports import StorageError
 
-router = APIRouter()
-
+PATH = "/v1/ws"
 _URL_TOKEN_PARAMS = ("token", "access_token", "auth", "authorization")
 
 
-@router.websocket("/v1/ws")
-async def websocket_endpoint(websocket: WebSocket) -> None:
+async def serve(websocket: WebSocket) -> None:
     gateway = websocket.app.state.gateway
     if any(name in websocket.query_params for name in _URL_TOKEN_PARAMS):
         # Refused before the upgrade: URLs end up in logs and browser history.
