@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import structlog
@@ -44,6 +45,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         if settings.auto_migrate:
             await migrate.upgrade(container.engine)
         await container.start()
+        _settle_garbage_collector()
         housekeeping = asyncio.gather(_housekeeping(container), _revocations(container))
         log.info("pigeon.started", database=container.engine.url.get_backend_name())
         try:
@@ -72,6 +74,17 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     )
     app.add_middleware(RequestContext, metrics=container.metrics)
     return app
+
+
+def _settle_garbage_collector() -> None:
+    """Keep the objects built at startup out of every later collection.
+
+    Imports and the app leave ~160,000 long-lived objects; without this each full
+    collection walks them all, a pause of tens of milliseconds that lands on
+    whichever messages are in flight.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _housekeeping(container: Container) -> None:

@@ -31,6 +31,9 @@ def _message(m: Any) -> Message:
     )
 
 
+Statement = sa.TextClause | sa.TextualSelect
+
+
 class _Statements:
     """The hot path's variable-length statements, one fixed text per dialect.
 
@@ -141,6 +144,13 @@ class SqlDeliveryRepository:
         self._conn = conn
         self._sql = _STATEMENTS[conn.dialect.name]
 
+    async def _rows(self, statement: Statement, params: Mapping[str, Any]) -> Sequence[Any]:
+        """Run one of the statements above; its rows as tuples."""
+        return (await self._conn.execute(statement, params)).all()
+
+    async def _rowcount(self, statement: Statement, params: Mapping[str, Any]) -> int:
+        return int((await self._conn.execute(statement, params)).rowcount)
+
     async def find_sent(
         self, keys: Sequence[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], SentRecord]:
@@ -156,15 +166,20 @@ class SqlDeliveryRepository:
         else:
             params = {"keys": json.dumps([list(k) for k in keys])}
         found = {}
-        for row in await self._conn.execute(self._sql.find_sent, params):
-            record = SentRecord(**row._mapping)
-            found[(record.sender_device_id, record.chat_id, record.client_message_id)] = record
+        for device_id, chat_id, client_id, message_id, seq, created_at in await self._rows(
+            self._sql.find_sent, params
+        ):
+            found[(device_id, chat_id, client_id)] = SentRecord(
+                device_id, client_id, message_id, chat_id, seq, self._time(created_at)
+            )
         return found
 
+    def _time(self, value: Any) -> datetime:
+        assert isinstance(value, datetime)  # typed by the statement's columns
+        return value
+
     async def member_devices(self, chat_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
-        rows = await self._conn.execute(
-            self._sql.member_devices, self._sql.values("chats", chat_ids)
-        )
+        rows = await self._rows(self._sql.member_devices, self._sql.values("chats", chat_ids))
         result: dict[str, dict[str, list[str]]] = {}
         for chat_id, user_id, device_id in rows:
             user_devices = result.setdefault(chat_id, {}).setdefault(user_id, [])
@@ -173,7 +188,7 @@ class SqlDeliveryRepository:
         return result
 
     async def devices_of(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
-        rows = await self._conn.execute(self._sql.devices_of, self._sql.values("users", user_ids))
+        rows = await self._rows(self._sql.devices_of, self._sql.values("users", user_ids))
         result: dict[str, list[str]] = {}
         for user_id, device_id in rows:
             result.setdefault(user_id, []).append(device_id)
@@ -193,12 +208,11 @@ class SqlDeliveryRepository:
             # Lock the rows in key order first: two nodes' batches touching the
             # same chats or devices then queue up instead of deadlocking.
             keys = list(ordered)
-            await self._conn.execute(self._sql.lock[table], {"keys": keys})
+            await self._rows(self._sql.lock[table], {"keys": keys})
             params: dict[str, Any] = {"keys": keys, "counts": list(ordered.values())}
         else:
             params = {"counts": json.dumps(ordered)}
-        result = await self._conn.execute(self._sql.allocate[table], params)
-        return {row[0]: int(row[1]) for row in result}
+        return {key: int(last) for key, last in await self._rows(self._sql.allocate[table], params)}
 
     async def insert_messages(self, batch: Sequence[Message]) -> None:
         if not batch:
@@ -261,12 +275,11 @@ class SqlDeliveryRepository:
             return []
         if self._sql.postgresql:
             params = {"devices": list(acks), "up_to": list(acks.values())}
-            await self._conn.execute(self._sql.remove_acked_events, params)
-            rows = list(await self._conn.execute(self._sql.remove_acked, params))
-            return [AckedMessage(*row) for row in rows]
+            await self._rowcount(self._sql.remove_acked_events, params)
+            return [AckedMessage(*row) for row in await self._rows(self._sql.remove_acked, params)]
         removed = [
             (device_id, message_id)
-            for device_id, message_id in await self._conn.execute(
+            for device_id, message_id in await self._rows(
                 self._sql.remove_acked, {"acks": json.dumps(dict(acks))}
             )
             if message_id is not None
@@ -276,9 +289,7 @@ class SqlDeliveryRepository:
         ids = sorted({message_id for _, message_id in removed})
         found = {
             row[0]: row[1:]
-            for row in await self._conn.execute(
-                self._sql.acked_messages, self._sql.values("ids", ids)
-            )
+            for row in await self._rows(self._sql.acked_messages, self._sql.values("ids", ids))
         }
         return [
             AckedMessage(device_id, message_id, *found[message_id])
@@ -289,10 +300,9 @@ class SqlDeliveryRepository:
     async def delete_delivered(self, message_ids: Sequence[str]) -> int:
         if not message_ids:
             return 0
-        result = await self._conn.execute(
+        return await self._rowcount(
             self._sql.delete_delivered, self._sql.values("ids", message_ids)
         )
-        return int(result.rowcount)
 
     async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]:
         query = (

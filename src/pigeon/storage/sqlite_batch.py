@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self, cast
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.services.ports import StorageError, StorageUnreachable
 from pigeon.storage.engine import create_sqlite_writer
+from pigeon.storage.sqlite_delivery import SqliteDeliveryRepository
 from pigeon.storage.uow import BoundRepositories, raise_as_storage_error
 
 
@@ -93,7 +95,11 @@ class SqliteBatchUnitOfWork(BoundRepositories):
         except (DBAPIError, OSError) as exc:
             self._writer.release(broken=True)
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
-        self._bind(cast(AsyncConnection, _InlineConnection(self._connection)))
+        inline = cast(AsyncConnection, _InlineConnection(self._connection))
+        self._bind(inline)
+        raw = self._connection.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        self.delivery = SqliteDeliveryRepository(inline, raw)
         return self
 
     async def __aexit__(
@@ -112,6 +118,8 @@ class SqliteBatchUnitOfWork(BoundRepositories):
         finally:
             self._writer.release(broken=broken)
             self._connection = None
+        if isinstance(exc, sqlite3.Error):  # from the hot path's own statements
+            raise StorageError(str(exc).splitlines()[0]) from exc
         raise_as_storage_error(exc)
 
     async def commit(self) -> None:
