@@ -230,7 +230,7 @@ class AccountService:
 
     async def authenticate(self, access_token: str) -> Principal:
         """The device an access token belongs to; a revoked device has no token at all."""
-        async with self._uow() as uow:
+        async with self._uow(read_only=True) as uow:
             device = await uow.devices.get_by_access_hash(secrets.hash_token(access_token))
         if device is None or self._clock.now() >= device.access_expires_at:
             raise Unauthenticated("invalid_token", "The access token is invalid or expired.")
@@ -251,7 +251,7 @@ class AccountService:
         await self.remove_device(principal, principal.device_id)
 
     async def list_devices(self, principal: Principal) -> list[Device]:
-        async with self._uow() as uow:
+        async with self._uow(read_only=True) as uow:
             return list(await uow.devices.list_for_user(principal.user_id))
 
     async def remove_device(self, principal: Principal, device_id: str) -> None:

@@ -14,11 +14,11 @@ class AdminService:
         self._bus = bus
 
     async def list_users(self, limit: int = 100, after_id: str | None = None) -> list[User]:
-        async with self._uow() as uow:
+        async with self._uow(read_only=True) as uow:
             return list(await uow.users.list(limit, after_id))
 
     async def list_devices(self, user_id: str) -> list[Device]:
-        async with self._uow() as uow:
+        async with self._uow(read_only=True) as uow:
             return list(await uow.devices.list_for_user(user_id))
 
     async def revoke_device(self, device_id: str) -> None:
@@ -30,5 +30,5 @@ class AdminService:
             await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
 
     async def count_devices(self) -> int:
-        async with self._uow() as uow:
+        async with self._uow(read_only=True) as uow:
             return await uow.devices.count()

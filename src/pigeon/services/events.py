@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from pigeon.domain.chats import Message
 from pigeon.domain.delivery import InboxEntry
 
 
+@functools.lru_cache(maxsize=256)  # a batch's messages and receipts share one time
 def timestamp(value: datetime) -> str:
     """ISO 8601 UTC with milliseconds and a ``Z``: what clients sort and show."""
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

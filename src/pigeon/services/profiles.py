@@ -25,7 +25,7 @@ class ProfileService:
         self._uow = uow
 
     async def get_own(self, user_id: str) -> User:
-        async with self._uow() as uow:
+        async with self._uow(read_only=True) as uow:
             user = await uow.users.get(user_id)
         if user is None:
             raise NotFound("user_not_found", "No such user.")
@@ -49,7 +49,7 @@ class ProfileService:
         return user
 
     async def get_public(self, user_id: str) -> PublicProfile:
-        async with self._uow() as uow:
+        async with self._uow(read_only=True) as uow:
             user = await uow.users.get(user_id)
         if user is None:
             raise NotFound("user_not_found", "No such user.")

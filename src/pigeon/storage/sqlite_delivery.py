@@ -12,6 +12,7 @@ inherited from ``SqlDeliveryRepository``.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ _INSERT_INBOX = (
 )
 
 
+@functools.lru_cache(maxsize=256)  # a batch's rows share one time
 def stored_time(value: datetime) -> str:
     """A timestamp as SQLAlchemy's SQLite dialect stores it: naive UTC, microseconds."""
     if value.tzinfo is None:
