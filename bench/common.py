@@ -250,6 +250,7 @@ class Client:
         self.latencies: list[float] = []
         self.received = 0
         self.drained = asyncio.Event()
+        self.ready = asyncio.Event()  # set by "ready", or when the socket ends first
         self._next = 0
         self._reader = asyncio.create_task(self._read())
 
@@ -263,7 +264,12 @@ class Client:
             ping_interval=None,
             open_timeout=60,
         )
-        return cls(socket, ack)
+        client = cls(socket, ack)
+        # Open means authenticated: the server may still refuse after the upgrade.
+        await asyncio.wait_for(client.ready.wait(), 120)
+        if client._reader.done():
+            raise ConnectionError("closed before it was ready")
+        return client
 
     async def call(self, type_: str, data: dict[str, Any]) -> dict[str, Any]:
         self._next += 1
@@ -283,6 +289,12 @@ class Client:
         return answer
 
     async def _read(self) -> None:
+        try:
+            await self._read_frames()
+        finally:
+            self.ready.set()
+
+    async def _read_frames(self) -> None:
         with contextlib.suppress(Exception):
             async for raw in self.socket:
                 frame = json.loads(raw)
@@ -299,6 +311,8 @@ class Client:
                     self.received += 1
                 elif event == "drained":
                     self.drained.set()
+                elif event == "ready":
+                    self.ready.set()
                 if self.ack and "inboxSeq" in data and event != "drained":
                     await self.socket.send(
                         json.dumps({"type": "ack", "data": {"upTo": data["inboxSeq"]}})

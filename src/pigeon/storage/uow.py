@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -58,6 +59,8 @@ class SqlUnitOfWork(BoundRepositories):
                 await self._conn.close()
                 self._conn = None
             raise StorageUnreachable(f"cannot reach the database: {exc}") from exc
+        except sa_exc.TimeoutError as exc:  # every pooled connection busy for pool_timeout
+            raise StorageUnreachable("no database connection became free in time") from exc
         self._bind(self._conn)
         return self
 
