@@ -177,7 +177,9 @@ class DeviceConnection:
             except FrameError as exc:
                 self._put(_error(exc.request_id, exc.code, exc.message))
                 continue
-            if self._unanswered >= self._limits.max_pending_commands:
+            if self._backlog() >= self._limits.max_pending_commands:
+                # Stop reading: a client that sends without reading the answers
+                # must not grow the outbox without bound.
                 self._room = asyncio.get_running_loop().create_future()
                 await self._room
             self._dispatch(command)
@@ -232,10 +234,18 @@ class DeviceConnection:
 
     def _answered(self) -> None:
         self._unanswered -= 1
+        self._resume_reader()
+
+    def _backlog(self) -> int:
+        """Commands not answered yet, and answers not sent yet."""
+        return self._unanswered + len(self._outbox)
+
+    def _resume_reader(self) -> None:
         room = self._room
-        if room is not None and not room.done():
+        if room is not None and self._backlog() < self._limits.max_pending_commands:
             self._room = None
-            room.set_result(None)
+            if not room.done():
+                room.set_result(None)
 
     def _on_ping(self, data: Any) -> dict[str, Any]:
         return {"pong": True}
@@ -346,6 +356,7 @@ class DeviceConnection:
                             texts, self._outbox = self._outbox, []
                             for text in texts:
                                 await self._send_text(text)
+                            self._resume_reader()
                         await self._send_queued()
                 except TimeoutError:
                     # The client stopped reading. Its queue is safe in the database.
