@@ -173,6 +173,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         DeliveryPolicy(
             undelivered_ttl=ttl,
             max_batch=settings.commit_max_batch,
+            commit_workers=1 if writer is not None else settings.commit_workers,
             on_commit=metrics.record_commit,
         ),
         batch_uow=writer,

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     undelivered_ttl_days: float = Field(30, gt=0, description="Undelivered messages expire.")
     purge_interval_seconds: float = Field(60, gt=0)
     commit_max_batch: int = Field(256, ge=1, description="Operations per group commit.")
+    commit_workers: int = Field(
+        4, ge=1, le=32, description="Group commits in flight at once on PostgreSQL (SQLite: 1)."
+    )
     membership_cache_seconds: float = Field(5, ge=0)
 
     # -- WebSocket gateway -----------------------------------------------------

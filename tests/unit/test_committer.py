@@ -96,3 +96,34 @@ async def test_an_unreachable_database_fails_the_batch_without_trying_each_opera
     results = await run(GroupCommitter(unreachable, retries=1), [2, 4, 6, 8])
     assert all(isinstance(r, Unavailable) for r in results)
     assert calls == 3  # the batch, its retry, and one operation alone: not four more
+
+
+async def test_workers_keep_each_partition_in_order_and_overlap_the_rest() -> None:
+    """Four workers: a key's operations commit in submission order, several batches at once."""
+    in_flight = 0
+    most_in_flight = 0
+    committed: list[int] = []
+
+    async def handler(ops: Sequence[Any]) -> tuple[list[Any], Publish]:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        await asyncio.sleep(0.002)  # a round trip to the database
+        committed.extend(ops)
+        in_flight -= 1
+
+        async def publish() -> None:
+            return None
+
+        return list(ops), publish
+
+    committer = GroupCommitter(handler, max_batch=4, workers=4, partition=lambda op: str(op % 8))
+    committer.start()
+    try:
+        ops = list(range(400))
+        assert await asyncio.gather(*(committer.submit(op) for op in ops)) == ops
+    finally:
+        await committer.stop()
+    assert most_in_flight > 1
+    for key in range(8):
+        assert [op for op in committed if op % 8 == key] == list(range(key, 400, 8))

@@ -4,6 +4,11 @@ Sends, acks and read marks are queued; one task takes everything queued,
 applies it in a single transaction and then answers each caller. While a
 commit is in flight new work piles up for the next one, so under load many
 messages share one commit, and at low load a message waits for nobody.
+
+Where the database takes concurrent writers (PostgreSQL), several such
+workers can run, each with its own queue: an operation goes to the worker its
+partition key picks (a chat, a device), so work on one chat stays in order
+while another worker's batch waits for its round trips.
 """
 
 from __future__ import annotations
@@ -59,45 +64,53 @@ class GroupCommitter:
         max_batch: int = 256,
         retries: int = 2,
         on_commit: Callable[[int, float], None] = lambda size, seconds: None,
+        workers: int = 1,
+        partition: Callable[[Any], str] = lambda op: "",
     ) -> None:
         self._handler = handler
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._retries = retries
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._partition = partition
+        self._queues: list[asyncio.Queue[Pending]] = [asyncio.Queue() for _ in range(workers)]
+        self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
         self.operations = 0
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="group-committer")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(queue), name=f"group-committer-{index}")
+                for index, queue in enumerate(self._queues)
+            ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        while not self._queue.empty():
-            self._queue.get_nowait().fail(Unavailable("unavailable", "The server is stopping."))
+                await task
+        self._tasks = []
+        for queue in self._queues:
+            while not queue.empty():
+                queue.get_nowait().fail(Unavailable("unavailable", "The server is stopping."))
 
     async def submit(self, op: Any) -> Any:
         """Queue ``op`` and wait until its batch has committed."""
-        pending = Pending(op)
-        self._queue.put_nowait(pending)
-        return await pending.future
+        return await self.submit_nowait(op)
 
     def submit_nowait(self, op: Any) -> asyncio.Future[Any]:
         pending = Pending(op)
-        self._queue.put_nowait(pending)
+        queues = self._queues
+        queue = queues[0] if len(queues) == 1 else queues[hash(self._partition(op)) % len(queues)]
+        queue.put_nowait(pending)
         return pending.future
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[Pending]) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = [await queue.get()]
+            while len(batch) < self._max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
             await self._apply(batch)
 
     async def _apply(self, batch: list[Pending]) -> None:

@@ -73,6 +73,9 @@ class MarkRead:
 class DeliveryPolicy:
     undelivered_ttl: timedelta = timedelta(days=30)
     max_batch: int = 256
+    # Batches committed at once; more than one only where the database takes
+    # concurrent writers. Work on one chat (and one device's acks) stays on one.
+    commit_workers: int = 1
     on_commit: Callable[[int, float], None] = lambda size, seconds: None
 
 
@@ -92,7 +95,11 @@ class MessagingService:
         self._clock = clock
         self._policy = policy
         self.committer = GroupCommitter(
-            self._apply_batch, max_batch=policy.max_batch, on_commit=policy.on_commit
+            self._apply_batch,
+            max_batch=policy.max_batch,
+            on_commit=policy.on_commit,
+            workers=policy.commit_workers,
+            partition=_partition,
         )
 
     async def send(self, command: SendMessage) -> SendResult:
@@ -290,6 +297,11 @@ class _Batch:
             self.links += [(a, message.id, message.chat_id) for a in ids]
             kept.append((index, op, message))
         return kept
+
+
+def _partition(op: SendMessage | Ack | MarkRead) -> str:
+    """Which committer takes ``op``: a chat's sends and reads, a device's acks, stay in order."""
+    return op.principal.device_id if isinstance(op, Ack) else op.chat_id
 
 
 def _new_message(op: SendMessage, now: datetime) -> Message:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Self
 
@@ -71,16 +72,28 @@ class SqlUnitOfWork(BoundRepositories):
         tb: TracebackType | None,
     ) -> None:
         assert self._conn is not None
+        conn, self._conn = self._conn, None
+        # Shielded: a task cancelled here (a socket closing while its backlog is
+        # read) still rolls back and returns its connection whole, instead of
+        # leaving the pool a half-reset connection and a logged traceback.
+        release = asyncio.ensure_future(_release(conn))
         try:
-            if self._conn.in_transaction():
-                await self._conn.rollback()
-        except DBAPIError:
-            await self._conn.invalidate()  # the connection is broken: drop it from the pool
-        finally:
-            await self._conn.close()
-            self._conn = None
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            await asyncio.wait([release])
+            raise
         raise_as_storage_error(exc)
 
     async def commit(self) -> None:
         assert self._conn is not None
         await self._conn.commit()
+
+
+async def _release(conn: AsyncConnection) -> None:
+    try:
+        if conn.in_transaction():
+            await conn.rollback()
+    except DBAPIError:
+        await conn.invalidate()  # the connection is broken: drop it from the pool
+    finally:
+        await conn.close()
