@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     purge_interval_seconds: float = Field(60, gt=0)
     commit_max_batch: int = Field(256, ge=1, description="Operations per group commit.")
     commit_workers: int = Field(
-        4, ge=1, le=32, description="Group commits in flight at once on PostgreSQL (SQLite: 1)."
+        1, ge=1, le=32, description="Group commits in flight at once on PostgreSQL (SQLite: 1)."
     )
     membership_cache_seconds: float = Field(5, ge=0)
 

@@ -7,8 +7,8 @@ messages share one commit, and at low load a message waits for nobody.
 
 Where the database takes concurrent writers (PostgreSQL), several such
 workers can run, each with its own queue: an operation goes to the worker its
-partition key picks (a chat, a device), so work on one chat stays in order
-while another worker's batch waits for its round trips.
+partition key picks (the device that sent it), so each device's work stays in
+order while another worker's batch waits for its round trips.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class DeliveryPolicy:
     undelivered_ttl: timedelta = timedelta(days=30)
     max_batch: int = 256
     # Batches committed at once; more than one only where the database takes
-    # concurrent writers. Work on one chat (and one device's acks) stays on one.
+    # concurrent writers. Each device's operations stay on one, in order.
     commit_workers: int = 1
     on_commit: Callable[[int, float], None] = lambda size, seconds: None
 
@@ -300,8 +300,9 @@ class _Batch:
 
 
 def _partition(op: SendMessage | Ack | MarkRead) -> str:
-    """Which committer takes ``op``: a chat's sends and reads, a device's acks, stay in order."""
-    return op.principal.device_id if isinstance(op, Ack) else op.chat_id
+    """Which committer takes ``op``: each device's sends, acks and reads commit in the order
+    it sent them (messages from different devices have no order until they get their seqs)."""
+    return op.principal.device_id
 
 
 def _new_message(op: SendMessage, now: datetime) -> Message:

@@ -15,6 +15,7 @@ from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.delivery import SqlDeliveryRepository
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
+from pigeon.storage.postgres_delivery import PostgresDeliveryRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 
 
@@ -33,7 +34,9 @@ class BoundRepositories:
         self.devices = SqlDeviceRepository(conn)
         self.codes = SqlCodeRepository(conn)
         self.chats = SqlChatRepository(conn)
-        self.delivery = SqlDeliveryRepository(conn)
+        postgresql = conn.dialect.name == "postgresql"
+        delivery = PostgresDeliveryRepository if postgresql else SqlDeliveryRepository
+        self.delivery = delivery(conn)
         self.media = SqlMediaRepository(conn)
 
 
