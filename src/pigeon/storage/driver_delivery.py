@@ -13,6 +13,7 @@ hot path is inherited from ``SqlDeliveryRepository``.
 
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -60,19 +61,22 @@ def stored_json(value: Any) -> str:
     return json.dumps(value)
 
 
-class DriverDeliveryRepository(SqlDeliveryRepository):
+class DriverDeliveryRepository(SqlDeliveryRepository, abc.ABC):
     """Inserts as plain rows; subclasses say how to run statements and store times."""
 
+    @abc.abstractmethod
     async def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        raise NotImplementedError
+        """Insert ``rows`` (never empty), in ``COLUMNS[table]`` order."""
+
+    async def _write(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            await self._insert(table, rows)
 
     def _stored_time(self, value: datetime) -> Any:
         return value
 
     async def insert_messages(self, batch: Sequence[Message]) -> None:
-        if not batch:
-            return
-        await self._insert(
+        await self._write(
             "messages",
             [
                 (
@@ -93,9 +97,7 @@ class DriverDeliveryRepository(SqlDeliveryRepository):
         )
 
     async def insert_sent(self, records: Sequence[SentRecord]) -> None:
-        if not records:
-            return
-        await self._insert(
+        await self._write(
             "sent_messages",
             [
                 (
@@ -111,9 +113,7 @@ class DriverDeliveryRepository(SqlDeliveryRepository):
         )
 
     async def insert_inbox(self, entries: Sequence[InboxEntry]) -> None:
-        if not entries:
-            return
-        await self._insert(
+        await self._write(
             "inbox",
             [
                 (

@@ -7,8 +7,8 @@ first statement, so until one has run here, statements go through SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pigeon.services.ports import StorageError
 from pigeon.storage.delivery import Statement
 from pigeon.storage.driver_delivery import COLUMNS, DriverDeliveryRepository, insert_sql
+
+T = TypeVar("T")
 
 _INSERTS = {table: insert_sql(table, lambda n: f"${n}") for table in COLUMNS}
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -31,41 +33,37 @@ class PostgresDeliveryRepository(DriverDeliveryRepository):
 
     async def _rows(self, statement: Statement, params: Mapping[str, Any]) -> Sequence[Any]:
         if self._driver is None:
-            rows = await super()._rows(statement, params)
-            await self._take_driver()
-            return rows
-        sql, args = self._positional(statement, params)
-        try:
-            return await self._driver.fetch(sql, *args)  # type: ignore[no-any-return]
-        except _DRIVER_ERRORS as exc:
-            raise _storage_error(exc) from exc
+            return await self._beginning(super()._rows(statement, params))
+        rows: Sequence[Any] = await self._call("fetch", *self._positional(statement, params))
+        return rows
 
     async def _rowcount(self, statement: Statement, params: Mapping[str, Any]) -> int:
         if self._driver is None:
-            count = await super()._rowcount(statement, params)
-            await self._take_driver()
-            return count
-        sql, args = self._positional(statement, params)
-        try:
-            status: str = await self._driver.execute(sql, *args)  # "DELETE 3"
-        except _DRIVER_ERRORS as exc:
-            raise _storage_error(exc) from exc
-        return int(status.rsplit(" ", 1)[-1])
+            return await self._beginning(super()._rowcount(statement, params))
+        status: str = await self._call("execute", *self._positional(statement, params))
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE 3"
 
     async def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         if self._driver is None:
-            await self._conn.exec_driver_sql("SELECT 1")  # begin the transaction
-            await self._take_driver()
+            await self._beginning(self._conn.exec_driver_sql("SELECT 1"))
+        await self._call("executemany", _INSERTS[table], rows)
+
+    async def _beginning(self, first: Awaitable[T]) -> T:
+        """Run the transaction's first statement through SQLAlchemy, then take its driver."""
+        result = await first
+        raw = await self._conn.get_raw_connection()
+        self._driver = raw.driver_connection
+        return result
+
+    async def _call(self, method: str, sql: str, *args: Any) -> Any:
         try:
-            await self._driver.executemany(_INSERTS[table], rows)
+            return await getattr(self._driver, method)(sql, *args)
         except _DRIVER_ERRORS as exc:
             raise _storage_error(exc) from exc
 
-    async def _take_driver(self) -> None:
-        raw = await self._conn.get_raw_connection()
-        self._driver = raw.driver_connection
-
-    def _positional(self, statement: Statement, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    def _positional(
+        self, statement: Statement, params: Mapping[str, Any]
+    ) -> tuple[Any, ...]:  # the SQL, then its arguments in order
         compiled = _compiled.get(id(statement))
         if compiled is None:
             result = statement.compile(dialect=self._conn.dialect)
@@ -74,7 +72,7 @@ class PostgresDeliveryRepository(DriverDeliveryRepository):
                 tuple(result.positiontup or ()),
             )
         sql, names = compiled
-        return sql, [params[name] for name in names]
+        return (sql, *(params[name] for name in names))
 
 
 def _storage_error(exc: BaseException) -> StorageError:
