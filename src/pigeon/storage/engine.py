@@ -37,6 +37,10 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     )
 
 
+# How long a write transaction waits for another writer's lock.
+BUSY_TIMEOUT_MS = 5000
+
+
 def create_sqlite_writer(url: str) -> Engine:
     """A synchronous engine with one connection, for the group committer's batches.
 
@@ -72,10 +76,12 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        if getattr(connection.connection.dbapi_connection, "in_transaction", False):
+            return  # begun on sqlite3 itself already (the group committer's fast path)
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,14 +1,15 @@
-"""The group committer's unit of work on SQLite: a whole batch in two thread hops.
+"""The group committer's unit of work on SQLite: a whole batch in one thread hop.
 
 Through aiosqlite every statement crosses to its worker thread and back
 several times (cursor, execute, fetch, close), and a batch runs a dozen
 statements. Here the batch takes SQLite's write lock (``BEGIN IMMEDIATE``)
-and commits (the fsync) in a worker thread, and runs its statements on the
-event loop's thread in between: while the lock is held no statement can wait
-for another writer, and WAL readers never block, so each one returns in
-microseconds. The same repositories run on it, through a connection that
-answers their ``await conn.execute(...)`` at once.
-"""
+on the event loop's thread, runs its statements there, and commits (the
+fsync) in a worker thread: while the lock is held no statement can wait for
+another writer, and WAL readers never block, so each one returns in
+microseconds. Only when another writer (a chat being created, a purge) holds
+the lock does the batch wait for it in a worker thread. The same
+repositories run on it, through a connection that answers their ``await
+conn.execute(...)`` at once."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.services.ports import StorageError, StorageUnreachable
-from pigeon.storage.engine import create_sqlite_writer
+from pigeon.storage.engine import BUSY_TIMEOUT_MS, create_sqlite_writer
 from pigeon.storage.sqlite_delivery import SqliteDeliveryRepository
 from pigeon.storage.uow import BoundRepositories, raise_as_storage_error
 
@@ -43,6 +44,27 @@ class _InlineConnection:
     async def begin_nested(self) -> AsyncIterator[None]:
         with self._connection.begin_nested():
             yield
+
+
+def _begin_unless_busy(raw: sqlite3.Connection) -> bool:
+    """Take the write lock on the loop's thread if no other writer holds it.
+
+    Nearly always the lock is free and BEGIN IMMEDIATE returns in
+    microseconds; a thread hop for it cost each batch ~2 ms of waiting for
+    the busy loop to come back (measured: 40 % of a batch's time at 1,000
+    msg/s). Only when another writer holds the lock does the caller wait for
+    it in a thread.
+    """
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if raw.in_transaction or exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return True
 
 
 class SqliteBatchWriter:
@@ -90,15 +112,18 @@ class SqliteBatchUnitOfWork(BoundRepositories):
             self._connection = await self._writer.acquire()
         except (DBAPIError, OSError) as exc:
             raise StorageUnreachable(f"cannot open the database: {exc}") from exc
+        raw = self._connection.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
         try:
-            await asyncio.to_thread(self._connection.begin)  # BEGIN IMMEDIATE: may wait
-        except (DBAPIError, OSError) as exc:
+            if _begin_unless_busy(raw):
+                self._connection.begin()  # SQLAlchemy takes over the driver's transaction
+            else:
+                await asyncio.to_thread(self._connection.begin)  # BEGIN IMMEDIATE: may wait
+        except (DBAPIError, OSError, sqlite3.Error) as exc:
             self._writer.release(broken=True)
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
         inline = cast(AsyncConnection, _InlineConnection(self._connection))
         self._bind(inline)
-        raw = self._connection.connection.dbapi_connection
-        assert isinstance(raw, sqlite3.Connection)
         self.delivery = SqliteDeliveryRepository(inline, raw)
         return self
 

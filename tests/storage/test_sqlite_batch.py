@@ -1,0 +1,75 @@
+"""The group committer's SQLite unit of work: its write lock, taken on the loop or waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pigeon.domain.ids import new_id
+from pigeon.domain.models import User
+from pigeon.storage import migrate
+from pigeon.storage.engine import create_engine
+from pigeon.storage.sqlite_batch import SqliteBatchWriter
+
+T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> Path:
+    path = tmp_path / "pigeon.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return path
+
+
+async def add_user(writer: SqliteBatchWriter, phone: str) -> None:
+    async with writer() as uow:
+        await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
+        await uow.commit()
+
+
+def phones(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT phone FROM users ORDER BY phone")]
+
+
+async def test_a_batch_commits_when_no_other_writer_holds_the_lock(database: Path) -> None:
+    writer = SqliteBatchWriter(f"sqlite+aiosqlite:///{database}")
+    try:
+        await add_user(writer, "+14155550001")
+        await add_user(writer, "+14155550002")
+    finally:
+        writer.close()
+    assert phones(database) == ["+14155550001", "+14155550002"]
+
+
+async def test_a_batch_waits_for_another_writer_without_blocking_the_loop(
+    database: Path,
+) -> None:
+    other = sqlite3.connect(database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer (a purge, say) holds the lock
+    writer = SqliteBatchWriter(f"sqlite+aiosqlite:///{database}")
+    try:
+        batch = asyncio.create_task(add_user(writer, "+14155550001"))
+        longest = 0.0
+        for _ in range(20):  # the loop keeps running while the batch waits
+            started = time.perf_counter()
+            await asyncio.sleep(0.01)
+            longest = max(longest, time.perf_counter() - started)
+        assert longest < 0.5
+        assert not batch.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(batch, 5)
+        await add_user(writer, "+14155550002")  # and the next one takes the fast path again
+    finally:
+        other.close()
+        writer.close()
+    assert phones(database) == ["+14155550001", "+14155550002"]
