@@ -241,7 +241,11 @@ async def seed_chats(database_url: str, groups: Sequence[Sequence[str]], direct:
 
 
 class Client:
-    """One device's socket: answers matched by id, message events timed and acked."""
+    """One device's socket: answers matched by id, message events timed and acked.
+
+    Acks go as the SDK sends them (``pigeon.client``): cumulative, from a task
+    of their own, so a burst of events read together costs one ack.
+    """
 
     def __init__(self, socket: ClientConnection, ack: bool = True) -> None:
         self.socket = socket
@@ -252,7 +256,10 @@ class Client:
         self.drained = asyncio.Event()
         self.ready = asyncio.Event()  # set by "ready", or when the socket ends first
         self._next = 0
+        self._ack_target = 0
+        self._ack_wake = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
+        self._acker = asyncio.create_task(self._ack_loop())
 
     @classmethod
     async def open(cls, url: str, token: str, ack: bool = True) -> Client:
@@ -314,13 +321,51 @@ class Client:
                 elif event == "ready":
                     self.ready.set()
                 if self.ack and "inboxSeq" in data and event != "drained":
-                    await self.socket.send(
-                        json.dumps({"type": "ack", "data": {"upTo": data["inboxSeq"]}})
-                    )
+                    self._ack_target = data["inboxSeq"]
+                    self._ack_wake.set()
+
+    async def _ack_loop(self) -> None:
+        acked = 0
+        with contextlib.suppress(Exception):
+            while True:
+                await self._ack_wake.wait()
+                self._ack_wake.clear()
+                if self._ack_target > acked:
+                    acked = self._ack_target
+                    await self.socket.send(json.dumps({"type": "ack", "data": {"upTo": acked}}))
 
     async def close(self) -> None:
         await self.socket.close()
         self._reader.cancel()
+        self._acker.cancel()
+
+
+def fsync_latency_ms(seconds: float) -> dict[str, float]:
+    """How long this disk takes to make an 8 KiB append durable, as a commit does.
+
+    Every durable commit waits for one such fsync (SQLite's WAL, PostgreSQL's),
+    so the disk's tail is a floor under the servers' latency tail: a stall
+    here holds up every message behind it.
+    """
+    durations = []
+    with tempfile.TemporaryDirectory(prefix="pigeon-bench-fsync-") as folder:
+        fd = os.open(Path(folder) / "probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                os.write(fd, b"x" * 8192)
+                started = time.perf_counter()
+                os.fsync(fd)
+                durations.append(time.perf_counter() - started)
+                time.sleep(0.002)
+        finally:
+            os.close(fd)
+    return {
+        "p50_ms": round(percentile(durations, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(durations, 0.99) * 1000, 2),
+        "p999_ms": round(percentile(durations, 0.999) * 1000, 2),
+        "max_ms": round(max(durations) * 1000, 2),
+    }
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

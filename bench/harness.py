@@ -30,6 +30,7 @@ from bench.common import (
     Client,
     PigeonServer,
     Workspace,
+    fsync_latency_ms,
     latency_ms,
     pin_generator,
     raise_file_limit,
@@ -347,6 +348,9 @@ def targets(results: dict[str, Any], databases: list[str]) -> list[str]:
 
 
 def print_table(results: dict[str, Any]) -> None:
+    fsync = results["machine"].get("fsync")
+    if fsync:
+        print(f"{'disk fsync':<28} " + ", ".join(f"{k}={v}" for k, v in fsync.items()))
     for name, value in results["scenarios"].items():
         figures = ", ".join(f"{k}={v}" for k, v in value.items())
         print(f"{name:<28} {figures}")
@@ -366,6 +370,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(sys.argv),
         "scenarios": {},
     }
+    # The disk's fsync tail, measured before the load: it bounds the latency tail.
+    results["machine"]["fsync"] = fsync_latency_ms(2 if quick else 5)
+    print(f"fsync of an 8 KiB append: {results['machine']['fsync']}", flush=True)
     wanted = args.scenarios.split(",")
     out = results["scenarios"]
     for mode in ("throughput", "rate"):

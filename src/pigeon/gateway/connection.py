@@ -280,7 +280,8 @@ class DeviceConnection:
         if data.upTo <= self._last_acked:
             return {"upTo": self._last_acked}
         self._last_acked = data.upTo
-        self._request_pump()
+        if self._pushed or self._need_fetch:  # events waited for this room
+            self._request_pump()
         future = self._services.messaging.committer.submit_nowait(Ack(self._principal, data.upTo))
         future.add_done_callback(_consume_outcome)
         return {"upTo": data.upTo}
