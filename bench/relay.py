@@ -1,4 +1,5 @@
-"""The baseline: a minimal relay on the same stack (FastAPI, uvicorn, websockets-sansio).
+"""The baseline: a minimal relay on the same stack (FastAPI, uvicorn, websockets-sansio,
+and the WebSocket protocol ``pigeon serve`` runs, with its coalesced writes).
 
 It forwards each ``sendMessage`` to the peer named by ``chatId`` and answers
 the sender at once: no auth, no storage, no queues. Pigeon's figures divided
@@ -16,6 +17,8 @@ import sys
 import uvicorn
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
+
+from pigeon.gateway.transport import WebSocketProtocol
 
 app = FastAPI()
 peers: dict[str, WebSocket] = {}
@@ -57,7 +60,7 @@ if __name__ == "__main__":
         port=int(sys.argv[1]),
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_per_message_deflate=False,
         log_level="warning",
     )

@@ -12,6 +12,8 @@ import uvicorn
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
+from pigeon.gateway.transport import WebSocketProtocol
+
 
 class LiveServer:
     """Serves ``app`` (its lifespan already entered by the caller) on an OS-chosen port."""
@@ -24,7 +26,7 @@ class LiveServer:
             lifespan="off",
             log_config=None,
             access_log=False,
-            ws="websockets-sansio",
+            ws=WebSocketProtocol,  # the protocol `pigeon serve` runs
             ws_max_size=max_frame_bytes,
             ws_per_message_deflate=False,
         )
