@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -51,7 +52,13 @@ class ConnectionLimits:
 
 
 def encode(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    """The frame as compact JSON text (orjson: the stdlib's encoder was a sixth of the CPU)."""
+    try:
+        return orjson.dumps(frame).decode()
+    except orjson.JSONEncodeError:
+        # Text orjson refuses (a lone surrogate from an older row, say) goes out
+        # escaped rather than failing the frame.
+        return json.dumps(frame, separators=(",", ":"))
 
 
 class DeviceConnection:

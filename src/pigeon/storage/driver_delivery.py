@@ -58,6 +58,11 @@ def insert_sql(table: str, placeholder: Callable[[int], str]) -> str:
 
 def stored_json(value: Any) -> str:
     # SQLAlchemy's JSON type stores None as JSON null, not SQL NULL; so do we.
+    # Most messages have no attachments and no system payload: skip the encoder.
+    if value is None:
+        return "null"
+    if value == []:
+        return "[]"
     return json.dumps(value)
 
 
