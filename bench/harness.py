@@ -55,6 +55,12 @@ def start_profiler(pid: int, label: str) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen([*command, "--output", str(output)], stdout=subprocess.DEVNULL)
 
 
+def machine_steal() -> float:
+    """Seconds of CPU the hypervisor gave other guests, averaged over this machine's CPUs."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
+
+
 class Meter:
     """Wall time and both sides' CPU over a measured span."""
 
@@ -66,6 +72,7 @@ class Meter:
         self.started = time.perf_counter()
         self._server = self._cpu()
         self._self = time.process_time()
+        self._steal = machine_steal()
 
     def stop(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self.started
@@ -77,6 +84,8 @@ class Meter:
             "server_cpu_percent": round(100 * (self._cpu() - self._server) / elapsed),
             "generator_cpu_percent": round(100 * (time.process_time() - self._self) / elapsed),
             "_server_cpu_seconds": self._cpu() - self._server,
+            # CPU the hypervisor gave to other guests: high values mean a noisy run.
+            "steal_percent": round(100 * (machine_steal() - self._steal) / elapsed, 1),
         }
 
 
