@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,13 +47,6 @@ COLUMNS = {
     ),
     "inbox": ("device_id", "seq", "message_id", "event", "expires_at"),
 }
-
-
-def insert_sql(table: str, placeholder: Callable[[int], str]) -> str:
-    """``INSERT INTO table (...) VALUES (...)`` with the driver's placeholders."""
-    columns = COLUMNS[table]
-    values = ", ".join(placeholder(n) for n in range(1, len(columns) + 1))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"
 
 
 def stored_json(value: Any) -> str:

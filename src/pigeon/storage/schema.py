@@ -204,7 +204,14 @@ attachment_links = sa.Table(
         sa.ForeignKey("attachments.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    sa.Column("message_id", ID, sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    # Indexed on its own: deleting a message looks its links up by message.
+    sa.Column(
+        "message_id",
+        ID,
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
     sa.Column("chat_id", ID, nullable=False, index=True),
 )
 

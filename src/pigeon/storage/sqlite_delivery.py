@@ -12,9 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.storage.delivery import Statement
-from pigeon.storage.driver_delivery import COLUMNS, DriverDeliveryRepository, insert_sql
+from pigeon.storage.driver_delivery import COLUMNS, DriverDeliveryRepository
 
-_INSERTS = {table: insert_sql(table, lambda n: "?") for table in COLUMNS}
+_INSERTS = {
+    table: f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    for table, columns in COLUMNS.items()
+}
 
 
 @functools.lru_cache(maxsize=256)  # a batch's rows share one time
