@@ -58,6 +58,16 @@ async def test_writes_in_one_turn_leave_in_one_write_in_order() -> None:
         assert await read_all(peer, 44) == b"frame-0;frame-1;frame-2;frame-3;frame-4;next"
 
 
+async def test_writelines_and_write_share_the_buffer_in_order() -> None:
+    async with Pair() as (transport, peer, writes):
+        transport.write(b"a;")
+        transport.writelines([b"b;", b"c;"])
+        transport.write(b"d;")
+        await asyncio.sleep(0)
+        assert writes == [b"a;b;c;d;"]
+        assert await read_all(peer, 8) == b"a;b;c;d;"
+
+
 async def test_close_sends_what_was_written_before_it() -> None:
     async with Pair() as (transport, peer, writes):
         transport.write(b"last words")

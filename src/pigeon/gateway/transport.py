@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from typing import Any, cast
 
 from uvicorn._types import ASGISendEvent
@@ -50,6 +51,14 @@ class CoalescingTransport:
             if not self._scheduled:
                 self._scheduled = True
                 self._loop.call_soon(self.flush)
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def flush(self) -> None:
         self._scheduled = False

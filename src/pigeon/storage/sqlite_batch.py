@@ -9,7 +9,8 @@ another writer, and WAL readers never block, so each one returns in
 microseconds. Only when another writer (a chat being created, a purge) holds
 the lock does the batch wait for it in a worker thread. The same
 repositories run on it, through a connection that answers their ``await
-conn.execute(...)`` at once."""
+conn.execute(...)`` at once.
+"""
 
 from __future__ import annotations
 
