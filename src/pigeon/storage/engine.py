@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 # transaction on SQLite instead of BEGIN IMMEDIATE: only for read-only work.
 READ_ONLY = "pigeon_read_only"
 
+# How long a write transaction waits for another writer's lock.
+BUSY_TIMEOUT_MS = 5000
+
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite://...`` or ``postgresql+asyncpg://...``).
@@ -25,7 +28,8 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         engine = create_async_engine(
             url, echo=echo, pool_size=pool_size, max_overflow=0, hide_parameters=True
         )
-        _configure_sqlite(engine.sync_engine)
+        _configure_sqlite(engine.sync_engine, BUSY_TIMEOUT_MS)
+        _begin_immediately(engine.sync_engine)
         return engine
     return create_async_engine(
         url,
@@ -37,15 +41,14 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     )
 
 
-# How long a write transaction waits for another writer's lock.
-BUSY_TIMEOUT_MS = 5000
-
-
 def create_sqlite_writer(url: str) -> Engine:
     """A synchronous engine with one connection, for the group committer's batches.
 
     The connection may be used from the event loop's thread and from worker
-    threads in turn (never at once), hence ``check_same_thread=False``.
+    threads in turn (never at once), hence ``check_same_thread=False``. Its
+    busy timeout is zero: the batch begins its transactions on the driver
+    itself (``storage/sqlite_batch.py``), and waits for another writer's lock
+    only in a worker thread, never on the event loop.
     """
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
     engine = sa.create_engine(
@@ -55,17 +58,12 @@ def create_sqlite_writer(url: str) -> Engine:
         hide_parameters=True,
         connect_args={"check_same_thread": False},
     )
-    _configure_sqlite(engine)
+    _configure_sqlite(engine, busy_timeout_ms=0)
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, and write transactions that take the lock up front.
-
-    SQLite has one writer. A deferred transaction that reads and then writes
-    fails at once with "database is locked" if another writer got in between;
-    BEGIN IMMEDIATE instead waits (up to busy_timeout) for the lock.
-    """
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL, full fsync, foreign keys, and how long a writer waits for the lock."""
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -76,12 +74,19 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
+
+
+def _begin_immediately(engine: Engine) -> None:
+    """Write transactions take the lock up front.
+
+    SQLite has one writer. A deferred transaction that reads and then writes
+    fails at once with "database is locked" if another writer got in between;
+    BEGIN IMMEDIATE instead waits (up to busy_timeout) for the lock.
+    """
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        if getattr(connection.connection.dbapi_connection, "in_transaction", False):
-            return  # begun on sqlite3 itself already (the group committer's fast path)
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
