@@ -41,3 +41,11 @@ class AckedMessage:
     chat_id: str
     seq: int
     sender_id: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class AckOutcome:
+    """What a batch of acks removed, with the senders' devices its receipts go to."""
+
+    removed: list[AckedMessage]
+    sender_devices: dict[str, list[str]]  # sender user -> device ids

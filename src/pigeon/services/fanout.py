@@ -44,6 +44,15 @@ async def enqueue(
     uow: UnitOfWork, items: Sequence[Queued], expires_at: datetime
 ) -> list[InboxEntry]:
     """Append ``items`` to their devices' queues, in list order per device."""
+    entries = await assign_inbox_seqs(uow, items, expires_at)
+    await uow.delivery.insert_inbox(entries)
+    return entries
+
+
+async def assign_inbox_seqs(
+    uow: UnitOfWork, items: Sequence[Queued], expires_at: datetime
+) -> list[InboxEntry]:
+    """The queue entries for ``items``, numbered in list order per device, not yet inserted."""
     counts: dict[str, int] = defaultdict(int)
     for item in items:
         counts[item.device_id] += 1
@@ -63,7 +72,6 @@ async def enqueue(
             )
         )
         next_seq[item.device_id] += 1
-    await uow.delivery.insert_inbox(entries)
     return entries
 
 

@@ -138,10 +138,9 @@ class MessagingService:
             batch.apply_sends_check(members)
             await batch.apply_reads(uow, members)
             await batch.apply_sends(uow, members)
-            await uow.delivery.insert_messages(batch.messages)
-            await uow.delivery.insert_sent(batch.sent_records)
+            entries = await fanout.assign_inbox_seqs(uow, batch.queued, batch.expires_at)
+            await uow.delivery.insert_batch(batch.messages, batch.sent_records, entries)
             await uow.media.link(batch.links)
-            entries = await fanout.enqueue(uow, batch.queued, batch.expires_at)
             await uow.commit()
 
         async def publish() -> None:
@@ -177,20 +176,17 @@ class _Batch:
                 user_of[device] = op.principal.user_id
         if not up_to:
             return
-        removed = await uow.delivery.remove_acked_by_device(up_to)
+        outcome = await uow.delivery.remove_acked(up_to)
         receipts: dict[tuple[str, str, str], int] = {}
-        for entry in removed:
+        for entry in outcome.removed:
             reader = user_of[entry.device_id]
             if entry.sender_id is None or entry.sender_id == reader:
                 continue
             key = (entry.chat_id, entry.sender_id, reader)
             receipts[key] = max(receipts.get(key, 0), entry.seq)
-        if receipts:
-            senders = await uow.delivery.devices_of(sorted({k[1] for k in receipts}))
-            for (chat_id, sender, reader), seq in sorted(receipts.items()):
-                event = receipt_event(chat_id, "delivered", reader, seq, self.now)
-                self.queued += [Queued(d, event=event) for d in senders.get(sender, [])]
-        await uow.delivery.delete_delivered(sorted({entry.message_id for entry in removed}))
+        for (chat_id, sender, reader), seq in sorted(receipts.items()):
+            event = receipt_event(chat_id, "delivered", reader, seq, self.now)
+            self.queued += [Queued(d, event=event) for d in outcome.sender_devices.get(sender, [])]
 
     # -- reads: raise the member's read mark, tell the other members
     async def apply_reads(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from pigeon.domain.chats import Chat, Member, Message, Role
-from pigeon.domain.delivery import AckedMessage, InboxEntry, SentRecord
+from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 
@@ -143,14 +143,16 @@ class DeliveryRepository(Protocol):
         ...
 
     async def insert_messages(self, messages: Sequence[Message]) -> None: ...
-    async def insert_sent(self, records: Sequence[SentRecord]) -> None: ...
     async def insert_inbox(self, entries: Sequence[InboxEntry]) -> None: ...
-    async def remove_acked_by_device(self, acks: Mapping[str, int]) -> list[AckedMessage]:
-        """Delete each device's entries up to its seq; returns the message entries removed."""
+    async def insert_batch(
+        self, messages: Sequence[Message], sent: Sequence[SentRecord], entries: Sequence[InboxEntry]
+    ) -> None:
+        """Insert a batch's messages, their send records and queue entries, in that order."""
         ...
 
-    async def delete_delivered(self, message_ids: Sequence[str]) -> int:
-        """Delete those of the messages that no queue holds any more."""
+    async def remove_acked(self, acks: Mapping[str, int]) -> AckOutcome:
+        """Delete each device's entries up to its seq, then the messages no queue holds
+        any more; returns the message entries removed and their senders' devices."""
         ...
 
     async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]: ...

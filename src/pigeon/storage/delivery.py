@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.chats import Message, MessageKind
-from pigeon.domain.delivery import AckedMessage, InboxEntry, SentRecord
+from pigeon.domain.delivery import AckedMessage, AckOutcome, InboxEntry, SentRecord
 from pigeon.storage.schema import UtcDateTime, inbox, messages, sent_messages
 
 
@@ -81,19 +81,24 @@ class _Statements:
             table: self._allocate(table, key, pg)
             for table, key in (("chats", "id"), ("inbox_counters", "device_id"))
         }
-        self.lock = {
-            table: sa.text(
-                f"SELECT {key} FROM {table} WHERE {key} {one_of('keys')} ORDER BY {key} FOR UPDATE"
-            )
-            for table, key in (("chats", "id"), ("inbox_counters", "device_id"))
-        }
         self.remove_acked = sa.text(
-            "WITH gone AS (DELETE FROM inbox AS i USING"
-            " unnest(CAST(:devices AS TEXT[]), CAST(:up_to AS BIGINT[])) AS a(device_id, up_to)"
-            " WHERE i.device_id = a.device_id AND i.seq <= a.up_to AND i.message_id IS NOT NULL"
-            " RETURNING i.device_id, i.message_id)"
-            " SELECT g.device_id, g.message_id, m.chat_id, m.seq, m.sender_id"
-            " FROM gone AS g JOIN messages AS m ON m.id = g.message_id"
+            # One statement, one round trip: delete the entries, read what the
+            # receipts need, delete the messages no other entry holds (an entry
+            # deleted by this same statement still shows in its snapshot, hence
+            # the check against "gone").
+            "WITH a AS (SELECT * FROM unnest(CAST(:devices AS TEXT[]), CAST(:up_to AS BIGINT[]))"
+            " AS a(device_id, up_to)),"
+            " gone AS (DELETE FROM inbox AS i USING a"
+            " WHERE i.device_id = a.device_id AND i.seq <= a.up_to"
+            " RETURNING i.device_id, i.seq, i.message_id),"
+            " acked AS MATERIALIZED (SELECT g.device_id, g.message_id, m.chat_id, m.seq,"
+            " m.sender_id FROM gone AS g JOIN messages AS m ON m.id = g.message_id),"
+            " delivered AS (DELETE FROM messages AS m"
+            " WHERE m.id IN (SELECT message_id FROM acked) AND NOT EXISTS ("
+            "SELECT 1 FROM inbox AS i WHERE i.message_id = m.id AND NOT EXISTS ("
+            "SELECT 1 FROM gone AS g WHERE g.device_id = i.device_id AND g.seq = i.seq)))"
+            " SELECT acked.*, ARRAY(SELECT d.id FROM devices AS d"
+            " WHERE d.user_id = acked.sender_id ORDER BY d.id) FROM acked"
             if pg
             # The JSON is read once into a table, not once per row the DELETE visits.
             else "WITH a AS MATERIALIZED (SELECT key AS device_id, value AS up_to"
@@ -101,13 +106,6 @@ class _Statements:
             " WHERE device_id IN (SELECT device_id FROM a)"
             " AND seq <= (SELECT up_to FROM a WHERE a.device_id = inbox.device_id)"
             " RETURNING device_id, message_id"
-        )
-        # Receipts and other events: SQLite's DELETE above takes them too
-        # (message_id is NULL); PostgreSQL's needs a second, plain delete.
-        self.remove_acked_events = sa.text(
-            "DELETE FROM inbox AS i USING"
-            " unnest(CAST(:devices AS TEXT[]), CAST(:up_to AS BIGINT[])) AS a(device_id, up_to)"
-            " WHERE i.device_id = a.device_id AND i.seq <= a.up_to AND i.message_id IS NULL"
         )
         self.acked_messages = sa.text(
             f"SELECT id, chat_id, seq, sender_id FROM messages WHERE id {one_of('ids')}"
@@ -120,10 +118,15 @@ class _Statements:
     @staticmethod
     def _allocate(table: str, key: str, pg: bool) -> sa.TextClause:
         if pg:
+            # Lock the rows in key order first: two nodes' batches touching the
+            # same chats or devices then queue up instead of deadlocking.
             return sa.text(
-                f"UPDATE {table} AS t SET last_seq = t.last_seq + a.n FROM"
+                f"WITH locked AS MATERIALIZED (SELECT {key} FROM {table}"
+                f" WHERE {key} = ANY(CAST(:keys AS TEXT[])) ORDER BY {key} FOR UPDATE)"
+                f" UPDATE {table} AS t SET last_seq = t.last_seq + a.n FROM"
                 " unnest(CAST(:keys AS TEXT[]), CAST(:counts AS BIGINT[])) AS a(k, n)"
-                f" WHERE t.{key} = a.k RETURNING t.{key}, t.last_seq"
+                f" WHERE t.{key} = a.k AND t.{key} IN (SELECT {key} FROM locked)"
+                f" RETURNING t.{key}, t.last_seq"
             )
         return sa.text(
             "WITH a AS MATERIALIZED (SELECT key AS k, value AS n FROM json_each(:counts))"
@@ -179,6 +182,8 @@ class SqlDeliveryRepository:
         return value
 
     async def member_devices(self, chat_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+        if not chat_ids:  # a batch of acks only
+            return {}
         rows = await self._rows(self._sql.member_devices, self._sql.values("chats", chat_ids))
         result: dict[str, dict[str, list[str]]] = {}
         for chat_id, user_id, device_id in rows:
@@ -205,11 +210,7 @@ class SqlDeliveryRepository:
             return {}
         ordered = dict(sorted(counts.items()))
         if self._sql.postgresql:
-            # Lock the rows in key order first: two nodes' batches touching the
-            # same chats or devices then queue up instead of deadlocking.
-            keys = list(ordered)
-            await self._rows(self._sql.lock[table], {"keys": keys})
-            params: dict[str, Any] = {"keys": keys, "counts": list(ordered.values())}
+            params: dict[str, Any] = {"keys": list(ordered), "counts": list(ordered.values())}
         else:
             params = {"counts": json.dumps(ordered)}
         return {key: int(last) for key, last in await self._rows(self._sql.allocate[table], params)}
@@ -270,13 +271,34 @@ class SqlDeliveryRepository:
                 ],
             )
 
-    async def remove_acked_by_device(self, acks: Mapping[str, int]) -> list[AckedMessage]:
+    async def insert_batch(
+        self, messages: Sequence[Message], sent: Sequence[SentRecord], entries: Sequence[InboxEntry]
+    ) -> None:
+        await self.insert_messages(messages)
+        await self.insert_sent(sent)
+        await self.insert_inbox(entries)
+
+    async def remove_acked(self, acks: Mapping[str, int]) -> AckOutcome:
         if not acks:
-            return []
+            return AckOutcome([], {})
         if self._sql.postgresql:
             params = {"devices": list(acks), "up_to": list(acks.values())}
-            await self._rowcount(self._sql.remove_acked_events, params)
-            return [AckedMessage(*row) for row in await self._rows(self._sql.remove_acked, params)]
+            removed: list[AckedMessage] = []
+            sender_devices: dict[str, list[str]] = {}
+            for *acked, devices in await self._rows(self._sql.remove_acked, params):
+                entry = AckedMessage(*acked)
+                removed.append(entry)
+                if entry.sender_id is not None:
+                    sender_devices[entry.sender_id] = devices
+            return AckOutcome(removed, sender_devices)
+        removed = await self._remove_acked_entries(acks)
+        ids = sorted({entry.message_id for entry in removed})
+        if ids:
+            await self._rowcount(self._sql.delete_delivered, self._sql.values("ids", ids))
+        senders = sorted({entry.sender_id for entry in removed if entry.sender_id is not None})
+        return AckOutcome(removed, await self.devices_of(senders) if senders else {})
+
+    async def _remove_acked_entries(self, acks: Mapping[str, int]) -> list[AckedMessage]:
         removed = [
             (device_id, message_id)
             for device_id, message_id in await self._rows(
@@ -296,13 +318,6 @@ class SqlDeliveryRepository:
             for device_id, message_id in removed
             if message_id in found
         ]
-
-    async def delete_delivered(self, message_ids: Sequence[str]) -> int:
-        if not message_ids:
-            return 0
-        return await self._rowcount(
-            self._sql.delete_delivered, self._sql.values("ids", message_ids)
-        )
 
     async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]:
         query = (

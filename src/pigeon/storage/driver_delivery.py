@@ -74,53 +74,53 @@ class DriverDeliveryRepository(SqlDeliveryRepository, abc.ABC):
         return value
 
     async def insert_messages(self, batch: Sequence[Message]) -> None:
-        await self._write(
-            "messages",
-            [
-                (
-                    m.id,
-                    m.chat_id,
-                    m.seq,
-                    m.kind.value,
-                    m.sender_id,
-                    m.sender_device_id,
-                    m.body,
-                    stored_json(m.attachments),
-                    m.reply_to,
-                    stored_json(m.system),
-                    self._stored_time(m.created_at),
-                )
-                for m in batch
-            ],
-        )
+        await self._write("messages", self._message_rows(batch))
 
     async def insert_sent(self, records: Sequence[SentRecord]) -> None:
-        await self._write(
-            "sent_messages",
-            [
-                (
-                    r.sender_device_id,
-                    r.client_message_id,
-                    r.message_id,
-                    r.chat_id,
-                    r.seq,
-                    self._stored_time(r.created_at),
-                )
-                for r in records
-            ],
-        )
+        await self._write("sent_messages", self._sent_rows(records))
 
     async def insert_inbox(self, entries: Sequence[InboxEntry]) -> None:
-        await self._write(
-            "inbox",
-            [
-                (
-                    e.device_id,
-                    e.seq,
-                    e.message.id if e.message else None,
-                    stored_json(e.event),
-                    self._stored_time(e.expires_at),
-                )
-                for e in entries
-            ],
-        )
+        await self._write("inbox", self._inbox_rows(entries))
+
+    def _message_rows(self, batch: Sequence[Message]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                m.id,
+                m.chat_id,
+                m.seq,
+                m.kind.value,
+                m.sender_id,
+                m.sender_device_id,
+                m.body,
+                stored_json(m.attachments),
+                m.reply_to,
+                stored_json(m.system),
+                self._stored_time(m.created_at),
+            )
+            for m in batch
+        ]
+
+    def _sent_rows(self, records: Sequence[SentRecord]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                r.sender_device_id,
+                r.client_message_id,
+                r.message_id,
+                r.chat_id,
+                r.seq,
+                self._stored_time(r.created_at),
+            )
+            for r in records
+        ]
+
+    def _inbox_rows(self, entries: Sequence[InboxEntry]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                e.device_id,
+                e.seq,
+                e.message.id if e.message else None,
+                stored_json(e.event),
+                self._stored_time(e.expires_at),
+            )
+            for e in entries
+        ]
