@@ -23,7 +23,7 @@ from pigeon.services.admin import AdminService
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
-from pigeon.services.ports import BlobStore, Bus, Clock, SmsProvider
+from pigeon.services.ports import BlobStore, Bus, Clock, SmsProvider, UnitOfWorkFactory
 from pigeon.services.presence import PresenceService
 from pigeon.services.profiles import ProfileService
 from pigeon.services.sms import SmsService
@@ -70,6 +70,7 @@ class Container:
     blobs: BlobStore
     media: MediaService
     sqlite_writer: SqliteBatchWriter | None = None
+    committer_engine: AsyncEngine | None = None
 
     async def start(self) -> None:
         if isinstance(self.blobs, S3BlobStore):
@@ -80,6 +81,8 @@ class Container:
         await self.messaging.committer.stop()
         if self.sqlite_writer is not None:
             self.sqlite_writer.close()
+        if self.committer_engine is not None:
+            await self.committer_engine.dispose()
         await self.blobs.close()
         await self.limiter.close()
         if isinstance(self.sms_provider, TwilioSmsProvider):
@@ -127,14 +130,19 @@ def build_blob_store(settings: Settings) -> BlobStore:
     return FilesystemBlobStore(settings.data_dir / "blobs")
 
 
+def _units_of_work(engine: AsyncEngine) -> UnitOfWorkFactory:
+    def uow(*, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, read_only=read_only)
+
+    return uow
+
+
 def build(settings: Settings, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
 
-    def uow(*, read_only: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, read_only=read_only)
-
+    uow = _units_of_work(engine)
     metrics = Metrics()
     limiter = build_limiter(settings)
     sms_provider = build_sms_provider(settings)
@@ -161,11 +169,20 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     bus = LocalBus()
     ttl = timedelta(days=settings.undelivered_ttl_days)
     accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
-    writer = (
-        SqliteBatchWriter(settings.effective_database_url)
-        if engine.url.get_backend_name() == "sqlite"
-        else None
-    )
+    writer: SqliteBatchWriter | None = None
+    committer_engine: AsyncEngine | None = None
+    batch_uow: UnitOfWorkFactory
+    if engine.url.get_backend_name() == "sqlite":
+        writer = batch_uow = SqliteBatchWriter(settings.effective_database_url)
+    else:
+        # The committer's own connections, without the pool's pre-ping: its three
+        # round trips were a quarter of a batch's. A connection PostgreSQL has
+        # dropped fails one attempt, is discarded, and the committer's retry
+        # takes a new one.
+        committer_engine = create_engine(
+            settings.effective_database_url, pool_size=settings.commit_workers, pre_ping=False
+        )
+        batch_uow = _units_of_work(committer_engine)
     messaging = MessagingService(
         uow,
         bus,
@@ -176,7 +193,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             commit_workers=1 if writer is not None else settings.commit_workers,
             on_commit=metrics.record_commit,
         ),
-        batch_uow=writer,
+        batch_uow=batch_uow,
     )
     chats = ChatService(
         uow,
@@ -234,4 +251,5 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         blobs=blobs,
         media=media,
         sqlite_writer=writer,
+        committer_engine=committer_engine,
     )

@@ -17,11 +17,15 @@ READ_ONLY = "pigeon_read_only"
 BUSY_TIMEOUT_MS = 5000
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, pre_ping: bool = True
+) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite://...`` or ``postgresql+asyncpg://...``).
 
     Statement parameters never appear in errors or logs: they hold phone
-    numbers, token hashes and message text.
+    numbers, token hashes and message text. ``pre_ping`` tests a PostgreSQL
+    connection (three round trips) each time it leaves the pool, so a request
+    never meets a connection the server has dropped.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -36,7 +40,7 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         hide_parameters=True,
     )
 
