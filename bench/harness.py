@@ -102,10 +102,16 @@ async def pump(client: Client, chat_id: str, window: int, deadline: float) -> in
     return sent
 
 
-async def paced(client: Client, chat_id: str, per_second: float, deadline: float) -> int:
-    """Open loop: sends on a fixed schedule whatever the answers do."""
+async def paced(
+    client: Client, chat_id: str, per_second: float, deadline: float, phase: float = 0.0
+) -> int:
+    """Open loop: sends on a fixed schedule whatever the answers do.
+
+    ``phase`` (a fraction of the interval) offsets this sender's schedule, so
+    that many senders together send at an even overall rate, not in bursts.
+    """
     interval, sent, pending = 1 / per_second, 0, set()
-    next_at = time.perf_counter()
+    next_at = time.perf_counter() + phase * interval
     while next_at < deadline:
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
         task = asyncio.create_task(client.send_text(chat_id))
@@ -175,8 +181,10 @@ async def run_pairs_scenario(
     if mode == "throughput":
         counts = await asyncio.gather(*(pump(s, c, 20, deadline) for s, _, c in clients))
     else:
-        per_pair = 1000 / len(clients)
-        counts = await asyncio.gather(*(paced(s, c, per_pair, deadline) for s, _, c in clients))
+        per_pair, n = 1000 / len(clients), len(clients)
+        counts = await asyncio.gather(
+            *(paced(s, c, per_pair, deadline, i / n) for i, (s, _, c) in enumerate(clients))
+        )
     await asyncio.sleep(0.5)  # the last deliveries
     return summary(clients, sum(counts), meter.stop())
 
