@@ -30,7 +30,7 @@ from pigeon.services.sms import SmsService
 from pigeon.sms.console import ConsoleSmsProvider
 from pigeon.sms.templates import TemplateCatalog
 from pigeon.sms.twilio import TwilioSmsProvider
-from pigeon.storage.engine import create_engine
+from pigeon.storage.engine import create_committer_engine, create_engine
 from pigeon.storage.sqlite_batch import SqliteBatchWriter
 from pigeon.storage.uow import SqlUnitOfWork
 
@@ -175,12 +175,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     if engine.url.get_backend_name() == "sqlite":
         writer = batch_uow = SqliteBatchWriter(settings.effective_database_url)
     else:
-        # The committer's own connections, without the pool's pre-ping: its three
-        # round trips were a quarter of a batch's. A connection PostgreSQL has
-        # dropped fails one attempt, is discarded, and the committer's retry
-        # takes a new one.
-        committer_engine = create_engine(
-            settings.effective_database_url, pool_size=settings.commit_workers, pre_ping=False
+        committer_engine = create_committer_engine(
+            settings.effective_database_url, settings.commit_workers
         )
         batch_uow = _units_of_work(committer_engine)
     messaging = MessagingService(

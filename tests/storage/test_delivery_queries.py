@@ -20,7 +20,7 @@ from pigeon.domain.delivery import InboxEntry, SentRecord
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import Device, Platform, User
 from pigeon.services.ports import UnitOfWork
-from pigeon.storage.engine import create_engine
+from pigeon.storage.engine import create_committer_engine, create_engine
 from pigeon.storage.schema import inbox, messages
 from pigeon.storage.sqlite_batch import SqliteBatchWriter
 from pigeon.storage.uow import SqlUnitOfWork
@@ -41,7 +41,7 @@ async def units(
     request: pytest.FixtureRequest, engine: AsyncEngine, database_url: str
 ) -> AsyncIterator[Units]:
     """Any unit of work, or the committer's as bootstrap makes it: SQLite's batch
-    writer (its own connection and statements), PostgreSQL's pool without pre-ping."""
+    writer (its own connection and statements), PostgreSQL's own engine."""
     if request.param == "any":
         yield lambda: SqlUnitOfWork(engine)
     elif engine.dialect.name == "sqlite":
@@ -49,7 +49,7 @@ async def units(
         yield writer
         writer.close()
     else:
-        committer = create_engine(database_url, pool_size=1, pre_ping=False)
+        committer = create_committer_engine(database_url, pool_size=1)
         yield lambda: SqlUnitOfWork(committer)
         await committer.dispose()
 

@@ -17,15 +17,13 @@ READ_ONLY = "pigeon_read_only"
 BUSY_TIMEOUT_MS = 5000
 
 
-def create_engine(
-    url: str, *, echo: bool = False, pool_size: int = 10, pre_ping: bool = True
-) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite://...`` or ``postgresql+asyncpg://...``).
 
     Statement parameters never appear in errors or logs: they hold phone
-    numbers, token hashes and message text. ``pre_ping`` tests a PostgreSQL
-    connection (three round trips) each time it leaves the pool, so a request
-    never meets a connection the server has dropped.
+    numbers, token hashes and message text. A PostgreSQL connection is tested
+    each time it leaves the pool, so a request never meets one the server has
+    dropped.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -40,8 +38,28 @@ def create_engine(
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=pre_ping,
+        pool_pre_ping=True,
         hide_parameters=True,
+    )
+
+
+def create_committer_engine(url: str, pool_size: int) -> AsyncEngine:
+    """The PostgreSQL group committer's own connections (SQLite's is ``create_sqlite_writer``).
+
+    No pre-ping: its three round trips were a quarter of a batch's; a connection
+    PostgreSQL has dropped fails one attempt, is discarded, and the committer's
+    retry takes a new one. No bitmap scans: the committer only probes keys, and
+    a bitmap scan of a device's inbox range visits every entry deleted since
+    the last vacuum, at each ack (a group of 100 ran at 3,600 instead of 5,700
+    deliveries/s), where a plain index scan marks those entries dead once and
+    skips them after.
+    """
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        hide_parameters=True,
+        connect_args={"server_settings": {"enable_bitmapscan": "off"}},
     )
 
 
