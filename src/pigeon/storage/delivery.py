@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +33,19 @@ def _message(m: Any) -> Message:
 
 
 Statement = sa.TextClause | sa.TextualSelect
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, for SQLite's ``json_each`` and JSON columns.
+
+    orjson is ~10x faster than the standard library on the hot path's lists.
+    Text UTF-8 cannot hold (a lone surrogate) it refuses; the standard
+    library escapes it, as SQLAlchemy's JSON type would.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
 
 
 class _Statements:
@@ -145,7 +159,7 @@ class _Statements:
 
     def values(self, name: str, items: Sequence[Any]) -> dict[str, Any]:
         """One list parameter: an array for PostgreSQL, JSON text for SQLite."""
-        return {name: list(items) if self.postgresql else json.dumps(list(items))}
+        return {name: list(items) if self.postgresql else json_text(list(items))}
 
 
 _STATEMENTS = {name: _Statements(name) for name in ("sqlite", "postgresql")}
@@ -176,7 +190,7 @@ class SqlDeliveryRepository:
                 "ids": [k[2] for k in keys],
             }
         else:
-            params = {"keys": json.dumps([list(k) for k in keys])}
+            params = {"keys": json_text([list(k) for k in keys])}
         found = {}
         for device_id, chat_id, client_id, message_id, seq, created_at in await self._rows(
             self._sql.find_sent, params
@@ -221,7 +235,7 @@ class SqlDeliveryRepository:
         if self._sql.postgresql:
             params: dict[str, Any] = {"keys": list(ordered), "counts": list(ordered.values())}
         else:
-            params = {"counts": json.dumps(ordered)}
+            params = {"counts": json_text(ordered)}
         return {key: int(last) for key, last in await self._rows(self._sql.allocate[table], params)}
 
     async def insert_messages(self, batch: Sequence[Message]) -> None:
@@ -311,7 +325,7 @@ class SqlDeliveryRepository:
         removed = [
             (device_id, message_id)
             for device_id, message_id in await self._rows(
-                self._sql.remove_acked, {"acks": json.dumps(dict(acks))}
+                self._sql.remove_acked, {"acks": json_text(dict(acks))}
             )
             if message_id is not None
         ]

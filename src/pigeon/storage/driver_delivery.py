@@ -14,14 +14,13 @@ hot path is inherited from ``SqlDeliveryRepository``.
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pigeon.domain.chats import Message
 from pigeon.domain.delivery import InboxEntry, SentRecord
-from pigeon.storage.delivery import SqlDeliveryRepository
+from pigeon.storage.delivery import SqlDeliveryRepository, json_text
 
 COLUMNS = {
     "messages": (
@@ -56,7 +55,7 @@ def stored_json(value: Any) -> str:
         return "null"
     if value == []:
         return "[]"
-    return json.dumps(value)
+    return json_text(value)
 
 
 class DriverDeliveryRepository(SqlDeliveryRepository, abc.ABC):
