@@ -10,6 +10,30 @@ from typing import Any
 
 import httpx
 
+from pigeon.domain.ids import new_id
+from pigeon.domain.models import Device, Platform
+
+
+def make_device(
+    user_id: str,
+    name: str = "phone",
+    at: datetime = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC),
+) -> Device:
+    """A device row as registration makes one, seen at ``at``, with unique token hashes."""
+    token = new_id().lower()
+    return Device(
+        id=new_id(),
+        user_id=user_id,
+        name=name,
+        platform=Platform.ANDROID,
+        created_at=at,
+        last_seen_at=at,
+        access_token_hash=f"a-{token}",
+        access_expires_at=at + timedelta(days=1),
+        refresh_token_hash=f"r-{token}",
+        refresh_expires_at=at + timedelta(days=90),
+    )
+
 
 class FakeClock:
     """A clock the tests move by hand."""

@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pigeon.domain.chats import Chat, ChatKind, Member, Message, MessageKind, Role
 from pigeon.domain.delivery import InboxEntry, SentRecord
 from pigeon.domain.ids import new_id
-from pigeon.domain.models import Device, Platform, User
+from pigeon.domain.models import User
 from pigeon.services.ports import UnitOfWork
 from pigeon.storage.engine import create_committer_engine, create_engine
 from pigeon.storage.schema import inbox, messages
 from pigeon.storage.sqlite_batch import SqliteBatchWriter
 from pigeon.storage.uow import SqlUnitOfWork
+from tests.support import make_device
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 Units = Callable[[], UnitOfWork]
@@ -54,22 +55,6 @@ async def units(
         await committer.dispose()
 
 
-def device(user_id: str) -> Device:
-    token = new_id().lower()
-    return Device(
-        id=new_id(),
-        user_id=user_id,
-        name="phone",
-        platform=Platform.ANDROID,
-        created_at=T0,
-        last_seen_at=T0,
-        access_token_hash=f"a-{token}",
-        access_expires_at=T0 + timedelta(days=1),
-        refresh_token_hash=f"r-{token}",
-        refresh_expires_at=T0 + timedelta(days=90),
-    )
-
-
 async def people(engine: AsyncEngine, *devices_each: int) -> tuple[str, list[list[str]]]:
     """Users with that many devices each, all in one group chat; the chat and device ids."""
     chat_id, ids = new_id(), []
@@ -78,7 +63,7 @@ async def people(engine: AsyncEngine, *devices_each: int) -> tuple[str, list[lis
         for n, count in enumerate(devices_each):
             user = User(id=new_id(), phone=f"+1415555{n:04d}", created_at=T0)
             await uow.users.add(user)
-            devices = [device(user.id) for _ in range(count)]
+            devices = [make_device(user.id, at=T0) for _ in range(count)]
             for d in devices:
                 await uow.devices.add(d)
             ids.append([d.id for d in devices])

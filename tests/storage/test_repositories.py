@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pigeon.domain.ids import new_id
-from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
+from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 from pigeon.services.ports import CodeAttempt, StorageError
 from pigeon.storage.engine import create_engine
 from pigeon.storage.schema import users
 from pigeon.storage.uow import SqlUnitOfWork
+from tests.support import make_device
 
 REG = CodePurpose.REGISTRATION
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -32,22 +33,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 def make_user(phone: str = PHONE, **fields: object) -> User:
     return User(id=new_id(), phone=phone, created_at=T0, **fields)  # type: ignore[arg-type]
-
-
-def make_device(user_id: str, name: str = "phone", at: datetime = T0) -> Device:
-    token = new_id().lower()
-    return Device(
-        id=new_id(),
-        user_id=user_id,
-        name=name,
-        platform=Platform.ANDROID,
-        created_at=at,
-        last_seen_at=at,
-        access_token_hash=f"a-{token}",
-        access_expires_at=at + timedelta(days=1),
-        refresh_token_hash=f"r-{token}",
-        refresh_expires_at=at + timedelta(days=90),
-    )
 
 
 def make_code(
