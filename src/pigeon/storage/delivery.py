@@ -120,8 +120,10 @@ class _Statements:
             " delivered AS (DELETE FROM messages WHERE ctid = ANY(ARRAY(SELECT ctid FROM acked"
             " GROUP BY ctid, message_id HAVING count(*) = (SELECT count(*) FROM inbox AS i"
             " WHERE i.message_id = acked.message_id))))"
-            " SELECT device_id, message_id, chat_id, seq, sender_id, ARRAY(SELECT d.id"
-            " FROM devices AS d WHERE d.user_id = acked.sender_id ORDER BY d.id) FROM acked"
+            # Each sender's devices once, on its first row (NULL on the others).
+            " SELECT device_id, message_id, chat_id, seq, sender_id, CASE WHEN row_number()"
+            " OVER (PARTITION BY sender_id) = 1 THEN ARRAY(SELECT d.id FROM devices AS d"
+            " WHERE d.user_id = acked.sender_id ORDER BY d.id) END FROM acked"
             if pg
             # The JSON is read once into a table, not once per row the DELETE visits.
             else "WITH a AS MATERIALIZED (SELECT key AS device_id, value AS up_to"
@@ -311,7 +313,7 @@ class SqlDeliveryRepository:
             for *acked, devices in await self._rows(self._sql.remove_acked, params):
                 entry = AckedMessage(*acked)
                 removed.append(entry)
-                if entry.sender_id is not None:
+                if devices is not None and entry.sender_id is not None:
                     sender_devices[entry.sender_id] = devices
             return AckOutcome(removed, sender_devices)
         removed = await self._remove_acked_entries(acks)
