@@ -53,9 +53,9 @@ def start_profiler(pid: int, label: str) -> subprocess.Popen[bytes] | None:
     # --gil: only samples that hold the GIL, so idle worker threads do not drown the loop's.
     # --nonblocking: py-spy does not stop the server for each sample; stopping it
     # made lines with a system call look several times heavier than they are.
-    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil"]
-    command.append("--nonblocking")
-    return subprocess.Popen([*command, "--output", str(output)], stdout=subprocess.DEVNULL)
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
+    command += ["--gil", "--nonblocking", "--output", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
 def machine_steal() -> float:

@@ -52,9 +52,7 @@ def _json_insert(table: str, placeholder: int) -> str:
 def _joint_insert(tables: tuple[str, ...]) -> str:
     """The inserts into ``tables`` as one statement: all but the last as WITH clauses.
 
-    One round trip instead of one per table. Foreign keys are checked at the
-    end of the statement, so a queue entry may refer to a message inserted in
-    an earlier clause.
+    One round trip instead of one per table.
     """
     parts = [_json_insert(table, n) for n, table in enumerate(tables, start=1)]
     clauses = ", ".join(f"t{n} AS ({sql})" for n, sql in enumerate(parts[:-1]))
