@@ -29,13 +29,13 @@ import asyncpg
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from pigeon.bootstrap import units_of_work
 from pigeon.domain import secrets
 from pigeon.domain.chats import Chat, ChatKind, Member, Role, direct_key
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import Device, Platform, User
 from pigeon.storage import migrate
 from pigeon.storage.engine import create_engine
-from pigeon.storage.uow import SqlUnitOfWork
 
 POSTGRES = os.environ.get("PIGEON_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SERVER_CPU, GENERATOR_CPU = 0, 1
@@ -187,7 +187,7 @@ async def seed(database_url: str, users: int, devices_per_user: int = 1) -> list
     seeded = []
     engine = create_engine(database_url)
     try:
-        async with SqlUnitOfWork(engine) as uow:
+        async with units_of_work(engine)() as uow:
             for n in range(users):
                 user = User(id=new_id(), phone=f"+1415{n:07d}", created_at=now, name=f"u{n}")
                 await uow.users.add(user)
@@ -221,7 +221,7 @@ async def seed_chats(database_url: str, groups: Sequence[Sequence[str]], direct:
     ids = []
     engine = create_engine(database_url)
     try:
-        async with SqlUnitOfWork(engine) as uow:
+        async with units_of_work(engine)() as uow:
             for members in groups:
                 chat_id = new_id()
                 kind = ChatKind.DIRECT if direct else ChatKind.GROUP

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.blobs.filesystem import FilesystemBlobStore
 from pigeon.blobs.s3 import S3BlobStore
@@ -14,7 +14,7 @@ from pigeon.config import Settings
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
 from pigeon.media.inspect import inspect_file
-from pigeon.observability.metrics import Metrics
+from pigeon.observability.metrics import Metrics, UnreachedCounter
 from pigeon.ratelimit import LimitsRateLimiter
 from pigeon.security.pins import Argon2PinHasher
 from pigeon.services import accounts
@@ -30,9 +30,16 @@ from pigeon.services.sms import SmsService
 from pigeon.sms.console import ConsoleSmsProvider
 from pigeon.sms.templates import TemplateCatalog
 from pigeon.sms.twilio import TwilioSmsProvider
+from pigeon.storage import migrate
+from pigeon.storage.delivery import (
+    AsyncpgExecutor,
+    PostgresDelivery,
+    SqlAlchemyExecutor,
+    SqliteDelivery,
+)
 from pigeon.storage.engine import create_committer_engine, create_engine
 from pigeon.storage.sqlite_batch import SqliteBatchWriter
-from pigeon.storage.uow import SqlUnitOfWork
+from pigeon.storage.uow import DeliveryFactory, SqlUnitOfWork
 
 
 class SystemClock:
@@ -73,6 +80,9 @@ class Container:
     committer_engine: AsyncEngine | None = None
 
     async def start(self) -> None:
+        """Migrate (unless turned off), check the bucket, start the committer."""
+        if self.settings.auto_migrate:
+            await migrate.upgrade(self.engine)
         if isinstance(self.blobs, S3BlobStore):
             await self.blobs.ensure_bucket()
         self.messaging.committer.start()
@@ -130,19 +140,65 @@ def build_blob_store(settings: Settings) -> BlobStore:
     return FilesystemBlobStore(settings.data_dir / "blobs")
 
 
-def _units_of_work(engine: AsyncEngine) -> UnitOfWorkFactory:
+def _sqlite_delivery(conn: AsyncConnection) -> SqliteDelivery:
+    return SqliteDelivery(SqlAlchemyExecutor(conn))
+
+
+def _postgres_delivery(conn: AsyncConnection) -> PostgresDelivery:
+    return PostgresDelivery(AsyncpgExecutor(conn))
+
+
+def units_of_work(engine: AsyncEngine) -> UnitOfWorkFactory:
+    """Units of work on ``engine``, with its dialect's delivery statements."""
+    delivery: DeliveryFactory = (
+        _sqlite_delivery if engine.url.get_backend_name() == "sqlite" else _postgres_delivery
+    )
+
     def uow(*, read_only: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, read_only=read_only)
+        return SqlUnitOfWork(engine, delivery, read_only=read_only)
 
     return uow
+
+
+@dataclass(slots=True)
+class Storage:
+    """The database as the services see it: units of work, and the committer's own."""
+
+    engine: AsyncEngine
+    uow: UnitOfWorkFactory
+    batch_uow: UnitOfWorkFactory
+    sqlite_writer: SqliteBatchWriter | None = None
+    committer_engine: AsyncEngine | None = None
+
+
+def build_storage(settings: Settings) -> Storage:
+    """SQLite or PostgreSQL, chosen here and nowhere else.
+
+    SQLite: units of work on the aiosqlite pool, and the group committer's
+    batches on a writer connection of their own (``storage/sqlite_batch.py``).
+    PostgreSQL: units of work on the pool; the committer's on an engine of its
+    own with one connection per commit worker. Both run the delivery queue's
+    statements on the driver itself (``storage/delivery/``).
+    """
+    url = settings.effective_database_url
+    engine = create_engine(url, pool_size=settings.database_pool_size)
+    if engine.url.get_backend_name() == "sqlite":
+        writer = SqliteBatchWriter(url)
+        return Storage(engine, units_of_work(engine), writer, sqlite_writer=writer)
+    committer_engine = create_committer_engine(url, settings.commit_workers)
+    return Storage(
+        engine,
+        units_of_work(engine),
+        units_of_work(committer_engine),
+        committer_engine=committer_engine,
+    )
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
-
-    uow = _units_of_work(engine)
+    storage = build_storage(settings)
+    uow = storage.uow
     metrics = Metrics()
     limiter = build_limiter(settings)
     sms_provider = build_sms_provider(settings)
@@ -166,30 +222,21 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         max_devices_per_user=settings.max_devices_per_user,
         pin_reset_delay=timedelta(days=settings.pin_reset_delay_days),
     )
-    bus = LocalBus()
+    bus = LocalBus(UnreachedCounter(metrics))
     ttl = timedelta(days=settings.undelivered_ttl_days)
     accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
-    writer: SqliteBatchWriter | None = None
-    committer_engine: AsyncEngine | None = None
-    batch_uow: UnitOfWorkFactory
-    if engine.url.get_backend_name() == "sqlite":
-        writer = batch_uow = SqliteBatchWriter(settings.effective_database_url)
-    else:
-        committer_engine = create_committer_engine(
-            settings.effective_database_url, settings.commit_workers
-        )
-        batch_uow = _units_of_work(committer_engine)
     messaging = MessagingService(
         uow,
         bus,
         clock,
         DeliveryPolicy(
             undelivered_ttl=ttl,
+            max_message_length=settings.max_message_length,
             max_batch=settings.commit_max_batch,
-            commit_workers=1 if writer is not None else settings.commit_workers,
+            commit_workers=1 if storage.sqlite_writer is not None else settings.commit_workers,
             on_commit=metrics.record_commit,
         ),
-        batch_uow=batch_uow,
+        batch_uow=storage.batch_uow,
     )
     chats = ChatService(
         uow,
@@ -201,7 +248,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             membership_cache_seconds=settings.membership_cache_seconds,
         ),
     )
-    presence = PresenceService(uow, bus, clock, chats)
+    presence = PresenceService(uow, bus, bus, clock, chats)
     blobs = build_blob_store(settings)
     media = MediaService(
         uow,
@@ -225,13 +272,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             max_in_flight=settings.ws_max_in_flight,
             max_pending_commands=settings.ws_max_pending_commands,
             send_timeout=settings.ws_send_timeout_seconds,
-            max_message_length=settings.max_message_length,
         ),
         auth_timeout=settings.ws_auth_timeout_seconds,
     )
     return Container(
         settings=settings,
-        engine=engine,
+        engine=storage.engine,
         metrics=metrics,
         clock=clock,
         limiter=limiter,
@@ -246,6 +292,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         gateway=gateway,
         blobs=blobs,
         media=media,
-        sqlite_writer=writer,
-        committer_engine=committer_engine,
+        sqlite_writer=storage.sqlite_writer,
+        committer_engine=storage.committer_engine,
     )

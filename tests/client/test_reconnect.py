@@ -150,7 +150,7 @@ async def test_reconnects_after_the_server_closes_abnormally(
     bob = await open_device(await register())
     chat = await alice.conn.create_chat([bob.user_id])
 
-    await container.bus.disconnect_device(bob.session.device_id, 1011, "internal error")
+    container.bus.disconnect(bob.session.device_id, 1011, "internal error")
     await bob.next(DrainedEvent)  # the first one came on connect
     await bob.next(DrainedEvent)  # and this one after reconnecting
     assert bob.conn.reconnects == 1

@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pigeon.bootstrap import units_of_work
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 from pigeon.services.ports import CodeAttempt, StorageError
 from pigeon.storage.engine import create_engine
 from pigeon.storage.schema import users
-from pigeon.storage.uow import SqlUnitOfWork
 from tests.support import make_device
 
 REG = CodePurpose.REGISTRATION
@@ -48,7 +48,7 @@ def make_code(
 
 
 async def add_user(engine: AsyncEngine, user: User, *devices: Device) -> None:
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         await uow.users.add(user)
         for device in devices:
             await uow.devices.add(device)
@@ -56,13 +56,13 @@ async def add_user(engine: AsyncEngine, user: User, *devices: Device) -> None:
 
 
 async def put_code(engine: AsyncEngine, code: VerificationCode) -> None:
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         await uow.codes.put(code)
         await uow.commit()
 
 
 async def claim(engine: AsyncEngine, max_attempts: int, phone: str = PHONE) -> CodeAttempt | None:
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         attempt = await uow.codes.claim_attempt(phone, REG, max_attempts)
         await uow.commit()
     return attempt
@@ -74,7 +74,7 @@ async def claim(engine: AsyncEngine, max_attempts: int, phone: str = PHONE) -> C
 async def test_added_user_is_found_by_id_and_by_phone(engine: AsyncEngine) -> None:
     user = make_user(name="Ada", about="hi", country="GB", location="London")
     await add_user(engine, user)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.users.get(user.id) == user
         assert await uow.users.get_by_phone(PHONE) == user
         assert await uow.users.get(new_id()) is None
@@ -84,7 +84,7 @@ async def test_added_user_is_found_by_id_and_by_phone(engine: AsyncEngine) -> No
 async def test_new_user_gets_empty_profile_and_no_pin(engine: AsyncEngine) -> None:
     user = make_user()
     await add_user(engine, user)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         stored = await uow.users.get(user.id)
     assert stored is not None
     assert (stored.name, stored.about, stored.country, stored.location) == ("", "", None, None)
@@ -98,7 +98,7 @@ async def test_second_user_with_the_same_phone_is_refused(engine: AsyncEngine) -
     with pytest.raises(StorageError, match="phone") as caught:
         await add_user(engine, make_user())
     assert isinstance(caught.value.__cause__, sa.exc.IntegrityError)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.users.get_by_phone(PHONE) == first
         assert [u.id for u in await uow.users.list(10)] == [first.id]
 
@@ -108,10 +108,10 @@ async def test_update_profile_changes_only_the_given_fields(engine: AsyncEngine)
     other = make_user(OTHER_PHONE, name="Bob")
     await add_user(engine, user)
     await add_user(engine, other)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         await uow.users.update_profile(user.id, {"about": "busy", "country": "FR"})
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         stored = await uow.users.get(user.id)
         untouched = await uow.users.get(other.id)
     assert stored is not None
@@ -127,11 +127,11 @@ async def test_update_profile_changes_only_the_given_fields(engine: AsyncEngine)
 async def test_set_pin_and_clear_it(engine: AsyncEngine) -> None:
     user = make_user()
     await add_user(engine, user)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         await uow.users.set_pin(user.id, "argon2-hash")
         await uow.users.set_pin_reset_requested(user.id, T0)
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         stored = await uow.users.get(user.id)
         assert stored is not None
         assert stored.pin_hash == "argon2-hash"
@@ -140,7 +140,7 @@ async def test_set_pin_and_clear_it(engine: AsyncEngine) -> None:
         await uow.users.set_pin(user.id, None)
         await uow.users.set_pin_reset_requested(user.id, None)
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         stored = await uow.users.get(user.id)
     assert stored is not None
     assert not stored.has_pin
@@ -149,14 +149,14 @@ async def test_set_pin_and_clear_it(engine: AsyncEngine) -> None:
 
 async def test_list_pages_through_all_users_in_id_order(engine: AsyncEngine) -> None:
     added = [make_user(f"+1415555{100 + i:04d}") for i in range(7)]
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         for user in added:
             await uow.users.add(user)
         await uow.commit()
 
     pages: list[list[str]] = []
     after: str | None = None
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         for _ in range(10):  # bounded: 7 users in pages of 3 need 3 pages (+1 empty)
             page = [u.id for u in await uow.users.list(3, after_id=after)]
             if not page:
@@ -174,7 +174,7 @@ async def test_device_is_found_by_its_token_hashes(engine: AsyncEngine) -> None:
     user = make_user()
     device = make_device(user.id)
     await add_user(engine, user, device)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.devices.get(device.id) == device
         assert await uow.devices.get_by_access_hash(device.access_token_hash) == device
         assert await uow.devices.get_by_refresh_hash(device.refresh_token_hash) == device
@@ -192,7 +192,7 @@ async def test_devices_are_listed_and_counted_per_user(engine: AsyncEngine) -> N
     # Inserted out of order: the listing is by id (creation order), not by insertion.
     await add_user(engine, ada, *reversed(ada_devices))
     await add_user(engine, bob, bob_device)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         listed = await uow.devices.list_for_user(ada.id)
         assert [d.id for d in listed] == sorted(d.id for d in ada_devices)
         assert await uow.devices.list_for_user(bob.id) == [bob_device]
@@ -207,10 +207,10 @@ async def test_delete_device_is_true_once_then_false(engine: AsyncEngine) -> Non
     user = make_user()
     kept, removed = make_device(user.id, "kept"), make_device(user.id, "removed")
     await add_user(engine, user, kept, removed)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.devices.delete(removed.id) is True
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.devices.delete(removed.id) is False
         assert await uow.devices.get_by_access_hash(removed.access_token_hash) is None
         assert await uow.devices.list_for_user(user.id) == [kept]
@@ -226,10 +226,10 @@ async def test_replace_tokens_retires_the_old_hashes(engine: AsyncEngine) -> Non
     device.access_expires_at = later + timedelta(days=1)
     device.refresh_expires_at = later + timedelta(days=90)
     device.last_seen_at = later
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         await uow.devices.replace_tokens(device)
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.devices.get_by_access_hash(old_access) is None
         assert await uow.devices.get_by_refresh_hash(old_refresh) is None
         assert await uow.devices.get_by_access_hash("a-new") == device
@@ -243,7 +243,7 @@ async def test_deleting_a_user_deletes_their_devices(engine: AsyncEngine) -> Non
     await add_user(engine, bob, bob_device)
     async with engine.begin() as conn:
         await conn.execute(users.delete().where(users.c.id == ada.id))
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.devices.get(ada_device.id) is None
         assert await uow.devices.get_by_access_hash(ada_device.access_token_hash) is None
         assert await uow.devices.count() == 1
@@ -252,14 +252,14 @@ async def test_deleting_a_user_deletes_their_devices(engine: AsyncEngine) -> Non
 
 async def test_device_of_unknown_user_is_refused(engine: AsyncEngine) -> None:
     async def add_orphan() -> None:
-        async with SqlUnitOfWork(engine) as uow:
+        async with units_of_work(engine)() as uow:
             await uow.devices.add(make_device(new_id()))
             await uow.commit()
 
     with pytest.raises(StorageError) as caught:
         await add_orphan()
     assert isinstance(caught.value.__cause__, sa.exc.IntegrityError)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.devices.count() == 0
 
 
@@ -274,7 +274,7 @@ async def test_put_replaces_the_previous_code_for_the_same_phone(engine: AsyncEn
     await put_code(engine, make_code(code_hash="new", expires_at=later))
     # The new code starts with no attempts used; the old one is gone.
     assert await claim(engine, 5) == CodeAttempt("new", later, 1)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert not await uow.codes.consume(PHONE, REG, "old")
     assert await claim(engine, 5, OTHER_PHONE) == CodeAttempt(
         "other", T0 + timedelta(minutes=10), 1
@@ -286,7 +286,7 @@ async def test_claim_attempt_counts_and_stops_at_the_maximum(engine: AsyncEngine
     await put_code(engine, make_code())
     attempts = [await claim(engine, 3) for _ in range(5)]
     assert [a.attempts if a else None for a in attempts] == [1, 2, 3, None, None]
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         # Used-up codes are still there (so callers can tell "too many" from "none").
         assert await uow.codes.exists(PHONE, REG)
         assert not await uow.codes.exists(OTHER_PHONE, REG)
@@ -294,7 +294,7 @@ async def test_claim_attempt_counts_and_stops_at_the_maximum(engine: AsyncEngine
 
 async def test_claimed_attempt_is_lost_without_commit(engine: AsyncEngine) -> None:
     await put_code(engine, make_code())
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         attempt = await uow.codes.claim_attempt(PHONE, REG, 5)
         assert attempt is not None
         assert attempt.attempts == 1
@@ -305,12 +305,12 @@ async def test_claimed_attempt_is_lost_without_commit(engine: AsyncEngine) -> No
 
 async def test_consume_is_true_exactly_once(engine: AsyncEngine) -> None:
     await put_code(engine, make_code(code_hash="right"))
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.codes.consume(PHONE, REG, "wrong") is False
         assert await uow.codes.consume(PHONE, REG, "right") is True
         assert await uow.codes.consume(PHONE, REG, "right") is False
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.codes.consume(PHONE, REG, "right") is False
         assert not await uow.codes.exists(PHONE, REG)
 
@@ -321,11 +321,11 @@ async def test_purge_expired_deletes_only_expired_codes(engine: AsyncEngine) -> 
     await put_code(engine, make_code("+14155550102", expires_at=now))  # expires at ``now``
     await put_code(engine, make_code("+14155550103", expires_at=now + timedelta(microseconds=1)))
     await put_code(engine, make_code("+14155550104", expires_at=now + timedelta(days=1)))
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         # ``now`` in another zone is the same instant.
         assert await uow.codes.purge_expired(now.astimezone(timezone(timedelta(hours=-7)))) == 2
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         left = [
             p
             for p in ["+14155550101", "+14155550102", "+14155550103", "+14155550104"]
@@ -348,7 +348,7 @@ async def test_timestamps_come_back_as_the_same_instant_in_utc(engine: AsyncEngi
     await add_user(engine, user, device)
     await put_code(engine, make_code(expires_at=code_expiry))
 
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         stored_user = await uow.users.get(user.id)
         stored_device = await uow.devices.get(device.id)
         attempt = await uow.codes.claim_attempt(PHONE, REG, 5)
@@ -379,7 +379,7 @@ async def test_naive_timestamp_is_refused(engine: AsyncEngine) -> None:
     user.created_at = datetime(2026, 1, 1, 12, 0)  # naive: the point of the test
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         await add_user(engine, user)
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.users.get_by_phone(PHONE) is None
 
 
@@ -388,13 +388,13 @@ async def test_naive_timestamp_is_refused(engine: AsyncEngine) -> None:
 
 async def test_nothing_is_saved_without_commit(engine: AsyncEngine) -> None:
     user = make_user()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         await uow.users.add(user)
         await uow.codes.put(make_code())
         # Visible inside its own transaction...
         assert await uow.users.get(user.id) == user
     # ...and gone afterwards.
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.users.get(user.id) is None
         assert not await uow.codes.exists(PHONE, REG)
 
@@ -403,24 +403,24 @@ async def test_an_error_rolls_back_the_whole_unit(engine: AsyncEngine) -> None:
     user = make_user()
 
     async def add_then_fail() -> None:
-        async with SqlUnitOfWork(engine) as uow:
+        async with units_of_work(engine)() as uow:
             await uow.users.add(user)
             await uow.devices.add(make_device(user.id))
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
         await add_then_fail()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.users.get(user.id) is None
         assert await uow.devices.count() == 0
 
 
 async def test_committed_work_is_visible_to_the_next_unit(engine: AsyncEngine) -> None:
     user = make_user()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         await uow.users.add(user)
         await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
+    async with units_of_work(engine)() as uow:
         assert await uow.users.get(user.id) == user
 
 
@@ -441,7 +441,7 @@ async def test_concurrent_read_then_write_units_all_succeed(engine: AsyncEngine)
     await put_code(engine, make_code())
 
     async def read_then_claim() -> int:
-        async with SqlUnitOfWork(engine) as uow:
+        async with units_of_work(engine)() as uow:
             assert await uow.codes.exists(PHONE, REG)
             await asyncio.sleep(0)  # let the others read too
             attempt = await uow.codes.claim_attempt(PHONE, REG, 1000)

@@ -32,7 +32,7 @@ class Handler:
         self.batches.append(list(ops))
         results: list[Any] = [InvalidInput("odd", "odd") if op % 2 else op * 2 for op in ops]
 
-        async def publish() -> None:
+        def publish() -> None:
             self.published.append(list(ops))
 
         return results, publish
@@ -79,7 +79,7 @@ async def test_a_poisoned_operation_fails_alone() -> None:
 
 async def test_stopping_fails_what_is_still_queued() -> None:
     committer = GroupCommitter(Handler())
-    future = committer.submit_nowait(2)
+    future = committer.submit(2)
     await committer.stop()
     with pytest.raises(Unavailable):
         await future
@@ -112,10 +112,7 @@ async def test_workers_keep_each_partition_in_order_and_overlap_the_rest() -> No
         committed.extend(ops)
         in_flight -= 1
 
-        async def publish() -> None:
-            return None
-
-        return list(ops), publish
+        return list(ops), lambda: None
 
     committer = GroupCommitter(handler, max_batch=4, workers=4, partition=lambda op: str(op % 8))
     committer.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pigeon.gateway.connection import encode
+from pigeon.gateway.events import encode
 
 
 def test_frames_are_compact_utf8_json() -> None:

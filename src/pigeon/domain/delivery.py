@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pigeon.domain.chats import Message
+from pigeon.domain.events import Receipt
 
 
 @dataclass(slots=True, frozen=True)
@@ -23,13 +23,13 @@ class SentRecord:
 
 @dataclass(slots=True)
 class InboxEntry:
-    """One queued event for one device: a message, or a payload such as a receipt."""
+    """One queued event for one device: a message or a receipt, at ``seq`` in its queue."""
 
     device_id: str
     seq: int
     expires_at: datetime
     message: Message | None = None
-    event: dict[str, Any] | None = None
+    event: Receipt | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,17 +8,16 @@ keeps a frame alive per connection and wraps every frame sent or received.
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pigeon.domain.errors import Unauthenticated
+from pigeon.gateway import events
 from pigeon.gateway.connection import (
     CLOSE_POLICY,
     CLOSE_SERVER_ERROR,
     CLOSE_UNSUPPORTED,
     DeviceConnection,
-    encode,
 )
 from pigeon.gateway.frames import FrameError, parse_command
 from pigeon.services.accounts import Principal
@@ -38,12 +37,9 @@ async def serve(websocket: WebSocket) -> None:
     principal = await _authenticate(websocket, gateway.auth_timeout)
     if principal is None:
         return
-    ready = {
-        "event": "ready",
-        "data": {"userId": principal.user_id, "deviceId": principal.device_id},
-    }
+    ready = events.ready_frame(principal.user_id, principal.device_id)
     try:
-        await websocket.send_text(encode(ready))
+        await websocket.send_text(events.encode(ready))
     except (WebSocketDisconnect, RuntimeError):
         return  # the client left during the handshake
     await DeviceConnection(websocket, principal, gateway.services, gateway.limits).run()
@@ -90,7 +86,7 @@ async def _authenticate(websocket: WebSocket, auth_seconds: float) -> Principal 
     if request_id is not None:
         reply = {"userId": principal.user_id, "deviceId": principal.device_id}
         try:
-            await websocket.send_text(json.dumps({"id": request_id, "ok": True, "data": reply}))
+            await websocket.send_text(events.encode(events.answer(request_id, reply)))
         except (WebSocketDisconnect, RuntimeError):
             return None  # the client left during the handshake
     return principal

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pigeon.domain.delivery import InboxEntry
 
 
 class Metrics:
@@ -50,6 +54,11 @@ class Metrics:
             "Live WebSocket connections on this node.",
             registry=self.registry,
         )
+        self.unreached = Counter(
+            "pigeon_unreached_events",
+            "Queued events published while their device had no live connection on any node.",
+            registry=self.registry,
+        )
 
     def record_commit(self, size: int, seconds: float) -> None:
         self.commit_batch_size.observe(size)
@@ -57,3 +66,14 @@ class Metrics:
 
     def count_sms(self, template: str) -> None:
         self.sms_sent.labels(template=template).inc()
+
+
+class UnreachedCounter:
+    """``DeliveryFeedback`` that counts events queued for offline devices (until push
+    notifications listen to it)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._counter = metrics.unreached
+
+    def unreached(self, entries: Sequence[InboxEntry]) -> None:
+        self._counter.inc(len(entries))

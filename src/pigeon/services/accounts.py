@@ -263,7 +263,7 @@ class AccountService:
             await uow.devices.delete(device_id)
             await uow.commit()
         if self._bus is not None:
-            await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
+            self._bus.disconnect(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
 
     # -- two-step PIN --------------------------------------------------------
 
@@ -316,7 +316,7 @@ class AccountService:
             alive = await uow.devices.existing(connected)
         revoked = [d for d in connected if d not in alive]
         for device_id in revoked:
-            await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
+            self._bus.disconnect(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
         return len(revoked)
 
     async def purge_expired(self) -> dict[str, int]:
@@ -332,5 +332,5 @@ class AccountService:
             await uow.commit()
         for device_id in devices:
             if self._bus is not None:
-                await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
+                self._bus.disconnect(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
         return {"codes": codes, "devices": len(devices)}

@@ -27,7 +27,7 @@ class AdminService:
                 raise NotFound("device_not_found", "No such device.")
             await uow.commit()
         if self._bus is not None:
-            await self._bus.disconnect_device(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
+            self._bus.disconnect(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
 
     async def count_devices(self) -> int:
         async with self._uow(read_only=True) as uow:

@@ -23,11 +23,11 @@ from pigeon.domain.chats import (
     may_add,
     may_remove,
 )
+from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from pigeon.domain.ids import new_id
 from pigeon.services import fanout
 from pigeon.services.accounts import Principal
-from pigeon.services.events import timestamp
 from pigeon.services.fanout import Queued
 from pigeon.services.messaging import chat_not_found
 from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
@@ -122,7 +122,7 @@ class ChatService:
             }
             entries = await self._system_message(uow, chat.id, system, now)
             await uow.commit()
-        await fanout.publish(self._bus, entries)
+        self._bus.publish(entries)
         return chat.id, True
 
     # -- membership ----------------------------------------------------------
@@ -146,7 +146,7 @@ class ChatService:
             entries = await self._system_message(uow, chat.id, system, now)
             await uow.commit()
         self.members_cache.forget(chat_id)
-        await fanout.publish(self._bus, entries)
+        self._bus.publish(entries)
 
     async def remove_member(self, principal: Principal, chat_id: str, user_id: str) -> None:
         """Admins remove anyone; anyone may leave. The last admin leaving promotes someone."""
@@ -170,7 +170,7 @@ class ChatService:
             entries += await self._keep_an_admin(uow, chat_id, now)
             await uow.commit()
         self.members_cache.forget(chat_id)
-        await fanout.publish(self._bus, entries)
+        self._bus.publish(entries)
 
     async def set_role(self, principal: Principal, chat_id: str, user_id: str, role: Role) -> None:
         now = self._clock.now()
@@ -194,7 +194,7 @@ class ChatService:
             }
             entries = await self._system_message(uow, chat.id, system, now)
             await uow.commit()
-        await fanout.publish(self._bus, entries)
+        self._bus.publish(entries)
 
     async def rename(self, principal: Principal, chat_id: str, name: str) -> None:
         _check_group_name(name)
@@ -207,48 +207,23 @@ class ChatService:
             system = {"action": "renamed", "actorId": principal.user_id, "name": name}
             entries = await self._system_message(uow, chat.id, system, now)
             await uow.commit()
-        await fanout.publish(self._bus, entries)
+        self._bus.publish(entries)
 
     # -- reading -------------------------------------------------------------
 
-    async def list_chats(self, principal: Principal) -> list[dict[str, Any]]:
+    async def list_chats(self, principal: Principal) -> list[tuple[Chat, Member]]:
+        """The caller's chats, each with the caller's own membership."""
         async with self._uow(read_only=True) as uow:
-            memberships = await uow.chats.memberships(principal.user_id)
-        return [
-            {
-                "chatId": chat.id,
-                "kind": chat.kind.value,
-                "name": chat.name,
-                "role": member.role.value,
-                "lastSeq": chat.last_seq,
-                "readSeq": member.read_seq,
-            }
-            for chat, member in memberships
-        ]
+            return list(await uow.chats.memberships(principal.user_id))
 
-    async def get_chat(self, principal: Principal, chat_id: str) -> dict[str, Any]:
+    async def get_chat(self, principal: Principal, chat_id: str) -> tuple[Chat, list[Member]]:
+        """A chat the caller is in, with its members, oldest first."""
         async with self._uow(read_only=True) as uow:
             chat = await uow.chats.get(chat_id)
-            members = await uow.chats.members(chat_id) if chat else []
+            members = list(await uow.chats.members(chat_id)) if chat else []
         if chat is None or principal.user_id not in {m.user_id for m in members}:
             raise chat_not_found()
-        return {
-            "chatId": chat.id,
-            "kind": chat.kind.value,
-            "name": chat.name,
-            "createdBy": chat.created_by,
-            "createdAt": timestamp(chat.created_at),
-            "lastSeq": chat.last_seq,
-            "members": [
-                {
-                    "userId": m.user_id,
-                    "role": m.role.value,
-                    "joinedAt": timestamp(m.joined_at),
-                    "readSeq": m.read_seq,
-                }
-                for m in members
-            ],
-        }
+        return chat, members
 
     async def member_ids(self, chat_id: str) -> frozenset[str]:
         """The chat's members, from the cache when fresh (for typing and the like)."""
@@ -276,7 +251,9 @@ class ChatService:
     async def _admin_count(self, uow: UnitOfWork, chat_id: str) -> int:
         return sum(m.role is Role.ADMIN for m in await uow.chats.members(chat_id))
 
-    async def _keep_an_admin(self, uow: UnitOfWork, chat_id: str, now: datetime) -> list[Any]:
+    async def _keep_an_admin(
+        self, uow: UnitOfWork, chat_id: str, now: datetime
+    ) -> list[InboxEntry]:
         """When the last admin left, the longest-standing member becomes admin."""
         members = await uow.chats.members(chat_id)
         if not members or any(m.role is Role.ADMIN for m in members):
@@ -293,7 +270,7 @@ class ChatService:
         system: dict[str, Any],
         now: datetime,
         extra_devices: list[str] | None = None,
-    ) -> list[Any]:
+    ) -> list[InboxEntry]:
         message = Message(
             id=new_id(),
             chat_id=chat_id,

@@ -26,11 +26,13 @@ from pigeon.services.ports import StorageError, StorageUnreachable
 
 log = structlog.get_logger(__name__)
 
-Publish = Callable[[], Awaitable[None]]
+# Tells the world what a batch committed (hands its entries to the bus). It
+# must not block: it runs on the committer's serial path.
+Publish = Callable[[], None]
 # Applies a batch of operations in one transaction and commits it. Returns one
-# result per operation (a value, or the PigeonError to answer with) and a
-# callback that publishes what was committed.
-BatchHandler = Callable[[Sequence[Any]], Awaitable[tuple[list[Any], Publish]]]
+# result per operation (a value, or the PigeonError to answer with) and the
+# batch's Publish.
+BatchHandler = Callable[[Sequence[Any]], Awaitable[tuple[Sequence[Any], Publish]]]
 
 
 class Pending:
@@ -95,11 +97,12 @@ class GroupCommitter:
             while not queue.empty():
                 queue.get_nowait().fail(Unavailable("unavailable", "The server is stopping."))
 
-    async def submit(self, op: Any) -> Any:
-        """Queue ``op`` and wait until its batch has committed."""
-        return await self.submit_nowait(op)
+    def submit(self, op: Any) -> asyncio.Future[Any]:
+        """Queue ``op``; the future resolves with its result once its batch has committed.
 
-    def submit_nowait(self, op: Any) -> asyncio.Future[Any]:
+        A future rather than a coroutine: a caller may add a callback instead of
+        awaiting, so a hot command costs no task of its own.
+        """
         pending = Pending(op)
         queues = self._queues
         queue = queues[0] if len(queues) == 1 else queues[hash(self._partition(op)) % len(queues)]
@@ -163,7 +166,7 @@ class GroupCommitter:
             else:
                 pending.resolve(result)
         try:
-            await publish()
+            publish()
         except Exception:
             log.exception("commit.publish_failed")
 

@@ -2,7 +2,8 @@
 
 Both the group committer (sends, acks, reads) and the chat service (system
 messages about membership) append through here, so seq allocation and
-queueing work the same way everywhere.
+queueing work the same way everywhere. Publishing what was appended is the
+caller's job, after its commit (``Bus.publish``).
 """
 
 from __future__ import annotations
@@ -11,21 +12,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pigeon.domain.chats import Message
 from pigeon.domain.delivery import InboxEntry
-from pigeon.services.events import queued_frame
-from pigeon.services.ports import Bus, UnitOfWork
+from pigeon.domain.events import Receipt
+from pigeon.services.ports import UnitOfWork
 
 
 @dataclass(slots=True)
 class Queued:
-    """One item to queue for one device: a message or an event payload."""
+    """One item to queue for one device: a message or a receipt."""
 
     device_id: str
     message: Message | None = None
-    event: dict[str, Any] | None = None
+    event: Receipt | None = None
 
 
 async def assign_seqs(uow: UnitOfWork, messages: Sequence[Message]) -> None:
@@ -73,13 +73,3 @@ async def assign_inbox_seqs(
         )
         next_seq[item.device_id] += 1
     return entries
-
-
-async def publish(bus: Bus, entries: Sequence[InboxEntry]) -> None:
-    """Tell the devices' connections (on any node) about their new, committed entries."""
-    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rendered: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        by_device[entry.device_id].append(queued_frame(entry, rendered))
-    for device_id, frames in by_device.items():
-        await bus.publish_queued(device_id, frames)

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 from pigeon.domain.chats import Chat, Member, Message, Role
 from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
+from pigeon.domain.events import LiveEvent
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 
@@ -260,11 +261,11 @@ class Subscriber(Protocol):
     device_id: str
     user_id: str
 
-    def deliver(self, entries: Sequence[dict[str, Any]]) -> None:
+    def deliver(self, entries: Sequence[InboxEntry]) -> None:
         """New queued events (already durable), in inbox order."""
         ...
 
-    def notify(self, event: dict[str, Any]) -> None:
+    def notify(self, event: LiveEvent) -> None:
         """An event that is not queued (typing, presence)."""
         ...
 
@@ -272,22 +273,38 @@ class Subscriber(Protocol):
 
 
 class Bus(Protocol):
-    """Reaches connections wherever they live: this process, or another node.
+    """Carries events to live connections, on whichever node holds them.
 
-    Nothing is durable here: queued events are in the database before they
-    are published, and a connection that missed a publish reads them back.
+    Nothing is durable here: queued events are committed before they are
+    published, and a connection that missed a publish reads them back from
+    its queue. So publishing never blocks its caller (the committer) and never
+    fails it: an adapter sends in the background and drops what it cannot
+    send. Each device's publishes arrive in order or are detected as a gap.
     """
 
-    async def publish_queued(self, device_id: str, entries: Sequence[dict[str, Any]]) -> None: ...
-    async def publish_ephemeral(self, user_ids: Sequence[str], event: dict[str, Any]) -> None: ...
-    async def disconnect_device(self, device_id: str, code: int, reason: str) -> None: ...
-    async def subscribe(self, subscriber: Subscriber) -> None:
-        """Attach ``subscriber``; an older connection of the same device is replaced."""
+    def publish(self, entries: Sequence[InboxEntry]) -> None:
+        """Committed queue entries for any devices: one call per committed batch."""
         ...
 
-    async def unsubscribe(self, subscriber: Subscriber) -> None: ...
-    def online_users(self, user_ids: Sequence[str]) -> set[str]:
-        """Those users with a connection on this node."""
+    def notify(self, user_ids: Sequence[str], event: LiveEvent) -> None:
+        """Tell every live connection of these users (typing, presence)."""
+        ...
+
+    def disconnect(self, device_id: str, code: int, reason: str) -> None:
+        """Close the device's connection wherever it is (a revoked device)."""
+        ...
+
+    async def attach(self, subscriber: Subscriber) -> None:
+        """Route the device's events to ``subscriber``; its older connection on any node
+        is closed (4409)."""
+        ...
+
+    async def detach(self, subscriber: Subscriber) -> None:
+        """Stop routing to ``subscriber`` (unless a newer connection replaced it already)."""
+        ...
+
+    def local_devices(self) -> list[str]:
+        """Devices with a live connection on this node."""
         ...
 
     @property
@@ -295,6 +312,24 @@ class Bus(Protocol):
         """Live connections on this node."""
         ...
 
-    def local_devices(self) -> list[str]:
-        """Devices with a live connection on this node."""
+
+class Presence(Protocol):
+    """Who has a live connection anywhere: the directory every node shares."""
+
+    async def online_users(self, user_ids: Sequence[str]) -> set[str]:
+        """Those users with a live connection on any node."""
         ...
+
+    async def nodes_of(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """device -> the node holding its live connection, for devices that have one."""
+        ...
+
+
+class DeliveryFeedback(Protocol):
+    """Hears which published entries found no live connection: their devices need a push.
+
+    Called by the bus, on the publisher's path: it must not block or await
+    (a push is sent from a task of its own, never inside the committer).
+    """
+
+    def unreached(self, entries: Sequence[InboxEntry]) -> None: ...

@@ -1,23 +1,42 @@
 """Presence (online, last seen) and typing: told only to people who share a chat.
 
-None of this is queued: it goes to connections that are live right now.
+None of this is queued: it goes to connections that are live right now, on
+any node. Whether someone is online is the shared directory's answer
+(``Presence``), not this node's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
+from pigeon.domain.events import PresenceChange, Typing
 from pigeon.services.accounts import Principal
 from pigeon.services.chats import ChatService
-from pigeon.services.events import timestamp
 from pigeon.services.messaging import chat_not_found
-from pigeon.services.ports import Bus, Clock, UnitOfWorkFactory
+from pigeon.services.ports import Bus, Clock, Presence, UnitOfWorkFactory
+
+
+@dataclass(slots=True, frozen=True)
+class UserPresence:
+    user_id: str
+    online: bool
+    last_seen: datetime | None  # None while online, or if never seen
 
 
 class PresenceService:
-    def __init__(self, uow: UnitOfWorkFactory, bus: Bus, clock: Clock, chats: ChatService) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        bus: Bus,
+        directory: Presence,
+        clock: Clock,
+        chats: ChatService,
+    ) -> None:
         self._uow = uow
         self._bus = bus
+        self._directory = directory
         self._clock = clock
         self._chats = chats
 
@@ -29,44 +48,31 @@ class PresenceService:
                 await uow.users.set_last_seen(principal.user_id, now)
             contacts = await uow.chats.contacts(principal.user_id)
             await uow.commit()
-        event = {
-            "event": "presence",
-            "data": {
-                "userId": principal.user_id,
-                "state": "online" if online else "offline",
-                "lastSeen": None if online else timestamp(now),
-            },
-        }
-        await self._bus.publish_ephemeral(sorted(contacts), event)
+        event = PresenceChange(principal.user_id, online, None if online else now)
+        self._bus.notify(sorted(contacts), event)
 
-    async def query(self, principal: Principal, user_ids: list[str]) -> list[dict[str, Any]]:
+    async def connection_closed(self, principal: Principal) -> None:
+        """A connection of the user closed: they went away if it was their last, on any node."""
+        if not await self._directory.online_users([principal.user_id]):
+            await self.announce(principal, online=False)
+
+    async def query(self, principal: Principal, user_ids: Sequence[str]) -> list[UserPresence]:
         """Presence of those of ``user_ids`` who share a chat with the caller."""
         async with self._uow(read_only=True) as uow:
             contacts = await uow.chats.contacts(principal.user_id)
             visible = [u for u in dict.fromkeys(user_ids) if u in contacts]
             users = {u: await uow.users.get(u) for u in visible}
-        online = self._bus.online_users(visible)
+        online = await self._directory.online_users(visible)
         result = []
         for user_id in visible:
             user = users[user_id]
-            last_seen = user.last_seen_at if user else None
-            result.append(
-                {
-                    "userId": user_id,
-                    "state": "online" if user_id in online else "offline",
-                    "lastSeen": timestamp(last_seen)
-                    if last_seen and user_id not in online
-                    else None,
-                }
-            )
+            last_seen = None if user is None or user_id in online else user.last_seen_at
+            result.append(UserPresence(user_id, user_id in online, last_seen))
         return result
 
-    async def typing(self, principal: Principal, chat_id: str, state: str) -> None:
+    async def typing(self, principal: Principal, chat_id: str, composing: bool) -> None:
         members = await self._chats.member_ids(chat_id)
         if principal.user_id not in members:
             raise chat_not_found()
-        event = {
-            "event": "typing",
-            "data": {"chatId": chat_id, "userId": principal.user_id, "state": state},
-        }
-        await self._bus.publish_ephemeral(sorted(members - {principal.user_id}), event)
+        event = Typing(chat_id, principal.user_id, composing)
+        self._bus.notify(sorted(members - {principal.user_id}), event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -10,13 +11,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pigeon.services.ports import StorageError, StorageUnreachable
+from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnreachable
 from pigeon.storage.chats import SqlChatRepository
-from pigeon.storage.delivery import SqlDeliveryRepository
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
-from pigeon.storage.postgres_delivery import PostgresDeliveryRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
+
+# How a unit of work gets its delivery repository for its connection: the
+# dialect's class on the right executor, as ``bootstrap`` chose.
+DeliveryFactory = Callable[[AsyncConnection], DeliveryRepository]
 
 
 class BoundRepositories:
@@ -26,17 +29,15 @@ class BoundRepositories:
     devices: SqlDeviceRepository
     codes: SqlCodeRepository
     chats: SqlChatRepository
-    delivery: SqlDeliveryRepository
+    delivery: DeliveryRepository
     media: SqlMediaRepository
 
-    def _bind(self, conn: AsyncConnection) -> None:
+    def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
         self.devices = SqlDeviceRepository(conn)
         self.codes = SqlCodeRepository(conn)
         self.chats = SqlChatRepository(conn)
-        postgresql = conn.dialect.name == "postgresql"
-        delivery = PostgresDeliveryRepository if postgresql else SqlDeliveryRepository
-        self.delivery = delivery(conn)
+        self.delivery = delivery
         self.media = SqlMediaRepository(conn)
 
 
@@ -47,8 +48,11 @@ def raise_as_storage_error(exc: BaseException | None) -> None:
 
 
 class SqlUnitOfWork(BoundRepositories):
-    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
+    def __init__(
+        self, engine: AsyncEngine, delivery: DeliveryFactory, *, read_only: bool = False
+    ) -> None:
         self._engine = engine
+        self._delivery = delivery
         self._read_only = read_only
         self._conn: AsyncConnection | None = None
 
@@ -65,7 +69,7 @@ class SqlUnitOfWork(BoundRepositories):
             raise StorageUnreachable(f"cannot reach the database: {exc}") from exc
         except sa_exc.TimeoutError as exc:  # every pooled connection busy for pool_timeout
             raise StorageUnreachable("no database connection became free in time") from exc
-        self._bind(self._conn)
+        self._bind(self._conn, self._delivery(self._conn))
         return self
 
     async def __aexit__(

@@ -1,0 +1,231 @@
+"""The delivery queue on PostgreSQL: every statement, and ``PostgresDelivery`` running them.
+
+Three habits run through the statements:
+
+- One statement per step of a batch, one round trip each: the acks delete
+  their entries, read what the delivered receipts need and delete the
+  messages no entry holds any more in one statement (``REMOVE_ACKED``); a
+  batch's messages, send records and queue entries go in one ``INSERT``.
+- Lists travel as arrays (``unnest``, ``ANY``), rows to insert as one JSON
+  document per table (asyncpg encodes array elements one by one in Python:
+  5.5 ms of the server's CPU for 200 messages, where orjson writes the
+  document in 0.35 ms and PostgreSQL reads it in C). Every statement has
+  one fixed text, so asyncpg prepares it once.
+- Rows are reached key by key (``LATERAL`` with ``LIMIT`` or ``OFFSET 0``,
+  deletes by ``ctid``), which the planner cannot turn into a hash join:
+  asyncpg keeps a generic plan per prepared statement, and one made while the
+  tables were small or not yet analysed scanned them whole ever after.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.dialects import postgresql
+
+from pigeon.domain.chats import Message
+from pigeon.domain.delivery import AckedMessage, AckOutcome, InboxEntry, SentRecord
+from pigeon.services.ports import StorageError
+from pigeon.storage import schema
+from pigeon.storage.delivery import rows
+from pigeon.storage.delivery.executors import Executor
+
+FIND_SENT = (
+    "SELECT s.sender_device_id, s.chat_id, s.client_message_id, s.message_id, s.seq,"
+    " s.created_at FROM unnest(CAST($1 AS TEXT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]))"
+    " AS k(device_id, chat_id, client_id) CROSS JOIN LATERAL (SELECT * FROM sent_messages AS s"
+    " WHERE s.sender_device_id = k.device_id AND s.chat_id = k.chat_id"
+    " AND s.client_message_id = k.client_id LIMIT 1) AS s"
+)
+MEMBER_DEVICES = (
+    "SELECT m.chat_id, m.user_id, d.id FROM chat_members AS m"
+    " LEFT JOIN devices AS d ON d.user_id = m.user_id"
+    " WHERE m.chat_id = ANY(CAST($1 AS TEXT[])) ORDER BY m.chat_id, m.user_id, d.id"
+)
+DEVICES_OF = "SELECT user_id, id FROM devices WHERE user_id = ANY(CAST($1 AS TEXT[])) ORDER BY id"
+
+
+def _allocate(table: str, key: str) -> str:
+    # Lock the rows in key order first: two nodes' batches touching the same
+    # chats or devices then queue up instead of deadlocking.
+    return (
+        f"WITH locked AS MATERIALIZED (SELECT {key} FROM {table}"
+        f" WHERE {key} = ANY(CAST($1 AS TEXT[])) ORDER BY {key} FOR UPDATE)"
+        f" UPDATE {table} AS t SET last_seq = t.last_seq + a.n FROM"
+        " unnest(CAST($1 AS TEXT[]), CAST($2 AS BIGINT[])) AS a(k, n)"
+        f" WHERE t.{key} = a.k AND t.{key} IN (SELECT {key} FROM locked)"
+        f" RETURNING t.{key}, t.last_seq"
+    )
+
+
+ALLOCATE_CHAT_SEQS = _allocate("chats", "id")
+ALLOCATE_INBOX_SEQS = _allocate("inbox_counters", "device_id")
+REMOVE_ACKED = (
+    # Delete the entries, read what the receipts need, delete the messages no
+    # other entry holds. Entries deleted by this same statement still show in
+    # its snapshot, so a message is delivered when all its entries are among
+    # those deleted.
+    "WITH a AS (SELECT * FROM unnest(CAST($1 AS TEXT[]), CAST($2 AS BIGINT[]))"
+    " AS a(device_id, up_to)),"
+    " gone AS (DELETE FROM inbox AS i WHERE i.ctid = ANY(ARRAY("
+    "SELECT x.ctid FROM a CROSS JOIN LATERAL (SELECT ctid FROM inbox"
+    " WHERE device_id = a.device_id AND seq <= a.up_to OFFSET 0) AS x))"
+    " RETURNING i.device_id, i.seq, i.message_id),"
+    " acked AS MATERIALIZED (SELECT g.device_id, g.message_id, m.chat_id, m.seq,"
+    " m.sender_id, m.ctid FROM gone AS g CROSS JOIN LATERAL (SELECT ctid, chat_id, seq,"
+    " sender_id FROM messages WHERE id = g.message_id LIMIT 1) AS m),"
+    " delivered AS (DELETE FROM messages WHERE ctid = ANY(ARRAY(SELECT ctid FROM acked"
+    " GROUP BY ctid, message_id HAVING count(*) = (SELECT count(*) FROM inbox AS i"
+    " WHERE i.message_id = acked.message_id))))"
+    # Each sender's devices once, on its first row (NULL on the others).
+    " SELECT device_id, message_id, chat_id, seq, sender_id, CASE WHEN row_number()"
+    " OVER (PARTITION BY sender_id) = 1 THEN ARRAY(SELECT d.id FROM devices AS d"
+    " WHERE d.user_id = acked.sender_id ORDER BY d.id) END FROM acked"
+)
+PENDING = (
+    f"SELECT i.seq, i.event, i.expires_at, {rows.MESSAGE_COLUMNS} FROM (SELECT seq, event,"
+    " expires_at, message_id FROM inbox WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3)"
+    " AS i LEFT JOIN LATERAL (SELECT * FROM messages WHERE id = i.message_id LIMIT 1) AS m"
+    " ON true ORDER BY i.seq"
+)
+PURGE_QUEUED = "DELETE FROM inbox WHERE expires_at <= $1"
+PURGE_UNQUEUED_MESSAGES = (
+    "DELETE FROM messages"
+    " WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.message_id = messages.id)"
+)
+PURGE_SEND_RECORDS = "DELETE FROM sent_messages WHERE created_at < $1"
+
+
+def _json_insert(table: str, placeholder: int) -> str:
+    """One INSERT for any number of rows, which travel as one JSON array of arrays.
+
+    Each field is cast from its JSON text to the column's type, so values land
+    exactly as SQLAlchemy's types would store them.
+    """
+    types = {
+        c.name: c.type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+        for c in schema.metadata.tables[table].columns
+    }
+    columns = rows.COLUMNS[table]
+    fields = ", ".join(f"CAST(r ->> {i} AS {types[c]})" for i, c in enumerate(columns))
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {fields}"
+        f" FROM jsonb_array_elements(CAST(${placeholder} AS JSONB)) AS r"
+    )
+
+
+@functools.cache
+def insert_statement(tables: tuple[str, ...]) -> str:
+    """The inserts into ``tables`` as one statement: all but the last as WITH clauses."""
+    parts = [_json_insert(table, n) for n, table in enumerate(tables, start=1)]
+    clauses = ", ".join(f"t{n} AS ({sql})" for n, sql in enumerate(parts[:-1]))
+    return f"WITH {clauses} {parts[-1]}" if clauses else parts[-1]
+
+
+def stored_time(value: datetime) -> datetime:
+    return value  # asyncpg takes timezone-aware datetimes; orjson writes them as RFC 3339
+
+
+def loaded(value: Any) -> Any:
+    return value  # asyncpg returns aware datetimes; SQLAlchemy's codec decodes JSON
+
+
+class PostgresDelivery:
+    """``DeliveryRepository`` on PostgreSQL, through whichever executor it is given."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, executor: Executor) -> None:
+        self._db = executor
+
+    async def find_sent(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], SentRecord]:
+        if not keys:
+            return {}
+        args = ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+        return {
+            (device_id, chat_id, client_id): SentRecord(
+                device_id, client_id, message_id, chat_id, seq, created_at
+            )
+            for device_id, chat_id, client_id, message_id, seq, created_at in await self._db.fetch(
+                FIND_SENT, args
+            )
+        }
+
+    async def member_devices(self, chat_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+        if not chat_ids:
+            return {}
+        return rows.group_member_devices(await self._db.fetch(MEMBER_DEVICES, (list(chat_ids),)))
+
+    async def devices_of(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        if not user_ids:
+            return {}
+        return rows.group_devices(await self._db.fetch(DEVICES_OF, (list(user_ids),)))
+
+    async def allocate_chat_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        return await self._allocate(ALLOCATE_CHAT_SEQS, counts)
+
+    async def allocate_inbox_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        return await self._allocate(ALLOCATE_INBOX_SEQS, counts)
+
+    async def _allocate(self, sql: str, counts: Mapping[str, int]) -> dict[str, int]:
+        if not counts:
+            return {}
+        ordered = dict(sorted(counts.items()))
+        found = await self._db.fetch(sql, (list(ordered), list(ordered.values())))
+        return {key: int(last) for key, last in found}
+
+    async def insert_messages(self, messages: Sequence[Message]) -> None:
+        await self._insert({"messages": [rows.message_row(m, stored_time) for m in messages]})
+
+    async def insert_inbox(self, entries: Sequence[InboxEntry]) -> None:
+        await self._insert({"inbox": [rows.inbox_row(e, stored_time) for e in entries]})
+
+    async def insert_batch(
+        self, messages: Sequence[Message], sent: Sequence[SentRecord], entries: Sequence[InboxEntry]
+    ) -> None:
+        await self._insert(
+            {
+                "messages": [rows.message_row(m, stored_time) for m in messages],
+                "sent_messages": [rows.sent_row(r, stored_time) for r in sent],
+                "inbox": [rows.inbox_row(e, stored_time) for e in entries],
+            }
+        )
+
+    async def _insert(self, values: dict[str, list[tuple[Any, ...]]]) -> None:
+        tables = tuple(table for table, table_rows in values.items() if table_rows)
+        if not tables:
+            return
+        try:
+            documents = [orjson.dumps(values[table]).decode() for table in tables]
+        except orjson.JSONEncodeError as exc:  # text UTF-8 cannot hold: this batch's fault
+            raise StorageError(str(exc)) from exc
+        await self._db.execute(insert_statement(tables), documents)
+
+    async def remove_acked(self, acks: Mapping[str, int]) -> AckOutcome:
+        if not acks:
+            return AckOutcome([], {})
+        removed: list[AckedMessage] = []
+        sender_devices: dict[str, list[str]] = {}
+        found = await self._db.fetch(REMOVE_ACKED, (list(acks), list(acks.values())))
+        for device_id, message_id, chat_id, seq, sender_id, devices in found:
+            removed.append(AckedMessage(device_id, message_id, chat_id, seq, sender_id))
+            if devices is not None and sender_id is not None:
+                sender_devices[sender_id] = list(devices)
+        return AckOutcome(removed, sender_devices)
+
+    async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]:
+        found = await self._db.fetch(PENDING, (device_id, after_seq, limit))
+        return [rows.pending_entry(device_id, row, loaded, loaded) for row in found]
+
+    async def purge_expired(self, now: datetime, sent_before: datetime) -> dict[str, int]:
+        return {
+            "queued": await self._db.execute(PURGE_QUEUED, (now,)),
+            "messages": await self._db.execute(PURGE_UNQUEUED_MESSAGES, ()),
+            "send_records": await self._db.execute(PURGE_SEND_RECORDS, (sent_before,)),
+        }
