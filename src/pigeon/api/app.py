@@ -20,7 +20,6 @@ from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
 from pigeon.gateway import endpoint
 from pigeon.services.ports import StorageError
-from pigeon.storage import migrate
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +41,6 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.auto_migrate:
-            await migrate.upgrade(container.engine)
         await container.start()
         _settle_garbage_collector()
         housekeeping = asyncio.gather(_housekeeping(container), _revocations(container))
@@ -79,8 +76,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 # Net allocations of tracked objects between young collections (CPython: 700).
 # Every message in flight allocates dozens (frames, futures, dicts, rows), so at
 # the default the collector ran ~200 times a second at saturation, every tenth
-# pass also over the middle generation and every hundredth over the whole heap
-# (~25 ms each): ~10 % of the server's CPU, timed with gc.callbacks. Garbage
+# pass also over the middle generation and every hundredth over the whole heap:
+# ~10 % of the server's CPU, timed with gc.callbacks (docs/performance.md). Garbage
 # here is almost all freed by reference counting; the collector is only for
 # cycles, which can wait this long.
 YOUNG_COLLECTION_THRESHOLD = 20_000
