@@ -394,6 +394,26 @@ async def test_delivered_receipts_follow_acks_and_reach_offline_senders_later(
     assert_inbox_order(frames[:5])
 
 
+async def queued_before(client: WsClient, text: str, timeout: float = 10) -> list[dict[str, Any]]:
+    """The queued frames that arrive before the message with ``text`` (a barrier: every
+    device's queue keeps commit order, so what was queued before it comes before it)."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await next_queued(client)
+            if frame.get("event") == "message" and frame["data"]["message"] == text:
+                return frames
+            frames.append(frame)
+
+
+def read_receipts(frames: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [
+        (f["data"]["userId"], f["data"]["upToSeq"])
+        for f in frames
+        if f.get("event") == "receipt" and f["data"]["type"] == "read"
+    ]
+
+
 async def test_mark_read_sends_read_receipts_clamped_to_the_last_seq(
     user: Register, connect: Connect
 ) -> None:
@@ -408,19 +428,48 @@ async def test_mark_read_sends_read_receipts_clamped_to_the_last_seq(
 
     answer = await b1.call("markRead", {"chatId": chat_id, "upToSeq": 1000})
     assert answer == {"upToSeq": sent[-1]["seq"]}
-    for client in (a1, a2):
-        receipt = await client.next_event("receipt")
-        while receipt["data"]["type"] != "read":  # delivered receipts come first
-            receipt = await client.next_event("receipt")
-        assert receipt["data"]["userId"] == bob[0]["user_id"]
-        assert receipt["data"]["chatId"] == chat_id
-        assert receipt["data"]["upToSeq"] == sent[-1]["seq"]
-    # Bob's own devices are not told that Bob read something.
-    frames = [f for f in await _pending_frames(b2) if f.get("event") == "receipt"]
-    assert frames == []
+    await send(b1, chat_id, "barrier", "after the read")
+    last = sent[-1]["seq"]
+    # The sender's devices are told; so is the reader's other device, to keep its
+    # read state in step; the device that marked the chat read is not.
+    for client in (a1, a2, b2):
+        assert read_receipts(await queued_before(client, "after the read")) == [
+            (bob[0]["user_id"], last)
+        ]
+    await send(a1, chat_id, "reply", "a reply")  # b1 gets no copy of its own barrier
+    assert read_receipts(await queued_before(b1, "a reply")) == []
 
     chats = (await b2.call("getChats"))["chats"]
-    assert [c["readSeq"] for c in chats if c["chatId"] == chat_id] == [sent[-1]["seq"]]
+    assert [c["readSeq"] for c in chats if c["chatId"] == chat_id] == [last]
+
+
+async def test_a_read_receipt_goes_only_to_the_senders_of_what_was_read(
+    user: Register, connect: Connect
+) -> None:
+    alice, bob, carol, dave = [await person(user) for _ in range(4)]
+    a, b, c, d = [await online(connect, p[0]) for p in (alice, bob, carol, dave)]
+    members = [p[0]["user_id"] for p in (bob, carol, dave)]
+    chat_id = (await a.call("createChat", {"participants": members, "name": "g"}))["chatId"]
+    await send(a, chat_id, "a1", "from alice")
+    second = await send(c, chat_id, "c1", "from carol")
+    third = await send(b, chat_id, "b1", "from bob")  # after what dave reads first
+    for client in (a, c, d):
+        await queued_before(client, "from bob")
+
+    await d.call("markRead", {"chatId": chat_id, "upToSeq": second["seq"]})
+    await send(d, chat_id, "d1", "barrier")
+    dave_id = dave[0]["user_id"]
+    assert read_receipts(await queued_before(a, "barrier")) == [(dave_id, second["seq"])]
+    assert read_receipts(await queued_before(c, "barrier")) == [(dave_id, second["seq"])]
+    # Bob sent nothing dave read: he is not told that dave read anything.
+    assert read_receipts(await queued_before(b, "barrier")) == []
+
+    # Reading further covers bob's message only: only bob is told.
+    await d.call("markRead", {"chatId": chat_id, "upToSeq": third["seq"]})
+    await send(d, chat_id, "d2", "second barrier")
+    assert read_receipts(await queued_before(b, "second barrier")) == [(dave_id, third["seq"])]
+    assert read_receipts(await queued_before(a, "second barrier")) == []
+    assert read_receipts(await queued_before(c, "second barrier")) == []
 
 
 async def _pending_frames(client: WsClient, seconds: float = 0.3) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from pigeon.domain.ids import new_id
 from pigeon.domain.models import User
 from pigeon.services.ports import UnitOfWork
 from pigeon.storage.engine import create_committer_engine, create_engine
-from pigeon.storage.schema import inbox, messages
+from pigeon.storage.schema import inbox, messages, sent_messages
 from pigeon.storage.sqlite_batch import SqliteBatchWriter
 from tests.support import make_device
 
@@ -103,7 +103,7 @@ async def send(
             for d in to
             for i, m in enumerate(batch)
         ]
-        sent = [SentRecord(sender, f"c{m.seq}", m.id, chat_id, m.seq, T0) for m in batch]
+        sent = [SentRecord(sender, f"c{m.seq}", m.id, chat_id, m.seq, T0, user_id) for m in batch]
         await uow.delivery.insert_batch(batch, sent, entries)
         await uow.commit()
     return batch
@@ -222,9 +222,32 @@ async def test_send_records_are_found_by_device_chat_and_client_id(
     assert found == {
         (alice, chat_id, "c1"): SentRecord(alice, "c1", first.id, chat_id, 1, T0),
         (alice, chat_id, "c2"): SentRecord(alice, "c2", second.id, chat_id, 2, T0),
-    }
+    }  # without the sender: nothing asks it of a send record found again
     async with units() as uow:
         assert await uow.delivery.find_sent([]) == {}
+
+
+async def test_senders_between_seqs_come_from_the_send_records(
+    engine: AsyncEngine, units: Units
+) -> None:
+    chat_id, [[alice], [bob], [carol]] = await people(engine, 1, 1, 1)
+    await send(units, engine, chat_id, alice, [bob, carol], 2)  # seqs 1-2
+    await send(units, engine, chat_id, bob, [alice, carol], 1)  # seq 3
+    async with engine.begin() as conn:  # a record from before migration 0007: no sender
+        await conn.execute(
+            sa.insert(sent_messages).values(
+                sender_device_id=carol, chat_id=chat_id, client_message_id="old",
+                message_id=new_id(), seq=4, created_at=T0,
+            )
+        )  # fmt: skip
+    a, b, c = [await owner(engine, d) for d in (alice, bob, carol)]
+    async with units() as uow:
+        assert await uow.delivery.senders_between(chat_id, 0, 4) == {a, b, c}
+        assert await uow.delivery.senders_between(chat_id, 1, 2) == {a}
+        assert await uow.delivery.senders_between(chat_id, 2, 3) == {b}
+        assert await uow.delivery.senders_between(chat_id, 3, 9) == {c}
+        assert await uow.delivery.senders_between(chat_id, 4, 9) == set()
+        assert await uow.delivery.senders_between(new_id(), 0, 9) == set()
 
 
 async def test_member_devices_name_every_member_even_without_devices(

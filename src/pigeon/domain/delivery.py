@@ -19,6 +19,7 @@ class SentRecord:
     chat_id: str
     seq: int
     created_at: datetime
+    sender_id: str | None = None  # None in records older than the sender column
 
 
 @dataclass(slots=True)

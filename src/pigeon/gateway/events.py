@@ -447,7 +447,8 @@ class ReceiptEventData(Payload):
     chatId: EntityId
     type: Literal["delivered", "read"] = Field(
         description="delivered: a device of userId acked the messages (told to the sender's "
-        "devices); read: userId marked them read (told to the other members' devices)."
+        "devices); read: userId marked them read (told to the devices of the senders of the "
+        "messages covered, and to userId's other devices)."
     )
     userId: EntityId = Field(description="Who received or read.")
     upToSeq: Seq = Field(description="Every message of the chat up to this seq.")

@@ -209,7 +209,7 @@ class _Batch:
             event = Receipt(chat_id, ReceiptType.DELIVERED, reader, seq, self.now)
             self.queued += [Queued(d, event=event) for d in outcome.sender_devices.get(sender, [])]
 
-    # -- reads: raise the member's read mark, tell the other members
+    # -- reads: raise the member's read mark, tell the senders of what it covers
     async def apply_reads(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:
         for index, op in enumerate(self.ops):
             if not isinstance(op, MarkRead):
@@ -221,12 +221,24 @@ class _Batch:
                 continue
             chat = await uow.chats.get(op.chat_id)
             up_to = min(op.up_to_seq, chat.last_seq if chat else 0)
-            if await uow.chats.raise_read_seq(op.chat_id, reader, up_to):
-                event = Receipt(op.chat_id, ReceiptType.READ, reader, up_to, self.now)
-                for user_id, device_ids in chat_members.items():
-                    if user_id != reader:
-                        self.queued += [Queued(d, event=event) for d in device_ids]
+            before = await uow.chats.raise_read_seq(op.chat_id, reader, up_to)
+            if before is not None:
+                senders = await uow.delivery.senders_between(op.chat_id, before, up_to)
+                self._tell_read(op, chat_members, senders, up_to)
             self.results[index] = ReadResult(up_to)
+
+    def _tell_read(
+        self, op: MarkRead, members: dict[str, list[str]], senders: set[str], up_to: int
+    ) -> None:
+        """As WhatsApp does: the receipt goes to the devices of those whose messages were
+        read (nobody else learns who read what), and to the reader's other devices, which
+        keep their read state in step."""
+        reader = op.principal.user_id
+        event = Receipt(op.chat_id, ReceiptType.READ, reader, up_to, self.now)
+        told = [d for d in members[reader] if d != op.principal.device_id]
+        for sender in sorted(senders - {reader}):
+            told += members.get(sender, [])  # a sender who left the chat is not told
+        self.queued += [Queued(d, event=event) for d in told]
 
     # -- sends: dedupe, authorize, number, queue for every other device
     def apply_sends_check(self, members: dict[str, dict[str, list[str]]]) -> None:
@@ -265,6 +277,7 @@ class _Batch:
                 chat_id=message.chat_id,
                 seq=message.seq,
                 created_at=message.created_at,
+                sender_id=op.principal.user_id,
             )
             self.sent_records.append(record)
             self.messages.append(message)

@@ -112,8 +112,9 @@ class ChatRepository(Protocol):
     async def remove_member(self, chat_id: str, user_id: str) -> None: ...
     async def set_role(self, chat_id: str, user_id: str, role: Role) -> None: ...
     async def memberships(self, user_id: str) -> Sequence[tuple[Chat, Member]]: ...
-    async def raise_read_seq(self, chat_id: str, user_id: str, seq: int) -> bool:
-        """Move the member's read mark up to ``seq``; False if it was already there."""
+    async def raise_read_seq(self, chat_id: str, user_id: str, seq: int) -> int | None:
+        """Move the member's read mark up to ``seq``; the mark it had, or None if it was
+        already there (or the user is no member)."""
         ...
 
     async def contacts(self, user_id: str) -> set[str]:
@@ -154,6 +155,11 @@ class DeliveryRepository(Protocol):
     async def remove_acked(self, acks: Mapping[str, int]) -> AckOutcome:
         """Delete each device's entries up to its seq, then the messages no queue holds
         any more; returns the message entries removed and their senders' devices."""
+        ...
+
+    async def senders_between(self, chat_id: str, after_seq: int, up_to_seq: int) -> set[str]:
+        """Users who sent the chat's messages with seqs in ``(after_seq, up_to_seq]``, as far
+        as the send records (kept for the undelivered TTL) remember."""
         ...
 
     async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]: ...

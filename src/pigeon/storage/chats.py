@@ -129,13 +129,17 @@ class SqlChatRepository:
         rows = await self._conn.execute(query)
         return [(_chat(row._mapping), _member(row._mapping)) for row in rows]
 
-    async def raise_read_seq(self, chat_id: str, user_id: str, seq: int) -> bool:
-        result = await self._conn.execute(
-            chat_members.update()
-            .where(self._key(chat_id, user_id), chat_members.c.read_seq < seq)
-            .values(read_seq=seq)
+    async def raise_read_seq(self, chat_id: str, user_id: str, seq: int) -> int | None:
+        # Locked (PostgreSQL): two devices of one user marking at once on two
+        # commit workers must not both start from the same old mark.
+        current = sa.select(chat_members.c.read_seq).where(self._key(chat_id, user_id))
+        old = (await self._conn.execute(current.with_for_update())).scalar_one_or_none()
+        if old is None or old >= seq:
+            return None
+        await self._conn.execute(
+            chat_members.update().where(self._key(chat_id, user_id)).values(read_seq=seq)
         )
-        return bool(result.rowcount)
+        return int(old)
 
     async def contacts(self, user_id: str) -> set[str]:
         mine = sa.select(chat_members.c.chat_id).where(chat_members.c.user_id == user_id)

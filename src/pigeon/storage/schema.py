@@ -142,6 +142,10 @@ sent_messages = sa.Table(
     sa.Column("message_id", ID, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False, index=True),
+    # Who sent it: read receipts go to the senders of the seqs they cover
+    # (null in records written before migration 0007).
+    sa.Column("sender_id", ID),
+    sa.Index("ix_sent_messages_chat_id_seq", "chat_id", "seq"),
 )
 
 # Each device's durable delivery queue. A row is deleted when the device acks it.

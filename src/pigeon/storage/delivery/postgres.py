@@ -86,6 +86,11 @@ REMOVE_ACKED = (
     " OVER (PARTITION BY sender_id) = 1 THEN ARRAY(SELECT d.id FROM devices AS d"
     " WHERE d.user_id = acked.sender_id ORDER BY d.id) END FROM acked"
 )
+SENDERS_BETWEEN = (
+    "SELECT DISTINCT COALESCE(s.sender_id, d.user_id) FROM sent_messages AS s"
+    " LEFT JOIN devices AS d ON s.sender_id IS NULL AND d.id = s.sender_device_id"
+    " WHERE s.chat_id = $1 AND s.seq > $2 AND s.seq <= $3"
+)
 PENDING = (
     f"SELECT i.seq, i.event, i.expires_at, {rows.MESSAGE_COLUMNS} FROM (SELECT seq, event,"
     " expires_at, message_id FROM inbox WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3)"
@@ -218,6 +223,10 @@ class PostgresDelivery:
             if devices is not None and sender_id is not None:
                 sender_devices[sender_id] = list(devices)
         return AckOutcome(removed, sender_devices)
+
+    async def senders_between(self, chat_id: str, after_seq: int, up_to_seq: int) -> set[str]:
+        found = await self._db.fetch(SENDERS_BETWEEN, (chat_id, after_seq, up_to_seq))
+        return {sender for (sender,) in found if sender is not None}
 
     async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]:
         found = await self._db.fetch(PENDING, (device_id, after_seq, limit))

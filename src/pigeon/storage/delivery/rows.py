@@ -78,6 +78,7 @@ def sent_row(r: SentRecord, time: StoreTime) -> tuple[Any, ...]:
         r.message_id,
         r.seq,
         time(r.created_at),
+        r.sender_id,
     )
 
 

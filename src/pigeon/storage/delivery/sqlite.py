@@ -63,6 +63,11 @@ DELETE_DELIVERED = (
     "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?))"
     " AND NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.message_id = messages.id)"
 )
+SENDERS_BETWEEN = (
+    "SELECT DISTINCT COALESCE(s.sender_id, d.user_id) FROM sent_messages AS s"
+    " LEFT JOIN devices AS d ON s.sender_id IS NULL AND d.id = s.sender_device_id"
+    " WHERE s.chat_id = ? AND s.seq > ? AND s.seq <= ?"
+)
 PENDING = (
     f"SELECT i.seq, i.event, i.expires_at, {rows.MESSAGE_COLUMNS}"
     " FROM inbox AS i LEFT JOIN messages AS m ON m.id = i.message_id"
@@ -180,6 +185,10 @@ class SqliteDelivery:
         await self._db.execute(DELETE_DELIVERED, (ids,))
         senders = sorted({entry.sender_id for entry in removed if entry.sender_id is not None})
         return AckOutcome(removed, await self.devices_of(senders))
+
+    async def senders_between(self, chat_id: str, after_seq: int, up_to_seq: int) -> set[str]:
+        found = await self._db.fetch(SENDERS_BETWEEN, (chat_id, after_seq, up_to_seq))
+        return {sender for (sender,) in found if sender is not None}
 
     async def pending(self, device_id: str, after_seq: int, limit: int) -> list[InboxEntry]:
         found = await self._db.fetch(PENDING, (device_id, after_seq, limit))
