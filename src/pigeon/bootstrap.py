@@ -21,9 +21,17 @@ from pigeon.services import accounts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
 from pigeon.services.chats import ChatPolicy, ChatService
+from pigeon.services.committer import GatherPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
-from pigeon.services.ports import BlobStore, Bus, Clock, SmsProvider, UnitOfWorkFactory
+from pigeon.services.ports import (
+    BlobStore,
+    Bus,
+    Clock,
+    SmsProvider,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from pigeon.services.presence import PresenceService
 from pigeon.services.profiles import ProfileService
 from pigeon.services.sms import SmsService
@@ -38,7 +46,7 @@ from pigeon.storage.delivery import (
     SqliteDelivery,
 )
 from pigeon.storage.engine import create_committer_engine, create_engine
-from pigeon.storage.sqlite_batch import SqliteBatchWriter
+from pigeon.storage.sqlite_writer import SqliteWriter
 from pigeon.storage.uow import DeliveryFactory, SqlUnitOfWork
 
 
@@ -76,7 +84,7 @@ class Container:
     gateway: Gateway
     blobs: BlobStore
     media: MediaService
-    sqlite_writer: SqliteBatchWriter | None = None
+    sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
     async def start(self) -> None:
@@ -154,8 +162,19 @@ def units_of_work(engine: AsyncEngine) -> UnitOfWorkFactory:
         _sqlite_delivery if engine.url.get_backend_name() == "sqlite" else _postgres_delivery
     )
 
-    def uow(*, read_only: bool = False) -> SqlUnitOfWork:
+    def uow(*, read_only: bool = False, housekeeping: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(engine, delivery, read_only=read_only)
+
+    return uow
+
+
+def _sqlite_units_of_work(pool: UnitOfWorkFactory, writer: SqliteWriter) -> UnitOfWorkFactory:
+    """Reads on the pool; writes on the one writer, in arrival order; purges on the pool."""
+
+    def uow(*, read_only: bool = False, housekeeping: bool = False) -> UnitOfWork:
+        if read_only or housekeeping:
+            return pool(read_only=read_only)
+        return writer()
 
     return uow
 
@@ -167,15 +186,16 @@ class Storage:
     engine: AsyncEngine
     uow: UnitOfWorkFactory
     batch_uow: UnitOfWorkFactory
-    sqlite_writer: SqliteBatchWriter | None = None
+    sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
 
 def build_storage(settings: Settings) -> Storage:
     """SQLite or PostgreSQL, chosen here and nowhere else.
 
-    SQLite: units of work on the aiosqlite pool, and the group committer's
-    batches on a writer connection of their own (``storage/sqlite_batch.py``).
+    SQLite: reads on the aiosqlite pool; every write (the group committer's
+    batches and the requests' units of work) on one writer connection, in
+    arrival order (``storage/sqlite_writer.py``); purges on the pool.
     PostgreSQL: units of work on the pool; the committer's on an engine of its
     own with one connection per commit worker. Both run the delivery queue's
     statements on the driver itself (``storage/delivery/``).
@@ -183,8 +203,9 @@ def build_storage(settings: Settings) -> Storage:
     url = settings.effective_database_url
     engine = create_engine(url, pool_size=settings.database_pool_size)
     if engine.url.get_backend_name() == "sqlite":
-        writer = SqliteBatchWriter(url)
-        return Storage(engine, units_of_work(engine), writer, sqlite_writer=writer)
+        writer = SqliteWriter(url)
+        uow = _sqlite_units_of_work(units_of_work(engine), writer)
+        return Storage(engine, uow, uow, sqlite_writer=writer)
     committer_engine = create_committer_engine(url, settings.commit_workers)
     return Storage(
         engine,
@@ -234,6 +255,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             max_message_length=settings.max_message_length,
             max_batch=settings.commit_max_batch,
             commit_workers=1 if storage.sqlite_writer is not None else settings.commit_workers,
+            ack_delay=timedelta(milliseconds=settings.ack_commit_delay_ms),
+            gather=GatherPolicy(wait=settings.commit_gather_ms / 1000),
             on_commit=metrics.record_commit,
         ),
         batch_uow=storage.batch_uow,

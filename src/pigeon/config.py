@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     commit_workers: int = Field(
         1, ge=1, le=32, description="Group commits in flight at once on PostgreSQL (SQLite: 1)."
     )
+    ack_commit_delay_ms: float = Field(
+        50, ge=0, le=10_000, description="An ack waits this long at most to share a commit."
+    )
+    commit_gather_ms: float = Field(
+        0, ge=0, le=50, description="A batch waits this long for more while work streams in."
+    )
     membership_cache_seconds: float = Field(5, ge=0)
 
     # -- WebSocket gateway -----------------------------------------------------

@@ -248,6 +248,8 @@ def _gateway_error_codes() -> set[str]:
     """Codes of the errors a WebSocket command can answer with, read from the source."""
     files = [
         SRC / "gateway" / "connection.py",
+        SRC / "gateway" / "commands.py",
+        SRC / "gateway" / "outbound.py",
         SRC / "gateway" / "frames.py",
         SRC / "services" / "messaging.py",
         SRC / "services" / "chats.py",
@@ -256,7 +258,7 @@ def _gateway_error_codes() -> set[str]:
         SRC / "services" / "committer.py",
     ]
     pattern = re.compile(
-        r"(?:InvalidInput|NotFound|Conflict|Forbidden|TooLarge|Unavailable|FrameError|_error)"
+        r"(?:InvalidInput|NotFound|Conflict|Forbidden|TooLarge|Unavailable|FrameError|\berror)"
         r"\(\s*(?:[a-z_.]+,\s*)?\"([a-z_]+)\""
     )
     codes = {code for path in files for code in pattern.findall(path.read_text("utf-8"))}

@@ -27,7 +27,7 @@ from pigeon.domain.models import User
 from pigeon.services.ports import UnitOfWork
 from pigeon.storage.engine import create_committer_engine, create_engine
 from pigeon.storage.schema import inbox, messages, sent_messages
-from pigeon.storage.sqlite_batch import SqliteBatchWriter
+from pigeon.storage.sqlite_writer import SqliteWriter
 from tests.support import make_device
 
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -50,7 +50,7 @@ async def units(
     if request.param == "any unit of work":
         yield units_of_work(engine)
     elif engine.dialect.name == "sqlite":
-        writer = SqliteBatchWriter(f"sqlite+aiosqlite:///{Path(str(engine.url.database))}")
+        writer = SqliteWriter(f"sqlite+aiosqlite:///{Path(str(engine.url.database))}")
         yield writer
         writer.close()
     else:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pigeon.domain.errors import InvalidInput, PigeonError, Unavailable
-from pigeon.services.committer import GroupCommitter, Publish
+from pigeon.services.committer import GatherPolicy, GroupCommitter, Publish
 from pigeon.services.ports import StorageError, StorageUnreachable
 
 
@@ -124,3 +124,85 @@ async def test_workers_keep_each_partition_in_order_and_overlap_the_rest() -> No
     assert most_in_flight > 1
     for key in range(8):
         assert [op for op in committed if op % 8 == key] == list(range(key, 400, 8))
+
+
+# -- lazy operations and gathering ------------------------------------------------------
+
+
+class Recorder:
+    """Records each batch and when it started; answers every op with itself."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+        self.started: list[float] = []
+
+    async def __call__(self, ops: Sequence[Any]) -> tuple[list[Any], Publish]:
+        self.started.append(asyncio.get_running_loop().time())
+        self.batches.append(list(ops))
+        return list(ops), lambda: None
+
+
+async def test_lazy_operations_ride_along_with_the_next_eager_batch() -> None:
+    handler = Recorder()
+    committer = GroupCommitter(handler, lazy_delay=10.0)  # far longer than the test
+    committer.start()
+    try:
+        acks = [committer.submit_lazy(f"ack{n}") for n in range(3)]
+        await asyncio.sleep(0.05)  # the committer had time to commit them alone, and did not
+        assert handler.batches == []
+        assert await committer.submit("send") == "send"
+        assert await asyncio.gather(*acks) == ["ack0", "ack1", "ack2"]
+    finally:
+        await committer.stop()
+    assert handler.batches == [["send", "ack0", "ack1", "ack2"]]
+
+
+async def test_lazy_operations_alone_commit_once_the_oldest_has_waited_the_delay() -> None:
+    handler = Recorder()
+    committer = GroupCommitter(handler, lazy_delay=0.05)
+    committer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        queued_at = loop.time()
+        first = committer.submit_lazy("ack1")
+        await asyncio.sleep(0.02)
+        second = committer.submit_lazy("ack2")
+        assert await asyncio.wait_for(asyncio.gather(first, second), 5) == ["ack1", "ack2"]
+    finally:
+        await committer.stop()
+    assert handler.batches == [["ack1", "ack2"]]
+    assert handler.started[0] - queued_at >= 0.05  # not before the oldest's delay ran out
+
+
+async def test_stopping_fails_lazy_operations_still_waiting() -> None:
+    committer = GroupCommitter(Recorder(), lazy_delay=10.0)
+    committer.start()
+    future = committer.submit_lazy("ack")
+    await committer.stop()
+    with pytest.raises(Unavailable):
+        await future
+
+
+async def test_a_stream_of_work_is_gathered_but_a_lone_operation_is_not_delayed() -> None:
+    handler = Recorder()
+    committer = GroupCommitter(handler, gather=GatherPolicy(wait=0.02, enough=100))
+    committer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        # After an idle spell: committed at once, though gathering is on.
+        submitted = loop.time()
+        await committer.submit("lone")
+        assert handler.started[-1] - submitted < 0.015
+
+        # A stream, one operation every 2 ms: batches wait 20 ms and hold several.
+        results = []
+        for n in range(60):
+            results.append(committer.submit(n))
+            await asyncio.sleep(0.002)
+        assert await asyncio.gather(*results) == list(range(60))
+    finally:
+        await committer.stop()
+    streamed = handler.batches[1:]
+    assert sum(map(len, streamed)) == 60
+    assert max(map(len, streamed)) >= 4
+    assert len(streamed) <= 30  # without gathering: one commit per operation

@@ -124,10 +124,17 @@ class AccountService:
         phone = normalize_phone(raw_phone)
         await self._limiter.hit(VERIFY_PER_IP, client_ip)
         await self._check_code(phone, code)
+        # The PIN is checked before the write (a hash takes ~100 ms, and on
+        # SQLite every write waits for the one before it); the write then
+        # makes sure the account's PIN did not change meanwhile.
+        async with self._uow(read_only=True) as uow:
+            checked = await uow.users.get_by_phone(phone)
+        if checked is not None:
+            await self._check_pin(checked, pin)
         async with self._uow() as uow:
             user = await uow.users.get_by_phone(phone)
-            if user is not None:
-                await self._check_pin(user, pin)
+            if _pin_state(user) != _pin_state(checked):
+                raise Conflict("account_changed", "The account changed meanwhile; try again.")
             if not await uow.codes.consume(
                 phone,
                 CodePurpose.REGISTRATION,
@@ -326,7 +333,7 @@ class AccountService:
         abandoned phone do not stay on the server forever.
         """
         now = self._clock.now()
-        async with self._uow() as uow:
+        async with self._uow(housekeeping=True) as uow:
             codes = await uow.codes.purge_expired(now)
             devices = await uow.devices.delete_expired(now)
             await uow.commit()
@@ -334,3 +341,10 @@ class AccountService:
             if self._bus is not None:
                 self._bus.disconnect(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
         return {"codes": codes, "devices": len(devices)}
+
+
+def _pin_state(user: User | None) -> tuple[str, str | None, datetime | None] | None:
+    """What a PIN check depended on: the account, its PIN and any pending reset."""
+    if user is None:
+        return None
+    return user.id, user.pin_hash, user.pin_reset_requested_at

@@ -3,12 +3,24 @@
 Sends, acks and read marks are queued; one task takes everything queued,
 applies it in a single transaction and then answers each caller. While a
 commit is in flight new work piles up for the next one, so under load many
-messages share one commit, and at low load a message waits for nobody.
+messages share one commit.
+
+Two things keep ordinary load from paying a commit per operation:
+
+- **Lazy operations** (acks): nobody waits for them. They ride along with the
+  next batch of eager work, or are committed on their own once the oldest has
+  waited ``lazy_delay``. An ack lost to a crash in that window only means the
+  entries come again, and the client drops what it already has.
+- **Gathering** (``GatherPolicy``): when eager work arrives faster than one
+  operation per ``wait`` (a moving average of the gaps between arrivals) and
+  the queue holds few operations, the committer waits ``wait`` before taking
+  them, so the next few share the commit. After an idle spell the average
+  gap is long and it never waits: a lone message is committed at once.
 
 Where the database takes concurrent writers (PostgreSQL), several such
-workers can run, each with its own queue: an operation goes to the worker its
-partition key picks (the device that sent it), so each device's work stays in
-order while another worker's batch waits for its round trips.
+workers can run, each with its own queues: an operation goes to the worker
+its partition key picks (the device that sent it), so each device's work
+stays in order while another worker's batch waits for its round trips.
 """
 
 from __future__ import annotations
@@ -16,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -38,10 +52,11 @@ BatchHandler = Callable[[Sequence[Any]], Awaitable[tuple[Sequence[Any], Publish]
 class Pending:
     """One queued operation and the future its caller awaits."""
 
-    __slots__ = ("future", "op")
+    __slots__ = ("future", "op", "queued_at")
 
-    def __init__(self, op: Any) -> None:
+    def __init__(self, op: Any, queued_at: float) -> None:
         self.op = op
+        self.queued_at = queued_at
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def resolve(self, value: Any) -> None:
@@ -51,6 +66,44 @@ class Pending:
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+@dataclass(slots=True, frozen=True)
+class GatherPolicy:
+    """When a batch waits for more work before it starts (see the module's docstring)."""
+
+    wait: float = 0.0  # seconds; 0 never waits
+    enough: int = 8  # eager operations that start a batch without waiting
+
+
+# Weight of the newest gap in the moving average of gaps between arrivals
+# (a stream of work is recognised after ~20 arrivals), and the longest gap
+# counted (an hour of silence is no more idle than a second).
+_GAP_WEIGHT = 0.2
+_GAP_CAP = 1.0
+
+
+class _Worker:
+    """One committing task's queues: eager work, and lazy work waiting for a ride."""
+
+    __slots__ = ("arrival_gap", "eager", "last_arrival", "lazy", "wakeup")
+
+    def __init__(self) -> None:
+        self.eager: deque[Pending] = deque()
+        self.lazy: deque[Pending] = deque()
+        self.wakeup: asyncio.Future[None] | None = None
+        self.last_arrival = 0.0
+        self.arrival_gap = _GAP_CAP  # seconds between eager arrivals, on average
+
+    def arrived(self, now: float) -> None:
+        gap = min(now - self.last_arrival, _GAP_CAP)
+        self.last_arrival = now
+        self.arrival_gap += _GAP_WEIGHT * (gap - self.arrival_gap)
+
+    def wake(self) -> None:
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
 
 class GroupCommitter:
@@ -68,13 +121,17 @@ class GroupCommitter:
         on_commit: Callable[[int, float], None] = lambda size, seconds: None,
         workers: int = 1,
         partition: Callable[[Any], str] = lambda op: "",
+        lazy_delay: float = 0.0,
+        gather: GatherPolicy = GatherPolicy(),
     ) -> None:
         self._handler = handler
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._retries = retries
         self._partition = partition
-        self._queues: list[asyncio.Queue[Pending]] = [asyncio.Queue() for _ in range(workers)]
+        self._lazy_delay = lazy_delay
+        self._gather = gather
+        self._workers = [_Worker() for _ in range(workers)]
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
         self.operations = 0
@@ -82,8 +139,8 @@ class GroupCommitter:
     def start(self) -> None:
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self._run(queue), name=f"group-committer-{index}")
-                for index, queue in enumerate(self._queues)
+                asyncio.create_task(self._run(worker), name=f"group-committer-{index}")
+                for index, worker in enumerate(self._workers)
             ]
 
     async def stop(self) -> None:
@@ -93,9 +150,11 @@ class GroupCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        for queue in self._queues:
-            while not queue.empty():
-                queue.get_nowait().fail(Unavailable("unavailable", "The server is stopping."))
+        stopping = Unavailable("unavailable", "The server is stopping.")
+        for worker in self._workers:
+            for queue in (worker.eager, worker.lazy):
+                while queue:
+                    queue.popleft().fail(stopping)
 
     def submit(self, op: Any) -> asyncio.Future[Any]:
         """Queue ``op``; the future resolves with its result once its batch has committed.
@@ -103,18 +162,62 @@ class GroupCommitter:
         A future rather than a coroutine: a caller may add a callback instead of
         awaiting, so a hot command costs no task of its own.
         """
-        pending = Pending(op)
-        queues = self._queues
-        queue = queues[0] if len(queues) == 1 else queues[hash(self._partition(op)) % len(queues)]
-        queue.put_nowait(pending)
+        return self._queue(op, lazy=False)
+
+    def submit_lazy(self, op: Any) -> asyncio.Future[Any]:
+        """Queue ``op`` to ride along with the next batch; committed within ``lazy_delay``."""
+        return self._queue(op, lazy=self._lazy_delay > 0)
+
+    def _queue(self, op: Any, lazy: bool) -> asyncio.Future[Any]:
+        workers = self._workers
+        worker = (
+            workers[0] if len(workers) == 1 else workers[hash(self._partition(op)) % len(workers)]
+        )
+        now = time.monotonic()
+        pending = Pending(op, now)
+        if lazy:
+            worker.lazy.append(pending)
+            if len(worker.lazy) == 1:  # the first lazy one sets the deadline
+                worker.wake()
+        else:
+            worker.eager.append(pending)
+            worker.arrived(now)
+            worker.wake()
         return pending.future
 
-    async def _run(self, queue: asyncio.Queue[Pending]) -> None:
+    async def _run(self, worker: _Worker) -> None:
         while True:
-            batch = [await queue.get()]
-            while len(batch) < self._max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
-            await self._apply(batch)
+            await self._wait_for_work(worker)
+            await self._apply(self._take(worker))
+
+    async def _wait_for_work(self, worker: _Worker) -> None:
+        """Until eager work is queued or the oldest lazy work is due; then maybe gather."""
+        loop = asyncio.get_running_loop()
+        while not worker.eager:
+            timer = None
+            if worker.lazy:
+                due = worker.lazy[0].queued_at + self._lazy_delay - time.monotonic()
+                if due <= 0:
+                    return
+                timer = loop.call_later(due, worker.wake)
+            worker.wakeup = loop.create_future()
+            try:
+                await worker.wakeup
+            finally:
+                worker.wakeup = None
+                if timer is not None:
+                    timer.cancel()
+        gather = self._gather
+        if 0 < worker.arrival_gap < gather.wait and len(worker.eager) < gather.enough:
+            await asyncio.sleep(gather.wait)
+
+    def _take(self, worker: _Worker) -> list[Pending]:
+        """Eager work first, then lazy work to fill the batch."""
+        batch: list[Pending] = []
+        for queue in (worker.eager, worker.lazy):
+            while queue and len(batch) < self._max_batch:
+                batch.append(queue.popleft())
+        return batch
 
     async def _apply(self, batch: list[Pending]) -> None:
         """Commit the batch; if storage keeps refusing it, commit its operations one by one.

@@ -298,7 +298,7 @@ class MediaService:
     async def purge(self) -> dict[str, int]:
         """Delete attachments no message carries, stale uploads, and blobs nothing uses."""
         now = self._clock.now()
-        async with self._uow() as uow:
+        async with self._uow(housekeeping=True) as uow:
             uploads, hashes = await uow.media.purge(now, now - self._policy.blob_grace)
             await uow.commit()
         for upload_id in uploads:

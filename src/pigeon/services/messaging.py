@@ -22,7 +22,7 @@ from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.domain.ids import new_id
 from pigeon.services import fanout
 from pigeon.services.accounts import Principal
-from pigeon.services.committer import GroupCommitter, Publish
+from pigeon.services.committer import GatherPolicy, GroupCommitter, Publish
 from pigeon.services.fanout import Queued
 from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
 
@@ -90,6 +90,10 @@ class DeliveryPolicy:
     # Batches committed at once; more than one only where the database takes
     # concurrent writers. Each device's operations stay on one, in order.
     commit_workers: int = 1
+    # How long an ack may wait to ride with other work before it commits alone.
+    ack_delay: timedelta = timedelta(milliseconds=50)
+    # How long a batch waits for more while work arrives faster than that.
+    gather: GatherPolicy = field(default_factory=GatherPolicy)
     on_commit: Callable[[int, float], None] = lambda size, seconds: None
 
 
@@ -114,6 +118,8 @@ class MessagingService:
             on_commit=policy.on_commit,
             workers=policy.commit_workers,
             partition=_partition,
+            lazy_delay=policy.ack_delay.total_seconds(),
+            gather=policy.gather,
         )
 
     def send(self, command: SendMessage) -> asyncio.Future[SendResult]:
@@ -128,10 +134,12 @@ class MessagingService:
     def ack(self, command: Ack) -> asyncio.Future[None]:
         """Drop the device's queue up to ``up_to``; delivered receipts go to the senders.
 
-        Nobody needs to wait for it: if it never commits, the entries stay
-        queued and come again (at least once, never lost).
+        Nobody waits for it, so it rides along with the next batch (or commits
+        alone within ``ack_delay``): at ordinary load an ack costs no commit of
+        its own. If it never commits (a crash), the entries stay queued and
+        come again; the client drops what it has (at least once, never lost).
         """
-        return self.committer.submit(command)
+        return self.committer.submit_lazy(command)
 
     def mark_read(self, command: MarkRead) -> asyncio.Future[ReadResult]:
         return self.committer.submit(command)
@@ -144,7 +152,7 @@ class MessagingService:
     async def purge_expired(self) -> dict[str, int]:
         """Drop queue entries past their time, messages no queue holds, old send records."""
         now = self._clock.now()
-        async with self._uow() as uow:
+        async with self._uow(housekeeping=True) as uow:
             counts = await uow.delivery.purge_expired(now, now - self._policy.undelivered_ttl)
             await uow.commit()
         return counts

@@ -224,8 +224,14 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
-        """A new unit of work; ``read_only`` ones never block writers (SQLite)."""
+    def __call__(self, *, read_only: bool = False, housekeeping: bool = False) -> UnitOfWork:
+        """A new unit of work.
+
+        ``read_only`` ones never block writers and never wait for them.
+        ``housekeeping`` ones (purges) may scan whole tables: on SQLite they
+        run on a pooled connection in a worker thread, not on the writer the
+        requests share, so the event loop never waits for them.
+        """
         ...
 
 

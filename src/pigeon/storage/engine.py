@@ -69,7 +69,7 @@ def create_sqlite_writer(url: str) -> Engine:
     The connection may be used from the event loop's thread and from worker
     threads in turn (never at once), hence ``check_same_thread=False``. Its
     busy timeout is zero: the batch begins its transactions on the driver
-    itself (``storage/sqlite_batch.py``), and waits for another writer's lock
+    itself (``storage/sqlite_writer.py``), and waits for another writer's lock
     only in a worker thread, never on the event loop.
     """
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")

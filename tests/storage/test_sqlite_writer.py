@@ -14,7 +14,7 @@ from pigeon.domain.ids import new_id
 from pigeon.domain.models import User
 from pigeon.storage import migrate
 from pigeon.storage.engine import create_engine
-from pigeon.storage.sqlite_batch import SqliteBatchWriter
+from pigeon.storage.sqlite_writer import SqliteWriter
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -30,7 +30,7 @@ async def database(tmp_path: Path) -> Path:
     return path
 
 
-async def add_user(writer: SqliteBatchWriter, phone: str) -> None:
+async def add_user(writer: SqliteWriter, phone: str) -> None:
     async with writer() as uow:
         await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
         await uow.commit()
@@ -42,7 +42,7 @@ def phones(path: Path) -> list[str]:
 
 
 async def test_a_batch_commits_when_no_other_writer_holds_the_lock(database: Path) -> None:
-    writer = SqliteBatchWriter(f"sqlite+aiosqlite:///{database}")
+    writer = SqliteWriter(f"sqlite+aiosqlite:///{database}")
     try:
         await add_user(writer, "+14155550001")
         await add_user(writer, "+14155550002")
@@ -56,7 +56,7 @@ async def test_a_batch_waits_for_another_writer_without_blocking_the_loop(
 ) -> None:
     other = sqlite3.connect(database, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another writer (a purge, say) holds the lock
-    writer = SqliteBatchWriter(f"sqlite+aiosqlite:///{database}")
+    writer = SqliteWriter(f"sqlite+aiosqlite:///{database}")
     try:
         batch = asyncio.create_task(add_user(writer, "+14155550001"))
         longest = 0.0
