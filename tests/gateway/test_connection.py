@@ -106,7 +106,7 @@ async def test_abusive_first_frame_is_closed_with_a_code(
     ws = await open_unauthenticated(server)
     await ws.socket.send(frame, text=True if code == 1007 else None)
     assert await ws.closed() == code
-    assert ws.events.empty()
+    assert ws.unread() == []
     await assert_still_serving(server, connect, alice, bystander)
 
 
@@ -152,7 +152,7 @@ async def test_bad_header_token_closes_1008(
     ws = WsClient(socket)
     assert await ws.closed() == 1008
     assert ws.close_reason == "invalid_token"
-    assert ws.events.empty()  # no ``ready``
+    assert ws.unread() == []  # no ``ready``
     bystander = await online(connect, await user())
     await assert_still_serving(server, connect, alice, bystander)
 
@@ -162,7 +162,7 @@ async def test_bad_first_frame_token_closes_1008(user: Register, server: LiveSer
     await ws.send({"id": 1, "type": "auth", "data": {"token": "forged"}})
     assert await ws.closed() == 1008
     assert ws.close_reason == "invalid_token"
-    assert ws.events.empty()
+    assert ws.unread() == []
 
 
 async def test_revoked_devices_token_closes_1008(
@@ -180,7 +180,7 @@ async def test_revoked_devices_token_closes_1008(
             ws = await WsClient.open(server.ws_url, laptop["access_token"])
         assert await ws.closed() == 1008
         assert ws.close_reason == "invalid_token"
-        assert ws.events.empty()
+        assert ws.unread() == []
 
 
 async def test_expired_token_closes_1008(
@@ -193,7 +193,7 @@ async def test_expired_token_closes_1008(
     expired = await WsClient.open(server.ws_url, alice["access_token"])
     assert await expired.closed() == 1008
     assert expired.close_reason == "invalid_token"
-    assert expired.events.empty()
+    assert expired.unread() == []
 
 
 @pytest.mark.parametrize("param", ["token", "access_token"])
@@ -327,7 +327,7 @@ async def test_bad_frame_gets_an_error_answer_and_the_connection_goes_on(
     alice = await user()
     ws = await online(connect, alice)
     await ws.socket.send(raw)
-    answer = await ws.next_event()
+    answer = await ws.next_answer()
     assert answer["id"] == request_id
     assert answer["ok"] is False
     assert answer["error"]["code"] == code, answer
@@ -353,7 +353,7 @@ async def test_unstorable_text_is_refused_and_nothing_is_delivered(
     data = f'{{"chatId": "{chat["chatId"]}", "clientMessageId": "m1", "message": "{escaped_text}"}}'
     raw = '{"id": 1, "type": "sendMessage", "data": ' + data + "}"
     await a.socket.send(raw)
-    answer = await a.next_event()
+    answer = await a.next_answer()
     assert answer["ok"] is False
     assert answer["error"]["code"] in {"malformed_frame", "invalid_frame"}, answer
     # Nothing was stored: the next message is the chat's first, and the only one Bob gets.
@@ -395,7 +395,7 @@ async def test_frame_just_under_the_limit_is_answered(user: Register, connect: C
     ws = await online(connect, alice)
     frame = json.dumps({"id": 1, "type": "ping", "data": {}, "pad": ""})
     await ws.socket.send(frame.replace('""', '"' + "x" * (256 * 1024 - len(frame)) + '"'))
-    answer = await ws.next_event()
+    answer = await ws.next_answer()
     assert answer["error"]["code"] == "invalid_frame"  # ``pad`` is unknown, but it was read
     assert await ws.call("ping") == {"pong": True}
 

@@ -367,13 +367,6 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
 IGNORED = {("createAttachment", "data.mimeType")}
 
 
-async def next_answer(ws: WsClient) -> dict[str, Any]:
-    while True:
-        frame = await ws.next_event(timeout=10)
-        if "event" not in frame:
-            return frame
-
-
 @pytest.mark.parametrize("abuse", list(ABUSES))
 async def test_hostile_fields_in_frames_get_an_error_frame(
     abuse: str, user: Register, server: LiveServer, connect: Connect
@@ -389,7 +382,7 @@ async def test_hostile_fields_in_frames_get_an_error_frame(
         frame = {"id": 7, "type": type_, "data": data}
         for field, raw in mutations(frame, abuse):
             await a.socket.send(raw)
-            answer = await next_answer(a)
+            answer = await a.next_answer(timeout=10)
             tried += 1
             if (type_, field) in IGNORED and answer.get("ok"):
                 continue
@@ -456,7 +449,7 @@ async def test_hostile_first_frames_close_1008_before_authentication(
         await ws.socket.send(raw)
         assert await ws.closed(timeout=10) == 1008
         assert ws.close_reason in {"auth_required", "invalid_token"}
-        assert ws.events.empty()
+        assert ws.unread() == []
     await assert_still_serving(server, connect, alice, bob)
 
 
