@@ -139,6 +139,21 @@ async def online(
     return ws
 
 
+async def burst(client: WsClient, chat_id: str, name: str, count: int) -> list[dict[str, Any]]:
+    """``count`` sends on the wire at once, in order; their answers, in the order sent."""
+    return list(
+        await asyncio.gather(
+            *(
+                client.call(
+                    "sendMessage",
+                    {"chatId": chat_id, "clientMessageId": f"{name}-{i}", "message": f"{name} {i}"},
+                )
+                for i in range(count)
+            )
+        )
+    )
+
+
 def is_message(frame: dict[str, Any], message_id: str) -> bool:
     return frame.get("event") == "message" and frame["data"]["messageId"] == message_id
 

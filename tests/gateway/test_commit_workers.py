@@ -36,7 +36,7 @@ from pigeon.bootstrap import build
 from pigeon.config import Settings
 from tests.gateway.conftest import Connect, Register
 from tests.live import LiveServer, WsClient
-from tests.support import FakeClock, before_message, mark, online
+from tests.support import FakeClock, before_message, burst, mark, online
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -69,21 +69,6 @@ async def far_node(settings: Settings, clock: FakeClock) -> AsyncIterator[LiveSe
 async def person(user: Register, devices: int = 1) -> list[dict[str, Any]]:
     phone = f"+1415555{next(_numbers):04d}"
     return [await user(phone, device=f"device-{index}") for index in range(devices)]
-
-
-async def burst(client: WsClient, chat_id: str, name: str, count: int) -> list[dict[str, Any]]:
-    """``count`` sends on the wire at once, in order; their answers, in the order sent."""
-    return list(
-        await asyncio.gather(
-            *(
-                client.call(
-                    "sendMessage",
-                    {"chatId": chat_id, "clientMessageId": f"{name}-{i}", "message": f"{name} {i}"},
-                )
-                for i in range(count)
-            )
-        )
-    )
 
 
 def assert_sent_in_order(answers: list[dict[str, Any]]) -> None:

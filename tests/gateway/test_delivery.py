@@ -21,7 +21,7 @@ from pigeon.config import Settings
 from pigeon.storage.schema import messages
 from tests.gateway.conftest import Connect, Register
 from tests.live import LiveServer, WsClient
-from tests.support import before_message, online
+from tests.support import before_message, burst, online
 
 EPHEMERAL = {"presence", "typing"}
 _numbers = itertools.count(8000)
@@ -132,12 +132,12 @@ async def test_each_message_reaches_every_other_device_in_seq_order(
     names = ["a1", "a2", "a3", "b1", "b2"]
     devices = dict(zip(names, (s["device_id"] for s in alice + bob), strict=True))
 
-    async def burst(name: str, client: WsClient) -> list[tuple[str, Any]]:
+    async def five_from(name: str, client: WsClient) -> list[tuple[str, Any]]:
         return [(name, await send(client, chat_id, f"{name}-{i}")) for i in range(5)]
 
     sent = [
         item
-        for part in await asyncio.gather(*(burst(n, c) for n, c in senders.items()))
+        for part in await asyncio.gather(*(five_from(n, c) for n, c in senders.items()))
         for item in part
     ]
     by_sender = {name: {answer["messageId"] for n, answer in sent if n == name} for name in senders}
@@ -343,13 +343,8 @@ async def test_concurrent_senders_in_a_group_get_one_gapless_order(
     )
     chat_id = created["chatId"]
 
-    async def burst(index: int, client: WsClient) -> list[Any]:
-        # Fifty sends on the wire at once, answers awaited together.
-        return list(
-            await asyncio.gather(*(send(client, chat_id, f"s{index}-{i:02d}") for i in range(50)))
-        )
-
-    answers = await asyncio.gather(*(burst(i, c) for i, c in enumerate(senders)))
+    # Fifty sends on the wire at once from each, answers awaited together.
+    answers = await asyncio.gather(*(burst(c, chat_id, f"s{i}", 50) for i, c in enumerate(senders)))
     # Seq 1 is the "created" system message; the 150 texts take 2..151, each once,
     # and each sender's own messages keep the order it sent them in.
     assert sorted(a["seq"] for part in answers for a in part) == list(range(2, 152))
@@ -511,7 +506,7 @@ async def test_a_device_that_stops_reading_does_not_hold_up_others(
             async with window:
                 return await send(a, to_bob, f"m{i:04d}", f"{i:04d} {body}")
 
-        burst = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(2000))))
+        sending = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(2000))))
         # Meanwhile Carol and Dave chat; each message arrives promptly.
         delays = []
         for i in range(10):
@@ -520,7 +515,7 @@ async def test_a_device_that_stops_reading_does_not_hold_up_others(
             frame = await d.next_event("message", timeout=10)
             delays.append(time.monotonic() - started)
             assert frame["data"]["message"] == f"text c{i}"
-        sent = await asyncio.wait_for(burst, 120)
+        sent = await asyncio.wait_for(sending, 120)
         assert max(delays) < 3, delays
         # Bob's other device keeps up with the whole burst.
         got = await incoming(b2, 2000, timeout=60)

@@ -11,7 +11,7 @@ import pytest
 from pigeon.config import Settings
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
-from tests.support import FakeClock, barrier_group, before_message, mark, online
+from tests.support import FakeClock, barrier_group, before_message, burst, mark, online
 
 
 async def next_system(ws: WsClient, chat_id: str) -> dict[str, Any]:
@@ -440,20 +440,9 @@ async def test_seq_is_strictly_increasing_and_the_same_for_every_receiver(
     senders = {"a1": a1, "b": b, "c": c}
     per_sender = 6
 
-    async def send_all(name: str, ws: WsClient) -> list[dict[str, Any]]:
-        return list(
-            await asyncio.gather(
-                *(
-                    ws.call(
-                        "sendMessage",
-                        {"chatId": chat_id, "clientMessageId": f"{name}-{i}", "message": f"{i}"},
-                    )
-                    for i in range(per_sender)
-                )
-            )
-        )
-
-    results = await asyncio.gather(*(send_all(n, ws) for n, ws in senders.items()))
+    results = await asyncio.gather(
+        *(burst(ws, chat_id, name, per_sender) for name, ws in senders.items())
+    )
     answers = {r["messageId"]: r["seq"] for batch in results for r in batch}
     total = len(senders) * per_sender
     assert len(answers) == total
