@@ -123,7 +123,9 @@ async def eventually(
 #   (reading the database when a publish comes late). A message committed
 #   after the action's answer arrived, in a chat the observer is in, reaches
 #   the observer after anything the action queued for it: ``before_message``.
-#   A ping is no barrier here: an answer may overtake queued events.
+#   A ping is no barrier here: an answer may overtake queued events. An ack is
+#   answered before it commits; after one, the marker must come from the acking
+#   device, whose operations commit in the order it sent them.
 
 
 async def online(
@@ -190,9 +192,9 @@ async def settle_in_new_group(
 ) -> list[dict[str, Any]]:
     """Every event ``observer`` receives before the first message of a group made now.
 
-    Both barriers, for a user who shares no chat with anyone ``creator`` (a
-    device of another user) could send a marker to: a ping for ephemeral events,
-    then a new group of the two for queued ones.
+    Both barriers, for an observer in no chat a marker could be sent to (an
+    outsider): a ping for ephemeral events, then a new group that ``creator``
+    (another user's device) makes with the observer's user, for queued ones.
     """
     frames = await observer.ping_barrier()
     [rest] = await barrier_group(creator, [observer_user_id], [observer])
