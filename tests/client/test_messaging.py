@@ -140,8 +140,9 @@ async def test_offline_device_catches_up_in_order(
     assert [m.text for m in in_group[1:]] == [f"group {n}" for n in range(1, 6)]
     inbox = [m.inbox_seq for m in messages]
     assert inbox == sorted(inbox)
-    # Per-chat seqs are not asserted here: messages read back from the database
-    # carry the inbox seq in "seq" (a server bug, reported separately).
+    # Read back from the database, each message keeps its own chat's seq.
+    assert [m.seq for m in messages if m.chat_id == direct.chat_id] == [1, 2, 3, 4, 5]
+    assert [m.seq for m in in_group] == [1, 2, 3, 4, 5, 6]
 
     # Bob's acks reach the server: Alice hears that everything was delivered.
     delivered: dict[str, int] = {}

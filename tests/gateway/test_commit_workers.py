@@ -231,6 +231,7 @@ async def test_a_publish_that_never_comes_is_read_back_in_order(
         assert [(f["data"]["inboxSeq"], f["data"]["messageId"]) for f in frames] == [
             (1, far_first["messageId"])
         ]
+        assert frames[0]["data"]["seq"] == far_first["seq"]  # read back, not published
 
         # Then everyone at once.
         per_sender = 25
@@ -251,6 +252,7 @@ async def test_a_publish_that_never_comes_is_read_back_in_order(
         for (_, chat_id), part in zip(everyone, answers, strict=True):
             in_chat = [m for m in got if m["chatId"] == chat_id]
             assert [m["messageId"] for m in in_chat] == [a["messageId"] for a in part], chat_id
+            assert [m["seq"] for m in in_chat] == [a["seq"] for a in part], chat_id
             assert_sent_in_order(part)
     finally:
         for client in far:
