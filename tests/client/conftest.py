@@ -106,6 +106,18 @@ class Device:
     async def messages(self, count: int, timeout: float = 10) -> list[MessageEvent]:
         return [await self.next(MessageEvent, timeout) for _ in range(count)]
 
+    async def messages_until(self, message_id: str, timeout: float = 10) -> list[MessageEvent]:
+        """The next messages up to the one ``message_id`` (included).
+
+        A barrier: a message sent after an action reaches this device after
+        anything the action queued for it (tests.support explains why).
+        """
+        got: list[MessageEvent] = []
+        async with asyncio.timeout(timeout):
+            while not got or got[-1].message_id != message_id:
+                got.append(await self.next(MessageEvent, timeout))
+        return got
+
     async def ended(self, timeout: float = 10) -> BaseException | None:
         """Wait until ``events()`` stopped; the error it raised, if any."""
         assert self.reader is not None

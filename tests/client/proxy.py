@@ -34,6 +34,8 @@ class Proxy:
         self.port = 0
         self.accepted = 0  # connections accepted (refused ones included)
         self.transcript = bytearray()  # everything the server sent to clients, in order
+        self.received = {"up": 0, "down": 0}  # bytes read from each side so far
+        self.held = {"up": 0, "down": 0}  # bytes read but not forwarded: waiting at a hold
 
     @property
     def http_url(self) -> str:
@@ -105,7 +107,12 @@ class Proxy:
                 data = await reader.read(65536)
                 if not data:
                     break
-                await gate.wait()
+                self.received[direction] += len(data)
+                self.held[direction] += len(data)
+                try:
+                    await gate.wait()
+                finally:
+                    self.held[direction] -= len(data)
                 if direction == "down":
                     link.downstream_bytes += data
                     self.transcript += data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from pigeon.client import (
@@ -16,6 +18,7 @@ from pigeon.client import (
     TypingEvent,
 )
 from tests.client.conftest import OpenDevice, Register
+from tests.client.proxy import Proxy
 from tests.support import Outbox
 
 
@@ -137,8 +140,9 @@ async def test_offline_device_catches_up_in_order(
     assert [m.text for m in in_group[1:]] == [f"group {n}" for n in range(1, 6)]
     inbox = [m.inbox_seq for m in messages]
     assert inbox == sorted(inbox)
-    # Per-chat seqs are not asserted here: messages read back from the database
-    # carry the inbox seq in "seq" (a server bug, reported separately).
+    # Read back from the database, each message keeps its own chat's seq.
+    assert [m.seq for m in messages if m.chat_id == direct.chat_id] == [1, 2, 3, 4, 5]
+    assert [m.seq for m in in_group] == [1, 2, 3, 4, 5, 6]
 
     # Bob's acks reach the server: Alice hears that everything was delivered.
     delivered: dict[str, int] = {}
@@ -186,7 +190,25 @@ async def test_typing_and_presence(register: Register, open_device: OpenDevice) 
     offline = await alice.next(PresenceEvent)
     assert offline.state == "offline"
     assert offline.last_seen is not None
-    assert await alice.conn.ping() >= 0
+    # "Offline" is what others are told; Bob's connection still gets his messages.
+    sent = await alice.conn.send_message(chat.chat_id, "still there?")
+    assert (await bob.next(MessageEvent)).message_id == sent.message_id
+
+
+async def test_ping_measures_the_round_trip(
+    register: Register, open_device: OpenDevice, proxy: Proxy
+) -> None:
+    alice = await open_device(await register(), via_proxy=True)
+    quick = await alice.conn.ping()
+    assert 0 < quick < 1  # 127.0.0.1
+
+    proxy.hold("down")  # the pong waits on the link
+    pinging = asyncio.create_task(alice.conn.ping())
+    await asyncio.sleep(0.3)  # the delay on the link is the point
+    proxy.release("down")
+    slow = await asyncio.wait_for(pinging, 5)
+    assert slow >= 0.3
+    assert slow > quick
 
 
 async def test_command_errors_are_typed(register: Register, open_device: OpenDevice) -> None:

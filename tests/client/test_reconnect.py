@@ -19,6 +19,7 @@ from pigeon.client import (
 )
 from tests.client.conftest import OpenDevice, Register
 from tests.client.proxy import Proxy
+from tests.support import eventually
 
 
 async def test_send_is_retried_with_the_same_client_message_id_after_a_drop(
@@ -57,15 +58,19 @@ async def test_send_is_retried_after_a_timeout_on_the_same_socket(
     proxy.hold("down")
     sending = asyncio.create_task(alice.conn.send_message(chat.chat_id, "slow link"))
     delivered = await bob.next(MessageEvent)
-    await asyncio.sleep(1.5)  # the first attempt timed out; the second one was sent
+    # The first attempt times out unanswered (1 s); the second one goes up the link.
+    first_attempt = proxy.received["up"]
+    await eventually(lambda: proxy.received["up"] > first_attempt)
     proxy.release("down")
 
     sent = await asyncio.wait_for(sending, 10)
     assert sent.duplicate
     assert sent.message_id == delivered.message_id
     assert alice.conn.reconnects == 0
-    await asyncio.sleep(0.2)
-    assert len(bob.received_messages()) == 1
+    # Stored once: the next message Bob gets is the one Alice sends now.
+    after = await alice.conn.send_message(chat.chat_id, "after")
+    assert [m.text for m in await bob.messages_until(after.message_id)] == ["after"]
+    assert [m.text for m in bob.received_messages()] == ["slow link", "after"]
 
 
 async def test_send_failed_carries_the_id_for_a_later_retry(
@@ -88,8 +93,10 @@ async def test_send_failed_carries_the_id_for_a_later_retry(
     )
     assert again.duplicate
     assert again.client_message_id == failed.value.client_message_id
-    await asyncio.sleep(0.2)
-    assert [m.text for m in bob.received_messages()] == ["are you there?"]
+    # Stored once: nothing but it came before a message sent after the retry.
+    after = await alice.conn.send_message(chat.chat_id, "after")
+    await bob.messages_until(after.message_id)
+    assert [m.text for m in bob.received_messages()] == ["are you there?", "after"]
 
 
 async def test_receiver_sees_a_redelivered_message_once(
@@ -103,7 +110,7 @@ async def test_receiver_sees_a_redelivered_message_once(
     proxy.hold("up")  # Bob's ack will not reach the server
     sent = await alice.conn.send_message(chat.chat_id, "once")
     assert (await bob.next(MessageEvent)).message_id == sent.message_id
-    await asyncio.sleep(0.2)  # the ack is stuck in the proxy
+    await eventually(lambda: proxy.held["up"] > 0)  # the ack is stuck in the proxy
     proxy.cut()
     proxy.release("up")
 
@@ -186,7 +193,9 @@ async def test_revoked_device_gets_authentication_error_and_stays_down(
     error = await bob.ended()
     assert isinstance(error, AuthenticationError)
     assert (error.code, error.close_code) == ("device_revoked", 1008)
-    await asyncio.sleep(0.5)  # many times the reconnect delay
+    # Time passing is the point: no attempt within many reconnect delays (0.05 s).
+    # A reconnect the client does not make has no barrier to wait for.
+    await asyncio.sleep(0.5)
     assert proxy.accepted == accepted
     assert bob.conn.reconnects == 0
     assert not bob.conn.connected
@@ -224,7 +233,7 @@ async def test_close_ends_events_and_refuses_commands(
 
 
 async def test_only_events_handed_out_are_acked(
-    register: Register, open_device: OpenDevice
+    register: Register, open_device: OpenDevice, proxy: Proxy
 ) -> None:
     alice = await open_device(await register())
     bob_session = await register()
@@ -235,9 +244,9 @@ async def test_only_events_handed_out_are_acked(
     assert (await bob.next(MessageEvent)).text == "first"
     await bob.conn.close()  # "first" was handed out: acked
 
-    await alice.conn.send_message(chat.chat_id, "second")
-    idle = await open_device(bob_session, read=False)  # never reads its events
-    await asyncio.sleep(0.3)
+    second = await alice.conn.send_message(chat.chat_id, "second")
+    idle = await open_device(bob_session, read=False, via_proxy=True)  # never reads its events
+    await eventually(lambda: second.message_id.encode() in proxy.transcript)
     await idle.conn.close()  # "second" arrived but was not handed out: not acked
 
     again = await open_device(bob_session)

@@ -40,6 +40,10 @@ async def connect(server: LiveServer) -> AsyncIterator[Connect]:
     for client in opened:
         if client.close_code is None:
             await client.close()
+        client.check()  # a frame outside the protocol that came after the test's last read
+        # An answer nobody waited for and nobody read (a refused ack, say) is a bug
+        # the test did not look at.
+        assert client.answers.empty(), client.unread()
 
 
 Register = Callable[..., Awaitable[dict[str, Any]]]

@@ -8,7 +8,6 @@ Typing and presence reach only people who share a chat.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,26 +22,7 @@ from pigeon.domain.ids import new_id
 from pigeon.storage.schema import chat_members, chats, inbox, messages, sent_messages
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
-
-
-async def online(connect: Connect, session: dict[str, Any], **kwargs: Any) -> WsClient:
-    """A connected device whose backlog has been sent (``drained`` seen)."""
-    ws = await connect(session, **kwargs)
-    await ws.next_event("drained")
-    return ws
-
-
-def queued(ws: WsClient) -> list[dict[str, Any]]:
-    """Everything that arrived on ``ws`` and was not read yet (emptying its queue)."""
-    frames = []
-    while not ws.events.empty():
-        frames.append(ws.events.get_nowait())
-    return frames
-
-
-async def nothing_arrives(ws: WsClient, seconds: float = 0.3) -> None:
-    await asyncio.sleep(seconds)
-    assert queued(ws) == []
+from tests.support import of_kind, online, settle, settle_in_new_group
 
 
 async def next_frames(ws: WsClient, count: int) -> list[dict[str, Any]]:
@@ -191,19 +171,23 @@ async def test_a_non_member_gets_the_nonexistent_chat_answer_and_changes_nothing
     assert after.messages == before.messages + talked
     assert after.inbox == before.inbox + talked
     assert after.sent == before.sent + talked
-    await nothing_arrives(m)
-    for ws in (a, b):  # no typing, no system message, nothing from Mallory
-        assert [f for f in queued(ws) if f.get("event") != "presence"] == []
     assert await m.call("getChats") == {"chats": []}
+    # Nothing reached Mallory; no typing, no system message, nothing of hers reached
+    # the members (each up to a barrier, see tests.support).
+    for ws, other in ((a, b), (b, a)):
+        frames = await settle(ws, other, chat_id)
+        assert [f for f in frames if f["event"] != "presence"] == []
+    assert await settle_in_new_group(m, mallory["user_id"], a) == []
 
 
 async def test_a_removed_member_is_an_outsider(
     user: Register, connect: Connect, container: Container
 ) -> None:
     alice, bob, carol = await user(), await user(), await user()
+    # No acks, so nothing in the database moves but what is done here.
     a = await online(connect, alice, auto_ack=False)
     b = await online(connect, bob, auto_ack=False)
-    c = await online(connect, carol)
+    c = await online(connect, carol, auto_ack=False)
     chat_id = (
         await a.call(
             "createChat", {"participants": [bob["user_id"], carol["user_id"]], "name": "Team"}
@@ -228,7 +212,6 @@ async def test_a_removed_member_is_an_outsider(
     }
     for ws in (a, b):
         assert (await ws.next_event("message"))["data"]["system"]["action"] == "removed"
-    await nothing_arrives(c)
     before = await snapshot(container.engine)
 
     async def talk(n: int) -> None:
@@ -248,8 +231,10 @@ async def test_a_removed_member_is_an_outsider(
     assert after.messages == before.messages + talked
     assert after.inbox == before.inbox + talked  # Bob's device only
     assert after.sent == before.sent + talked
-    await nothing_arrives(c)  # no messages, no typing after the removal
     assert await c.call("getChats") == {"chats": []}
+    # No messages, no typing after the removal: nothing came after "removed" up to
+    # a barrier (tests.support).
+    assert await settle_in_new_group(c, carol["user_id"], a) == []
 
 
 async def test_typing_and_presence_reach_only_people_who_share_a_chat(
@@ -278,7 +263,7 @@ async def test_typing_and_presence_reach_only_people_who_share_a_chat(
     await b.close()
     assert (await a.next_event("presence"))["data"]["state"] == "offline"
 
-    await nothing_arrives(s)
+    assert await s.ping_barrier() == []  # presence and typing are published before answers
 
     # Asking about them tells the stranger nothing; a contact learns the state.
     asked = {"userIds": [alice["user_id"], bob["user_id"]]}
@@ -290,8 +275,7 @@ async def test_typing_and_presence_reach_only_people_who_share_a_chat(
     # The stranger going on and off line is not told to anyone either.
     await s.call("setPresence", {"state": "offline"})
     await s.call("setPresence", {"state": "online"})
-    await asyncio.sleep(0.3)
-    assert [f for f in queued(a) if f.get("event") == "presence"] == []
+    assert of_kind(await a.ping_barrier(), "presence") == []
 
 
 async def test_a_former_member_learns_no_presence(user: Register, connect: Connect) -> None:
@@ -312,6 +296,6 @@ async def test_a_former_member_learns_no_presence(user: Register, connect: Conne
     await b.next_event("message")  # the "created" system message
     await b.next_event("message")  # "left"
     assert await b.call("getPresence", {"userIds": [alice["user_id"]]}) == {"presence": []}
-    queued(b)
+    b.queued()
     await a.call("setPresence", {"state": "offline"})
-    await nothing_arrives(b)
+    assert await b.ping_barrier() == []

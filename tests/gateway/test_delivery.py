@@ -21,6 +21,7 @@ from pigeon.config import Settings
 from pigeon.storage.schema import messages
 from tests.gateway.conftest import Connect, Register
 from tests.live import LiveServer, WsClient
+from tests.support import before_message, burst, online
 
 EPHEMERAL = {"presence", "typing"}
 _numbers = itertools.count(8000)
@@ -42,19 +43,12 @@ async def person(user: Register, devices: int = 1) -> list[dict[str, Any]]:
     return [await user(phone, device=f"device-{index}") for index in range(devices)]
 
 
-async def online(connect: Connect, session: dict[str, Any], **kwargs: Any) -> WsClient:
-    """Connect a device and wait until its backlog has been sent."""
-    client = await connect(session, **kwargs)
-    await client.next_event("drained")
-    return client
-
-
 async def next_queued(client: WsClient, timeout: float = 10) -> dict[str, Any]:
-    """The next frame that is not an ephemeral event (an error answer without id counts)."""
+    """The next event that is not ephemeral."""
     async with asyncio.timeout(timeout):
         while True:
-            frame = await client.events.get()
-            if frame.get("event") not in EPHEMERAL:
+            frame = await client.next_event(timeout=timeout)
+            if frame["event"] not in EPHEMERAL:
                 return frame
 
 
@@ -79,14 +73,28 @@ def assert_inbox_order(frames: list[dict[str, Any]]) -> None:
     assert all(a < b for a, b in itertools.pairwise(seqs)), seqs
 
 
-async def assert_silent(client: WsClient, seconds: float = 0.5, event: str | None = None) -> None:
-    """Nothing (no ``event`` if given) but ephemeral events arrives for ``seconds``."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            while True:
-                frame = await next_queued(client, seconds)
-                if event is None or frame.get("event") == event:
-                    raise AssertionError(f"unexpected frame: {frame}")
+async def queued_before(client: WsClient, marker: dict[str, Any]) -> list[dict[str, Any]]:
+    """The queued events ``client`` got before the message ``marker`` (a send's answer).
+
+    A barrier (see tests.support): the marker was committed after what the test
+    did before it, and each device gets its queue in order.
+    """
+    frames = await before_message(client, marker["messageId"])
+    assert client.answers.empty(), client.unread()  # no refused ack, say
+    return [frame for frame in frames if frame["event"] not in EPHEMERAL]
+
+
+async def assert_sent_up_to(client: WsClient, last: int) -> None:
+    """The server has sent this connection no queued event after inboxSeq ``last``.
+
+    Asked of the server itself: an ack of ``last + 1`` is refused with
+    ``invalid_ack`` when that event was not sent on this connection. And no
+    message beyond it arrived.
+    """
+    answer = await client.request("ack", {"upTo": last + 1})
+    assert answer["ok"] is False, answer
+    assert answer["error"]["code"] == "invalid_ack", answer
+    assert [f for f in client.queued() if f["event"] == "message"] == []
 
 
 async def ack(client: WsClient, up_to: int, chat_id: str) -> None:
@@ -124,12 +132,12 @@ async def test_each_message_reaches_every_other_device_in_seq_order(
     names = ["a1", "a2", "a3", "b1", "b2"]
     devices = dict(zip(names, (s["device_id"] for s in alice + bob), strict=True))
 
-    async def burst(name: str, client: WsClient) -> list[tuple[str, Any]]:
+    async def five_from(name: str, client: WsClient) -> list[tuple[str, Any]]:
         return [(name, await send(client, chat_id, f"{name}-{i}")) for i in range(5)]
 
     sent = [
         item
-        for part in await asyncio.gather(*(burst(n, c) for n, c in senders.items()))
+        for part in await asyncio.gather(*(five_from(n, c) for n, c in senders.items()))
         for item in part
     ]
     by_sender = {name: {answer["messageId"] for n, answer in sent if n == name} for name in senders}
@@ -137,15 +145,21 @@ async def test_each_message_reaches_every_other_device_in_seq_order(
     assert len(all_ids) == 20
     assert sorted(answer["seq"] for _, answer in sent) == list(range(1, 21))
 
+    # Everything before a marker, so nothing comes twice: one from a3 for the
+    # senders, then one from b2 for a3 (a device does not get its own).
+    markers = dict.fromkeys(senders, await send(a3, chat_id, "marker-for-senders"))
+    markers["a3"] = await send(b2, chat_id, "marker-for-a3")
     for name, client in {**senders, "a3": a3}.items():
         expected = all_ids - by_sender.get(name, set())
-        got = await incoming(client, len(expected))
+        frames = await queued_before(client, markers[name])
+        assert_inbox_order(frames)
+        got = [f["data"] for f in frames if f["event"] == "message"]
+        assert len(got) == len(expected), name
         assert {m["messageId"] for m in got} == expected, name
         seqs = [m["seq"] for m in got]
         assert all(a < b for a, b in itertools.pairwise(seqs)), (name, seqs)
         assert all(m["chatId"] == chat_id for m in got)
         assert all(m["senderDeviceId"] != devices[name] for m in got), name
-        await assert_silent(client, 0.2, "message")  # and nothing twice
 
 
 async def test_offline_devices_catch_up_in_order_then_drained_once(
@@ -179,11 +193,10 @@ async def test_offline_devices_catch_up_in_order_then_drained_once(
 
     # Live messages follow, and the backlog marker is not sent a second time.
     live = await send(a, chat_id, "m10")
+    marker = await send(a, chat_id, "marker")
     for client in (b1, b2):
-        frame = await next_queued(client)
-        assert frame["event"] == "message"
-        assert frame["data"]["messageId"] == live["messageId"]
-        await assert_silent(client, 0.3)
+        frames = await queued_before(client, marker)
+        assert [f["data"]["messageId"] for f in frames] == [live["messageId"]]
 
 
 async def test_unacked_events_are_sent_again_after_reconnect_until_acked(
@@ -210,7 +223,7 @@ async def test_unacked_events_are_sent_again_after_reconnect_until_acked(
 
     b = await connect(bob[0], auto_ack=False)
     assert (await next_queued(b))["event"] == "drained"
-    await assert_silent(b, 0.3)
+    assert await queued_before(b, await send(a, chat_id, "marker")) == []
 
 
 async def test_partially_acked_backlog_resumes_after_the_ack(
@@ -276,7 +289,7 @@ async def test_repeated_client_message_id_is_stored_and_delivered_once(
         last["messageId"],
     ]
     assert [m["seq"] for m in got] == [1, 2, 3]
-    await assert_silent(b, 0.3)
+    assert await queued_before(b, await send(a, chat_id, "marker")) == []
     assert await message_rows(container, chat_id, "hello once") == 1
     assert await message_rows(container, chat_id, "hello burst") == 1
 
@@ -330,13 +343,8 @@ async def test_concurrent_senders_in_a_group_get_one_gapless_order(
     )
     chat_id = created["chatId"]
 
-    async def burst(index: int, client: WsClient) -> list[Any]:
-        # Fifty sends on the wire at once, answers awaited together.
-        return list(
-            await asyncio.gather(*(send(client, chat_id, f"s{index}-{i:02d}") for i in range(50)))
-        )
-
-    answers = await asyncio.gather(*(burst(i, c) for i, c in enumerate(senders)))
+    # Fifty sends on the wire at once from each, answers awaited together.
+    answers = await asyncio.gather(*(burst(c, chat_id, f"s{i}", 50) for i, c in enumerate(senders)))
     # Seq 1 is the "created" system message; the 150 texts take 2..151, each once,
     # and each sender's own messages keep the order it sent them in.
     assert sorted(a["seq"] for part in answers for a in part) == list(range(2, 152))
@@ -353,8 +361,13 @@ async def test_concurrent_senders_in_a_group_get_one_gapless_order(
         own = {a["seq"] for a in answers[index]}
         assert [m["seq"] for m in got] == [s for s in range(1, 152) if s not in own]
         assert all(seq_to_id[m["seq"]] == m["messageId"] for m in got[1:])
-    for client in clients:
-        await assert_silent(client, 0.2, "message")
+    # Nothing twice: no message before a marker, from the reader for the senders,
+    # then from a sender for the reader.
+    marker = await send(reader, chat_id, "marker-for-senders")
+    for client in senders:
+        assert [f for f in await queued_before(client, marker) if f["event"] == "message"] == []
+    marker = await send(senders[0], chat_id, "marker-for-the-reader")
+    assert [f for f in await queued_before(reader, marker) if f["event"] == "message"] == []
 
 
 # -- receipts ------------------------------------------------------------------------
@@ -370,7 +383,10 @@ async def test_delivered_receipts_follow_acks_and_reach_offline_senders_later(
 
     sent = [await send(a1, chat_id, f"m{i}") for i in range(3)]
     got = await incoming(b, 3)
-    await assert_silent(a1, 0.3)  # received is not delivered until the device acks
+    # Received is not delivered until the device acks: no receipt before a marker
+    # from Bob's device (which commits after anything that device did before).
+    first_marker = await send(b, chat_id, "b-marker-1")
+    assert await queued_before(a1, first_marker) == []
 
     await b.call("ack", {"upTo": got[0]["inboxSeq"]})
     receipt = await a1.next_event("receipt")
@@ -382,28 +398,25 @@ async def test_delivered_receipts_follow_acks_and_reach_offline_senders_later(
     await b.call("ack", {"upTo": got[2]["inboxSeq"]})  # two at once: one receipt, the last seq
     receipt = await a1.next_event("receipt")
     assert receipt["data"]["upToSeq"] == sent[2]["seq"]
-    await assert_silent(a1, 0.3)
+    second_marker = await send(b, chat_id, "b-marker-2")
+    assert await queued_before(a1, second_marker) == []  # one receipt, not one per message
 
-    # Alice's other device was offline: it finds her messages, then the receipts.
+    # Alice's other device was offline: it finds her messages, Bob's markers and
+    # the receipts, in the order they happened.
     a2 = await connect(alice[1])
-    frames = [await next_queued(a2) for _ in range(6)]
-    assert [f["event"] for f in frames] == ["message"] * 3 + ["receipt"] * 2 + ["drained"]
-    assert [f["data"]["messageId"] for f in frames[:3]] == [s["messageId"] for s in sent]
-    assert [f["data"]["upToSeq"] for f in frames[3:5]] == [sent[0]["seq"], sent[2]["seq"]]
-    assert all(f["data"]["type"] == "delivered" for f in frames[3:5])
-    assert_inbox_order(frames[:5])
-
-
-async def queued_before(client: WsClient, text: str, timeout: float = 10) -> list[dict[str, Any]]:
-    """The queued frames that arrive before the message with ``text`` (a barrier: every
-    device's queue keeps commit order, so what was queued before it comes before it)."""
-    frames: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await next_queued(client)
-            if frame.get("event") == "message" and frame["data"]["message"] == text:
-                return frames
-            frames.append(frame)
+    frames = [await next_queued(a2) for _ in range(8)]
+    assert [f["event"] for f in frames] == ["message"] * 4 + ["receipt"] * 2 + [
+        "message",
+        "drained",
+    ]
+    assert [f["data"]["messageId"] for f in frames[:4]] == [
+        *(s["messageId"] for s in sent),
+        first_marker["messageId"],
+    ]
+    assert [f["data"]["upToSeq"] for f in frames[4:6]] == [sent[0]["seq"], sent[2]["seq"]]
+    assert all(f["data"]["type"] == "delivered" for f in frames[4:6])
+    assert frames[6]["data"]["messageId"] == second_marker["messageId"]
+    assert_inbox_order(frames[:7])
 
 
 def read_receipts(frames: list[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -428,16 +441,16 @@ async def test_mark_read_sends_read_receipts_clamped_to_the_last_seq(
 
     answer = await b1.call("markRead", {"chatId": chat_id, "upToSeq": 1000})
     assert answer == {"upToSeq": sent[-1]["seq"]}
-    await send(b1, chat_id, "barrier", "after the read")
+    after_read = await send(b1, chat_id, "barrier", "after the read")
     last = sent[-1]["seq"]
     # The sender's devices are told; so is the reader's other device, to keep its
     # read state in step; the device that marked the chat read is not.
     for client in (a1, a2, b2):
-        assert read_receipts(await queued_before(client, "after the read")) == [
+        assert read_receipts(await queued_before(client, after_read)) == [
             (bob[0]["user_id"], last)
         ]
-    await send(a1, chat_id, "reply", "a reply")  # b1 gets no copy of its own barrier
-    assert read_receipts(await queued_before(b1, "a reply")) == []
+    reply = await send(a1, chat_id, "reply", "a reply")  # b1 gets no copy of its own barrier
+    assert read_receipts(await queued_before(b1, reply)) == []
 
     chats = (await b2.call("getChats"))["chats"]
     assert [c["readSeq"] for c in chats if c["chatId"] == chat_id] == [last]
@@ -454,30 +467,22 @@ async def test_a_read_receipt_goes_only_to_the_senders_of_what_was_read(
     second = await send(c, chat_id, "c1", "from carol")
     third = await send(b, chat_id, "b1", "from bob")  # after what dave reads first
     for client in (a, c, d):
-        await queued_before(client, "from bob")
+        await queued_before(client, third)
 
     await d.call("markRead", {"chatId": chat_id, "upToSeq": second["seq"]})
-    await send(d, chat_id, "d1", "barrier")
+    barrier = await send(d, chat_id, "d1", "barrier")
     dave_id = dave[0]["user_id"]
-    assert read_receipts(await queued_before(a, "barrier")) == [(dave_id, second["seq"])]
-    assert read_receipts(await queued_before(c, "barrier")) == [(dave_id, second["seq"])]
+    assert read_receipts(await queued_before(a, barrier)) == [(dave_id, second["seq"])]
+    assert read_receipts(await queued_before(c, barrier)) == [(dave_id, second["seq"])]
     # Bob sent nothing dave read: he is not told that dave read anything.
-    assert read_receipts(await queued_before(b, "barrier")) == []
+    assert read_receipts(await queued_before(b, barrier)) == []
 
     # Reading further covers bob's message only: only bob is told.
     await d.call("markRead", {"chatId": chat_id, "upToSeq": third["seq"]})
-    await send(d, chat_id, "d2", "second barrier")
-    assert read_receipts(await queued_before(b, "second barrier")) == [(dave_id, third["seq"])]
-    assert read_receipts(await queued_before(a, "second barrier")) == []
-    assert read_receipts(await queued_before(c, "second barrier")) == []
-
-
-async def _pending_frames(client: WsClient, seconds: float = 0.3) -> list[dict[str, Any]]:
-    frames = []
-    with contextlib.suppress(TimeoutError):
-        while True:
-            frames.append(await next_queued(client, seconds))
-    return frames
+    barrier = await send(d, chat_id, "d2", "second barrier")
+    assert read_receipts(await queued_before(b, barrier)) == [(dave_id, third["seq"])]
+    assert read_receipts(await queued_before(a, barrier)) == []
+    assert read_receipts(await queued_before(c, barrier)) == []
 
 
 # -- flow control ----------------------------------------------------------------------
@@ -492,10 +497,10 @@ async def test_at_most_the_window_of_events_is_unacked(user: Register, connect: 
     sent = await asyncio.gather(*(send(a, chat_id, f"m{i:03d}") for i in range(100)))
 
     got = await incoming(b, 20)
-    await assert_silent(b, 0.5)
+    await assert_sent_up_to(b, got[-1]["inboxSeq"])
     await b.call("ack", {"upTo": got[9]["inboxSeq"]})
     got += await incoming(b, 10)
-    await assert_silent(b, 0.5)
+    await assert_sent_up_to(b, got[-1]["inboxSeq"])
 
     while len(got) < 100:
         await b.send({"type": "ack", "data": {"upTo": got[-1]["inboxSeq"]}})
@@ -503,7 +508,7 @@ async def test_at_most_the_window_of_events_is_unacked(user: Register, connect: 
     assert [m["seq"] for m in got] == list(range(1, 101))
     assert [m["messageId"] for m in got] == [s["messageId"] for s in sorted(sent, key=_seq)]
     await b.call("ack", {"upTo": got[-1]["inboxSeq"]})
-    await assert_silent(b, 0.3)
+    assert await queued_before(b, await send(a, chat_id, "marker")) == []
 
 
 def _seq(answer: dict[str, Any]) -> int:
@@ -537,7 +542,7 @@ async def test_a_device_that_stops_reading_does_not_hold_up_others(
             async with window:
                 return await send(a, to_bob, f"m{i:04d}", f"{i:04d} {body}")
 
-        burst = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(2000))))
+        sending = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(2000))))
         # Meanwhile Carol and Dave chat; each message arrives promptly.
         delays = []
         for i in range(10):
@@ -546,7 +551,7 @@ async def test_a_device_that_stops_reading_does_not_hold_up_others(
             frame = await d.next_event("message", timeout=10)
             delays.append(time.monotonic() - started)
             assert frame["data"]["message"] == f"text c{i}"
-        sent = await asyncio.wait_for(burst, 120)
+        sent = await asyncio.wait_for(sending, 120)
         assert max(delays) < 3, delays
         # Bob's other device keeps up with the whole burst.
         got = await incoming(b2, 2000, timeout=60)
@@ -573,7 +578,7 @@ async def test_a_device_that_stops_reading_does_not_hold_up_others(
 
 async def test_acking_past_what_was_sent_is_invalid(user: Register, connect: Connect) -> None:
     alice, bob = await person(user), await person(user)
-    a = await online(connect, alice[0])
+    a = await online(connect, alice[0], auto_ack=False)  # Bob's queue holds only what he is sent
     b = await online(connect, bob[0], auto_ack=False)
     answer = await b.request("ack", {"upTo": 1})  # nothing was sent yet
     assert answer["ok"] is False
@@ -586,7 +591,8 @@ async def test_acking_past_what_was_sent_is_invalid(user: Register, connect: Con
     answer = await b.request("ack", {"upTo": got[-1]["inboxSeq"] + 1})
     assert answer["ok"] is False
     assert answer["error"]["code"] == "invalid_ack"
-    await assert_silent(a, 0.3)  # no delivered receipt for a refused ack
+    # No delivered receipt for a refused ack: none before a marker from Bob's device.
+    assert await queued_before(a, await send(b, chat_id, "marker")) == []
 
     # The connection goes on; a valid ack still counts.
     await ack(b, got[-1]["inboxSeq"], chat_id)

@@ -11,14 +11,7 @@ import pytest
 from pigeon.config import Settings
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
-from tests.support import FakeClock
-
-
-async def online(connect: Connect, session: dict[str, Any], **kwargs: Any) -> WsClient:
-    """A connected device whose backlog has been sent (``drained`` seen)."""
-    ws = await connect(session, **kwargs)
-    await ws.next_event("drained")
-    return ws
+from tests.support import FakeClock, barrier_group, before_message, burst, mark, online
 
 
 async def next_system(ws: WsClient, chat_id: str) -> dict[str, Any]:
@@ -31,20 +24,8 @@ async def next_system(ws: WsClient, chat_id: str) -> dict[str, Any]:
     return data
 
 
-def queued(ws: WsClient) -> list[dict[str, Any]]:
-    """Everything that arrived on ``ws`` and was not read yet (emptying its queue)."""
-    frames = []
-    while not ws.events.empty():
-        frames.append(ws.events.get_nowait())
-    return frames
-
-
-async def quiet(*sockets: WsClient, seconds: float = 0.3) -> None:
-    """Assert that no message event reaches any of ``sockets`` for a little while."""
-    await asyncio.sleep(seconds)
-    for ws in sockets:
-        messages = [f for f in queued(ws) if f.get("event") == "message"]
-        assert messages == [], messages
+def messages_in(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [frame for frame in frames if frame.get("event") == "message"]
 
 
 async def members_of(ws: WsClient, chat_id: str) -> dict[str, str]:
@@ -228,8 +209,11 @@ async def test_a_member_cannot_manage_the_group(user: Register, connect: Connect
     after = await b.call("getChat", {"chatId": chat_id})
     assert after == before
     assert after["name"] == "Board"
-    await quiet(a, b, c, d)  # no system message went out
     assert await d.call("getChats") == {"chats": []}
+    # No system message went out: none came before a new group's first message.
+    others = [bob["user_id"], carol["user_id"], dave["user_id"]]
+    for frames in await barrier_group(a, others, [a, b, c, d]):
+        assert messages_in(frames) == []
 
 
 async def test_admin_promotes_and_the_last_admin_cannot_step_down(
@@ -247,8 +231,8 @@ async def test_admin_promotes_and_the_last_admin_cannot_step_down(
 
     demote_self = {"chatId": chat_id, "userId": alice["user_id"], "role": "member"}
     assert await error_code(a, "setRole", demote_self) == "last_admin"
-    await quiet(a, b, c)
 
+    # The refusal sent nothing: the next message everyone gets is this promotion's.
     await a.call("setRole", {"chatId": chat_id, "userId": bob["user_id"], "role": "admin"})
     for ws in (a, b, c):
         system = await next_system(ws, chat_id)
@@ -422,9 +406,9 @@ async def test_a_group_message_reaches_every_device_but_the_senders_own(
         assert data["message"] == "Dinner at 8"
         assert data["senderId"] == alice_phone["user_id"]
         assert data["senderDeviceId"] == alice_phone["device_id"]
-    await quiet(a1)  # the sending device does not get its own message
 
-    # From the laptop this time: the phone gets it, the laptop does not.
+    # From the laptop this time: the phone gets it (and had not got its own message
+    # before it), the laptop does not.
     sent = await a2.call(
         "sendMessage", {"chatId": chat_id, "clientMessageId": "late", "message": "Make it 9"}
     )
@@ -434,7 +418,8 @@ async def test_a_group_message_reaches_every_device_but_the_senders_own(
             sent["messageId"],
             alice_laptop["device_id"],
         )
-    await quiet(a2)
+    marker = await mark(b1, chat_id)
+    assert messages_in(await before_message(a2, marker["messageId"])) == []
 
 
 async def test_seq_is_strictly_increasing_and_the_same_for_every_receiver(
@@ -455,20 +440,9 @@ async def test_seq_is_strictly_increasing_and_the_same_for_every_receiver(
     senders = {"a1": a1, "b": b, "c": c}
     per_sender = 6
 
-    async def send_all(name: str, ws: WsClient) -> list[dict[str, Any]]:
-        return list(
-            await asyncio.gather(
-                *(
-                    ws.call(
-                        "sendMessage",
-                        {"chatId": chat_id, "clientMessageId": f"{name}-{i}", "message": f"{i}"},
-                    )
-                    for i in range(per_sender)
-                )
-            )
-        )
-
-    results = await asyncio.gather(*(send_all(n, ws) for n, ws in senders.items()))
+    results = await asyncio.gather(
+        *(burst(ws, chat_id, name, per_sender) for name, ws in senders.items())
+    )
     answers = {r["messageId"]: r["seq"] for batch in results for r in batch}
     total = len(senders) * per_sender
     assert len(answers) == total
@@ -486,4 +460,6 @@ async def test_seq_is_strictly_increasing_and_the_same_for_every_receiver(
         assert {d["messageId"] for d in received} == answers.keys() - mine
         for data in received:
             assert data["seq"] == answers[data["messageId"]]
-    await quiet(a1, a2, b, c)
+    # Nothing twice, nothing more.
+    for frames in await barrier_group(a1, [bob["user_id"], carol["user_id"]], [a1, a2, b, c]):
+        assert messages_in(frames) == []

@@ -102,7 +102,7 @@ class Receiver:
             if client.close_code is not None and client.events.empty():
                 return  # the server went away: reconnect
             try:
-                frame = await asyncio.wait_for(client.events.get(), 0.2)
+                frame = await client.next_event(timeout=0.2)
             except TimeoutError:
                 continue
             if frame.get("event") == "drained":

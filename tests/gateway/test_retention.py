@@ -7,7 +7,6 @@ is gone from them is gone from the server, which is the promise made to users.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from typing import Any
 
@@ -18,7 +17,7 @@ from pigeon.bootstrap import Container
 from pigeon.storage.schema import inbox, messages, sent_messages
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
-from tests.support import FakeClock, bearer
+from tests.support import FakeClock, bearer, before_message, online
 
 EPHEMERAL = {"presence", "typing"}
 TTL_DAYS = 30  # undelivered_ttl_days, the default
@@ -33,17 +32,11 @@ async def person(user: Register, devices: int = 1) -> list[dict[str, Any]]:
     return [await user(phone, device=f"device-{index}") for index in range(devices)]
 
 
-async def online(connect: Connect, session: dict[str, Any], **kwargs: Any) -> WsClient:
-    client = await connect(session, **kwargs)
-    await client.next_event("drained")
-    return client
-
-
 async def next_queued(client: WsClient, timeout: float = 10) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         while True:
-            frame = await client.events.get()
-            if frame.get("event") not in EPHEMERAL:
+            frame = await client.next_event(timeout=timeout)
+            if frame["event"] not in EPHEMERAL:
                 return frame
 
 
@@ -52,10 +45,11 @@ async def incoming(client: WsClient, count: int) -> list[dict[str, Any]]:
     return [(await client.next_event("message", 10))["data"] for _ in range(count)]
 
 
-async def assert_silent(client: WsClient, seconds: float = 0.3) -> None:
-    with contextlib.suppress(TimeoutError):
-        frame = await next_queued(client, seconds)
-        raise AssertionError(f"unexpected frame: {frame}")
+async def queued_before(client: WsClient, marker: dict[str, Any]) -> list[dict[str, Any]]:
+    """The queued events ``client`` got before the message ``marker`` (a send's answer),
+    which was committed after what the test did before it (see tests.support)."""
+    frames = await before_message(client, marker["messageId"])
+    return [frame for frame in frames if frame["event"] not in EPHEMERAL]
 
 
 async def send(client: WsClient, chat_id: str, cmid: str) -> Any:
@@ -194,7 +188,9 @@ async def test_undelivered_messages_expire_after_the_ttl(
     b = await connect(await refreshed(client, bob[0]), auto_ack=False)
     frame = await next_queued(b)
     assert frame["event"] == "drained"
-    await assert_silent(b)
+    # And nothing after it: the first thing after "drained" is what Alice sends now.
+    a = await online(connect, await refreshed(client, alice[0]))
+    assert await queued_before(b, await send(a, chat_id, "marker")) == []
 
 
 async def test_nothing_is_purged_before_the_ttl(
@@ -246,8 +242,10 @@ async def test_a_retry_after_delivery_gets_the_same_answer_while_the_send_record
     again = await send(a, chat_id, "retry-me")
     assert again["duplicate"] is True
     assert (again["messageId"], again["seq"]) == (first["messageId"], first["seq"])
-    await assert_silent(b)  # Bob does not get it a second time
     assert await message_ids(container, chat_id) == set()
+    # Bob does not get it a second time: nothing comes before a marker sent after it.
+    marker = await send(a, chat_id, "marker")
+    assert await queued_before(b, marker) == []
 
     # Still the same answer on the last day of the TTL.
     await a.close()
@@ -264,12 +262,12 @@ async def test_a_retry_after_delivery_gets_the_same_answer_while_the_send_record
     await a.close()
     clock.advance(days=2)
     counts = await container.messaging.purge_expired()
-    assert counts["send_records"] == 1
+    assert counts["send_records"] == 2  # "retry-me" and the marker
     a = await online(connect, await refreshed(client, session))
     reused = await send(a, chat_id, "retry-me")
     assert reused["duplicate"] is False
     assert reused["messageId"] != first["messageId"]
-    assert reused["seq"] == first["seq"] + 1
+    assert reused["seq"] == marker["seq"] + 1
     async with container.engine.connect() as conn:
         query = sa.select(sa.func.count()).select_from(sent_messages)
         assert (await conn.execute(query)).scalar_one() == 1

@@ -26,7 +26,6 @@ from pigeon.bootstrap import Container
 from pigeon.config import Settings
 from pigeon.storage.schema import attachments, blobs, uploads
 from tests.gateway.conftest import Connect, Register, connect, server, user  # noqa: F401
-from tests.live import WsClient
 from tests.support import bearer
 
 S3_KEY_ID = "pigeon-test"
@@ -209,13 +208,6 @@ async def download(
 def error_code(response: httpx.Response) -> str:
     code: str = response.json()["error"]["code"]
     return code
-
-
-async def online(open_socket: Connect, session: dict[str, Any], **kwargs: Any) -> WsClient:
-    """A connected device whose backlog has been sent (pass the ``connect`` fixture)."""
-    ws = await open_socket(session, **kwargs)
-    await ws.next_event("drained")
-    return ws
 
 
 __all__ = ["Connect", "Register"]

@@ -19,12 +19,11 @@ from tests.media.conftest import (
     blob_names,
     download,
     error_code,
-    online,
     pdf,
     sha256,
     uploaded,
 )
-from tests.support import FakeClock, bearer
+from tests.support import FakeClock, bearer, online
 
 # The clock moves a day ahead; the users' tokens must outlive that.
 pytestmark = pytest.mark.parametrize(

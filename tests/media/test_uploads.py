@@ -22,14 +22,13 @@ from tests.media.conftest import (
     blob_names,
     download,
     error_code,
-    online,
     pdf,
     png,
     sha256,
     upload,
     uploaded,
 )
-from tests.support import bearer
+from tests.support import bearer, online
 
 NOTHING = {"attachments": 0, "blobs": 0, "uploads": 0}
 

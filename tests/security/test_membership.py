@@ -10,7 +10,6 @@ members hear nothing of the attackers. A plain member cannot do an admin's job.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -38,7 +37,7 @@ from pigeon.storage.schema import (
 )
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
-from tests.support import bearer
+from tests.support import bearer, online, settle
 
 TABLES = (
     chats,
@@ -64,21 +63,6 @@ async def dump(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
             )
             for table in TABLES
         }
-
-
-def drain(ws: WsClient) -> list[dict[str, Any]]:
-    """Everything that arrived on ``ws`` and was not read yet."""
-    frames = []
-    while not ws.events.empty():
-        frames.append(ws.events.get_nowait())
-    return frames
-
-
-async def online(connect: Connect, session: dict[str, Any]) -> WsClient:
-    """A device that never acks (so the database only changes by what the test does)."""
-    ws = await connect(session, auto_ack=False)
-    await ws.next_event("drained")
-    return ws
 
 
 def guessed(real_id: str) -> list[str]:
@@ -148,7 +132,8 @@ class World:
 
 async def build_world(client: httpx.AsyncClient, user: Register, connect: Connect) -> World:
     alice, bob, carol, mallory = await user(), await user(), await user(), await user()
-    a, b, c, m = [await online(connect, s) for s in (alice, bob, carol, mallory)]
+    # Devices that never ack, so the database only changes by what the test does.
+    a, b, c, m = [await online(connect, s, auto_ack=False) for s in (alice, bob, carol, mallory)]
     group = (
         await a.call(
             "createChat", {"participants": [bob["user_id"], carol["user_id"]], "name": "Private"}
@@ -186,9 +171,6 @@ async def build_world(client: httpx.AsyncClient, user: Register, connect: Connec
     # created + removed for the sender; created + text + removed for the others.
     for ws, count in ((a, 2), (b, 3), (c, 3)):
         await ws.collect("message", count)
-    await asyncio.sleep(0.2)
-    for ws in (a, b, c, m):
-        drain(ws)
     upload_id = started.json()["uploadId"]
     return World(alice, bob, carol, mallory, a, b, c, m, group, attachment, upload_id, own_chat)
 
@@ -322,6 +304,17 @@ def assert_nonexistent_answer(answer: Any, code: str) -> None:
         assert answer["code"] == code, answer
 
 
+async def heard(w: World) -> dict[str, list[dict[str, Any]]]:
+    """What each socket received, up to a barrier (tests.support): a marker each way in
+    the group (the members) and in the attackers' own 1:1 chat (the attackers)."""
+    return {
+        "a": await settle(w.a, w.b, w.group),
+        "b": await settle(w.b, w.a, w.group),
+        "c": await settle(w.c, w.m, w.own_chat),
+        "m": await settle(w.m, w.c, w.own_chat),
+    }
+
+
 def leaks(frames: list[dict[str, Any]], *secrets: str) -> list[dict[str, Any]]:
     """Frames that are not presence, or that mention any of ``secrets``."""
     return [
@@ -350,13 +343,13 @@ async def test_attackers_get_the_nonexistent_answer_and_change_nothing(
             answer = await operation.run(client, attacker, target)
             assert answer == expected, (attacker.label, target)
 
-    await asyncio.sleep(0.3)
-    assert await dump(container.engine) == before
+    assert await dump(container.engine) == before  # each attempt was answered: committed
+    heard_by = await heard(w)
     secrets = (w.group, w.attachment, SECRET, "0wned")
-    for ws in (w.m, w.c):  # the attackers hear nothing about the chat
-        assert leaks(drain(ws), *secrets) == []
-    for ws in (w.a, w.b):  # the members hear nothing from the attackers
-        assert leaks(drain(ws)) == []
+    for name in ("m", "c"):  # the attackers hear nothing about the chat
+        assert leaks(heard_by[name], *secrets) == []
+    for name in ("a", "b"):  # the members hear nothing from the attackers
+        assert leaks(heard_by[name]) == []
 
     # The group is intact: alice is still its admin and bob still hears her.
     await w.a.call(
@@ -417,10 +410,9 @@ async def test_a_plain_member_cannot_act_as_admin(
     assert answer["ok"] is False
     assert answer["error"]["code"] == "not_admin", answer
 
-    await asyncio.sleep(0.3)
     assert await dump(container.engine) == before
-    for ws in (w.a, w.b, w.c, w.m):  # no system message went anywhere
-        assert leaks(drain(ws)) == []
+    for frames in (await heard(w)).values():  # no system message went anywhere
+        assert leaks(frames) == []
     chat = await w.a.call("getChat", {"chatId": w.group})
     assert chat["name"] == "Private"
     assert {m["userId"]: m["role"] for m in chat["members"]} == {
