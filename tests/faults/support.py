@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import itertools
 import json
 import os
+import pwd
 import random
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict, deque
@@ -220,6 +225,218 @@ async def seed_group(url: str, members: Sequence[str]) -> str:
     return chat_id
 
 
+# -- a private PostgreSQL ----------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    assert pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) are needed"
+    return Path(pg_ctl).parent
+
+
+class PrivatePostgres:
+    """A throwaway cluster in a temporary directory, owned and run by the ``postgres`` user.
+
+    PostgreSQL refuses to run as root, hence ``runuser`` when the tests are root.
+    """
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="pigeon-faults-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        self.root.chmod(0o700)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def _run(self, tool: str, *args: str, timeout: float = 90) -> str:
+        command = [str(self.bin / tool), *args]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        # Output to a file, not a pipe: a postmaster started by pg_ctl would inherit
+        # the pipe and keep it open, and reading it to the end would never finish.
+        output = self.root / f"{tool}.out"
+        with output.open("wb") as sink:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, cwd=self.root
+            )
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+        text = output.read_text(errors="replace")
+        assert process.returncode == 0, f"{tool} {args} failed:\n{text}\n{self.log_tail()}"
+        return text
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "postgres.log").read_text(errors="replace")[-2000:]
+        return ""
+
+    async def start(self) -> None:
+        await self._run(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+            "--locale=C", "--no-sync",
+        )  # fmt: skip
+        await self.start_again()
+
+    async def start_again(self) -> None:
+        # Always with these options: never on the default port, where the shared server is.
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        await self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+            "-o", options, "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    async def crash(self) -> None:
+        """Stop it the way a crash would: no checkpoint, every connection cut."""
+        await self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    async def restart_immediately(self) -> None:
+        """Crash it (no checkpoint, connections cut) and start it again: crash recovery."""
+        await self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+            "-m", "immediate", "-w", "-t", "60", "restart",
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        try:
+            if (self.data / "postmaster.pid").exists():
+                await self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    async def fetch(self, query: str, *args: Any, database: str = "postgres") -> list[Any]:
+        """The rows of one query, on a connection of its own."""
+        conn = await asyncpg.connect(self.dsn(database))
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    async def create_database(self, name: str) -> None:
+        await self.fetch(f'CREATE DATABASE "{name}"')
+
+    async def configure(self, **settings: str) -> None:
+        """``ALTER SYSTEM SET`` each setting, then reload the configuration."""
+        for name, value in settings.items():
+            await self.fetch(f"ALTER SYSTEM SET {name} = '{value}'")
+        await self.fetch("SELECT pg_reload_conf()")
+
+    async def wait_until(self, query: str, *args: Any, timeout: float = 30) -> None:
+        """Poll ``query`` (one boolean) until it is true."""
+        deadline = time.monotonic() + timeout
+        while not (await self.fetch(query, *args))[0][0]:
+            assert time.monotonic() < deadline, (
+                f"not within {timeout} s: {query}\n{self.log_tail()}"
+            )
+            await asyncio.sleep(0.05)
+
+    # -- streaming replication ---------------------------------------------------
+
+    async def start_as_replica_of(self, primary: PrivatePostgres, application_name: str) -> None:
+        """A streaming replica: a base backup of ``primary`` (``pg_basebackup -R``, which
+        writes ``primary_conninfo`` with ``application_name``, the name the primary's
+        ``synchronous_standby_names`` refers to), started in hot standby."""
+        source = (
+            f"host=127.0.0.1 port={primary.port} user=postgres application_name={application_name}"
+        )
+        await self._run(
+            "pg_basebackup", "-D", str(self.data), "-d", source, "-R", "-X", "stream",
+            "-c", "fast", "--no-sync",
+        )  # fmt: skip
+        await self.start_again()
+
+    async def replicate_to(self, application_name: str, *, synchronous: bool) -> None:
+        """On the primary: wait until the standby ``application_name`` streams. Synchronous:
+        a commit then waits until that standby has flushed it (``synchronous_standby_names``
+        naming it, ``synchronous_commit=on``); otherwise the standby follows when it can."""
+        if synchronous:
+            await self.configure(synchronous_standby_names=application_name)
+            assert (await self.fetch("SHOW synchronous_commit"))[0][0] == "on"
+        await self.wait_until(
+            "SELECT EXISTS (SELECT FROM pg_stat_replication"
+            " WHERE application_name = $1 AND sync_state = $2)",
+            application_name,
+            "sync" if synchronous else "async",
+        )
+
+    async def promote(self) -> None:
+        """A standby becomes a primary (``pg_ctl promote``), once it accepts writes."""
+        await self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "60", "promote")
+
+
+def multi_host_url(
+    clusters: Sequence[PrivatePostgres],
+    database: str,
+    target_session_attrs: str | None = "read-write",
+) -> str:
+    """One URL naming every cluster, in order (the form docs/operations.md documents)."""
+    hosts = "&".join(f"host=127.0.0.1:{cluster.port}" for cluster in clusters)
+    url = f"postgresql+asyncpg://postgres@/{database}?{hosts}"
+    return (
+        url
+        if target_session_attrs is None
+        else f"{url}&target_session_attrs={target_session_attrs}"
+    )
+
+
+class HealthWatch:
+    """Polls ``/health`` and an authenticated route (``/v1/me``) every 100 ms.
+
+    Keeps (monotonic time, /health status or None) and counts /v1/me statuses.
+    """
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.samples: list[tuple[float, int | None]] = []
+        self.me: Counter[int | None] = Counter()
+
+    async def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=3) as http:
+            while True:
+                status: int | None = None
+                with contextlib.suppress(httpx.HTTPError):
+                    status = (await http.get("/health")).status_code
+                self.samples.append((time.monotonic(), status))
+                me: int | None = None
+                with contextlib.suppress(httpx.HTTPError):
+                    me = (await http.get("/v1/me", headers=headers)).status_code
+                self.me[me] += 1
+                await asyncio.sleep(0.1)
+
+
+# Failures nobody handled: in a request or socket, a command, a commit, a stray task.
+# (The background tasks log their failed rounds with a traceback too, by design: a
+# round that falls into an outage is expected and only counted.)
+UNHANDLED_MARKERS = (
+    "Exception in ASGI application",
+    "request.failed",
+    "gateway.command_failed",
+    "commit.failed ",
+    "Task exception was never retrieved",
+)
+
+
+def unhandled_failures(log: str) -> int:
+    return sum(log.count(marker) for marker in UNHANDLED_MARKERS)
+
+
 # -- a device ----------------------------------------------------------------
 
 RETRYABLE = {"unavailable"}  # error answers a send is tried again after
@@ -289,6 +506,7 @@ class Device:
         self.redelivered = 0
         self.latencies: list[float] = []
         self.last_received_at = 0.0
+        self.received_at: list[float] = []  # monotonic time of every message first shown
         self._last_inbox = 0
         self._acked = 0
         self._ack_wake = asyncio.Event()
@@ -486,6 +704,7 @@ class Device:
         cmid = data["message"].split(" ", 1)[0]
         self.ids_per_cmid[cmid].add(message_id)
         self.last_received_at = time.monotonic()
+        self.received_at.append(self.last_received_at)
         sent_at = self._registry.sent_at.get(cmid)
         if sent_at is not None:
             self.latencies.append(time.perf_counter() - sent_at)
@@ -643,3 +862,58 @@ class Fleet:
             if clashes:
                 result.details.append(f"chat {chat_id}: {clashes} seqs answered twice")
         return result
+
+
+# -- the usual load -----------------------------------------------------------
+
+
+async def direct_chat_fleet(
+    url: str, server: ServerProcess, chats: int, *, window: int, extra_users: int = 0
+) -> tuple[Fleet, list[str], list[SeededUser]]:
+    """``chats`` 1:1 chats, chat i between devices 2i and 2i+1 (seeded, with a ``Device``
+    each), and ``extra_users`` more seeded users the test drives itself."""
+    users = await seed_users(url, 2 * chats + extra_users)
+    extras = users[2 * chats :]
+    chat_ids = await seed_direct_chats(
+        url, [(users[2 * i].user_id, users[2 * i + 1].user_id) for i in range(chats)]
+    )
+    registry = Registry()
+    devices = [
+        Device(f"d{i}", user, lambda: server.ws_url, registry, window=window, rng_seed=i)
+        for i, user in enumerate(users[: 2 * chats])
+    ]
+    members: dict[str, Sequence[Device]] = {
+        chat: devices[2 * i : 2 * i + 2] for i, chat in enumerate(chat_ids)
+    }
+    return Fleet(devices, members), chat_ids, extras
+
+
+async def steady_load(
+    fleet: Fleet, chats: Sequence[str], rate: float, total: int, prefix: str
+) -> None:
+    """Message n is due at n / rate seconds, in chat n % len(chats), whose two devices
+    (as ``direct_chat_fleet`` made them) take turns."""
+    begin = time.monotonic()
+    for n in range(total):
+        due = begin + n / rate
+        if (delay := due - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        chat = n % len(chats)
+        sender = fleet.devices[2 * chat + (n // len(chats)) % 2]
+        cmid = f"{prefix}{n:06d}"
+        fleet.send(sender, [Outgoing(chats[chat], cmid, f"{cmid} steady load")])
+
+
+async def wind_down(fleet: Fleet, server: ServerProcess, *tasks: asyncio.Task[Any]) -> bool:
+    """Cancel the test's own tasks, stop the devices, then the server. Whether the server
+    was still running (had not died by itself)."""
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    try:
+        await fleet.stop()
+    finally:
+        alive = server.alive
+        await server.stop()
+    return alive

@@ -24,22 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import itertools
 import json
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -47,13 +39,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from tests.faults.support import (
     Device,
     Fleet,
+    HealthWatch,
     Outgoing,
+    PrivatePostgres,
     Registry,
     ServerProcess,
-    free_port,
+    direct_chat_fleet,
     seed_direct_chats,
     seed_users,
     sized,
+    steady_load,
+    unhandled_failures,
+    wind_down,
 )
 
 RATE = 200  # messages a second, all chats together
@@ -61,98 +58,6 @@ DURATION = sized(10, 30)  # seconds of load; PostgreSQL restarts half-way
 CHATS = 3
 WINDOW = 16
 RECOVERY_SECONDS = 10
-
-
-def _postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if found:
-        return Path(found[-1]).parent
-    pg_ctl = shutil.which("pg_ctl")
-    assert pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) are needed"
-    return Path(pg_ctl).parent
-
-
-class PrivatePostgres:
-    """A throwaway cluster in a temporary directory, owned and run by the ``postgres`` user.
-
-    PostgreSQL refuses to run as root, hence ``runuser`` when the tests are root.
-    """
-
-    def __init__(self) -> None:
-        self.bin = _postgres_bin()
-        self.root = Path(tempfile.mkdtemp(prefix="pigeon-faults-pg-"))
-        self.data = self.root / "data"
-        self.port = free_port()
-        self.as_postgres = os.geteuid() == 0
-        if self.as_postgres:
-            entry = pwd.getpwnam("postgres")
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self.root.chmod(0o700)
-
-    def url(self, database: str) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def dsn(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    async def _run(self, tool: str, *args: str, timeout: float = 90) -> str:
-        command = [str(self.bin / tool), *args]
-        if self.as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        # Output to a file, not a pipe: a postmaster started by pg_ctl would inherit
-        # the pipe and keep it open, and reading it to the end would never finish.
-        output = self.root / f"{tool}.out"
-        with output.open("wb") as sink:
-            process = await asyncio.create_subprocess_exec(
-                *command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, cwd=self.root
-            )
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-        text = output.read_text(errors="replace")
-        assert process.returncode == 0, f"{tool} {args} failed:\n{text}\n{self.log_tail()}"
-        return text
-
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self.root / "postgres.log").read_text(errors="replace")[-2000:]
-        return ""
-
-    async def start(self) -> None:
-        await self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-            "--locale=C", "--no-sync",
-        )  # fmt: skip
-        await self.start_again()
-
-    async def start_again(self) -> None:
-        # Always with these options: never on the default port, where the shared server is.
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        await self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
-            "-o", options, "-w", "-t", "60", "start",
-        )  # fmt: skip
-
-    async def crash(self) -> None:
-        """Stop it the way a crash would: no checkpoint, every connection cut."""
-        await self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    async def restart_immediately(self) -> None:
-        """Crash it (no checkpoint, connections cut) and start it again: crash recovery."""
-        await self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
-            "-m", "immediate", "-w", "-t", "60", "restart",
-        )  # fmt: skip
-
-    async def stop(self) -> None:
-        try:
-            if (self.data / "postmaster.pid").exists():
-                await self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -163,33 +68,6 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
         yield cluster
     finally:
         await cluster.stop()
-
-
-class HealthWatch:
-    """Polls ``/health`` and an authenticated route (``/v1/me``) every 100 ms.
-
-    Keeps (monotonic time, /health status or None) and counts /v1/me statuses.
-    """
-
-    def __init__(self, base_url: str, token: str) -> None:
-        self.base_url = base_url
-        self.token = token
-        self.samples: list[tuple[float, int | None]] = []
-        self.me: Counter[int | None] = Counter()
-
-    async def run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=3) as http:
-            while True:
-                status: int | None = None
-                with contextlib.suppress(httpx.HTTPError):
-                    status = (await http.get("/health")).status_code
-                self.samples.append((time.monotonic(), status))
-                me: int | None = None
-                with contextlib.suppress(httpx.HTTPError):
-                    me = (await http.get("/v1/me", headers=headers)).status_code
-                self.me[me] += 1
-                await asyncio.sleep(0.1)
 
 
 async def connect_repeatedly(url: str, token: str, outcomes: Counter[str]) -> None:
@@ -215,46 +93,21 @@ async def test_postgres_restart_under_load(
     private_postgres: PrivatePostgres, tmp_path: Path
 ) -> None:
     started_at = time.monotonic()
-    conn = await asyncpg.connect(private_postgres.dsn("postgres"))
-    try:
-        await conn.execute("CREATE DATABASE pigeon")
-    finally:
-        await conn.close()
+    await private_postgres.create_database("pigeon")
     url = private_postgres.url("pigeon")
     server = ServerProcess(tmp_path, url)
     await server.start()  # migrates the new database
-    users = await seed_users(url, 2 * CHATS + 1)  # the last one only connects
-    newcomer = users.pop()
-    chats = await seed_direct_chats(
-        url, [(users[2 * i].user_id, users[2 * i + 1].user_id) for i in range(CHATS)]
-    )
-    registry = Registry()
-    devices = [
-        Device(f"d{i}", user, lambda: server.ws_url, registry, window=WINDOW, rng_seed=i)
-        for i, user in enumerate(users)
-    ]
-    fleet = Fleet(devices, {chat: devices[2 * i : 2 * i + 2] for i, chat in enumerate(chats)})
+    fleet, chats, (newcomer,) = await direct_chat_fleet(
+        url, server, CHATS, window=WINDOW, extra_users=1
+    )  # the newcomer only connects
+    devices = fleet.devices
     health = HealthWatch(server.http_url, newcomer.devices[0][1])
     connects: Counter[str] = Counter()
     watching = asyncio.create_task(health.run())
-    total = RATE * DURATION
     try:
         fleet.start()
         await fleet.wait_for(lambda: all(d.online.is_set() for d in devices), 30, "devices online")
-
-        async def load() -> None:
-            """Message n is due at n / RATE seconds: both sides of each chat take turns."""
-            begin = time.monotonic()
-            for n in range(total):
-                due = begin + n / RATE
-                if (delay := due - time.monotonic()) > 0:
-                    await asyncio.sleep(delay)
-                chat = n % CHATS
-                sender = devices[2 * chat + (n // CHATS) % 2]
-                cmid = f"p{n:06d}"
-                fleet.send(sender, [Outgoing(chats[chat], cmid, f"{cmid} steady load")])
-
-        loading = asyncio.create_task(load())
+        loading = asyncio.create_task(steady_load(fleet, chats, RATE, RATE * DURATION, "p"))
         await asyncio.sleep(DURATION / 2)
         assert fleet.answered() > 0
         connecting = asyncio.create_task(
@@ -273,14 +126,7 @@ async def test_postgres_restart_under_load(
         await fleet.wait_for(fleet.everything_delivered, 60, "every answered message delivered")
         await asyncio.sleep(0.3)  # a last health sample or two
     finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
-        try:
-            await fleet.stop()
-        finally:
-            alive = server.alive
-            await server.stop()
+        alive = await wind_down(fleet, server, watching)
     fleet.check()
 
     answers = sorted(t for d in devices for t in d.answered_at)
@@ -294,19 +140,7 @@ async def test_postgres_restart_under_load(
         (t for t, status in health.samples if t > restart_done and status == 200), None
     )
     log = server.log_text()
-    # Failures nobody handled: in a request or socket, a command, a commit, a stray task.
-    # (The background tasks log their failed rounds with a traceback too, by design: a
-    # revocation check that falls into the outage is expected and only counted.)
-    unhandled = sum(
-        log.count(marker)
-        for marker in (
-            "Exception in ASGI application",
-            "request.failed",
-            "gateway.command_failed",
-            "commit.failed ",
-            "Task exception was never retrieved",
-        )
-    )
+    unhandled = unhandled_failures(log)
     background_failures = log.count("revocations.failed") + log.count("housekeeping.failed")
     figures = fleet.figures()
     print(
@@ -350,11 +184,7 @@ async def test_a_device_catching_up_gets_its_backlog_after_an_outage(
     Nothing else happens on his socket, yet the rest must arrive on it.
     """
     backlog = 400
-    conn = await asyncpg.connect(private_postgres.dsn("postgres"))
-    try:
-        await conn.execute("CREATE DATABASE pigeon")
-    finally:
-        await conn.close()
+    await private_postgres.create_database("pigeon")
     url = private_postgres.url("pigeon")
     server = ServerProcess(tmp_path, url)
     await server.start()

@@ -6,7 +6,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Connections opened with this execution option start a plain (deferred)
@@ -16,6 +17,14 @@ READ_ONLY = "pigeon_read_only"
 # How long a write transaction waits for another writer's lock.
 BUSY_TIMEOUT_MS = 5000
 
+# For each target_session_attrs that wants a writable server, the parameters by
+# which a server says it is not one (asyncpg checks the same when it connects;
+# PostgreSQL 14 and later report them to every session whenever they change).
+_NOT_WRITABLE_WHEN_ON = {
+    "read-write": ("in_hot_standby", "default_transaction_read_only"),
+    "primary": ("in_hot_standby",),
+}
+
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite://...`` or ``postgresql+asyncpg://...``).
@@ -23,7 +32,8 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     Statement parameters never appear in errors or logs: they hold phone
     numbers, token hashes and message text. A PostgreSQL connection is tested
     each time it leaves the pool, so a request never meets one the server has
-    dropped.
+    dropped; with several hosts, nor one on a server that no longer takes writes
+    (``_writable_host``, ``_leave_servers_that_stopped_writing``).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -33,14 +43,17 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         _configure_sqlite(engine.sync_engine, BUSY_TIMEOUT_MS)
         _begin_immediately(engine.sync_engine)
         return engine
-    return create_async_engine(
-        url,
+    parsed = _writable_host(parsed)
+    engine = create_async_engine(
+        parsed,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         hide_parameters=True,
     )
+    _leave_servers_that_stopped_writing(engine.sync_engine, parsed)
+    return engine
 
 
 def create_committer_engine(url: str, pool_size: int) -> AsyncEngine:
@@ -54,13 +67,53 @@ def create_committer_engine(url: str, pool_size: int) -> AsyncEngine:
     deliveries/s), where a plain index scan marks those entries dead once and
     skips them after.
     """
-    return create_async_engine(
-        url,
+    parsed = _writable_host(make_url(url))
+    engine = create_async_engine(
+        parsed,
         pool_size=pool_size,
         max_overflow=0,
         hide_parameters=True,
         connect_args={"server_settings": {"enable_bitmapscan": "off"}},
     )
+    _leave_servers_that_stopped_writing(engine.sync_engine, parsed)
+    return engine
+
+
+def _writable_host(url: URL) -> URL:
+    """A URL naming several PostgreSQL hosts connects to the one that takes writes.
+
+    asyncpg tries the hosts in order (``postgresql+asyncpg://u@/db?host=h1:5432&host=h2:5432``,
+    or ``u@h1,h2/db`` on the default port) and by default takes the first that answers,
+    be it a standby. Unless the URL says otherwise, ``target_session_attrs=read-write``
+    makes it skip standbys and read-only servers, so after a failover new connections
+    find the promoted primary.
+    """
+    named = url.query.get("host", url.host or "")
+    hosts = named.split(",") if isinstance(named, str) else named
+    if len(hosts) > 1 and "target_session_attrs" not in url.query:
+        return url.update_query_dict({"target_session_attrs": "read-write"})
+    return url
+
+
+def _leave_servers_that_stopped_writing(engine: Engine, url: URL) -> None:
+    """A pooled connection whose server stopped taking writes is dropped, with every older one.
+
+    After a switchover the old primary may stay up as a standby or fenced read-only:
+    its connections still answer the pool's ping, and every write on them would fail
+    for as long as they live. The check reads what the server reported (no round
+    trip) each time a connection leaves the pool; the connection that replaces it is
+    opened with the URL's ``target_session_attrs``, so on the host that takes writes.
+    """
+    wanted = url.query.get("target_session_attrs")
+    watched = _NOT_WRITABLE_WHEN_ON.get(wanted) if isinstance(wanted, str) else None
+    if not watched:
+        return
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        reported = dbapi_connection.driver_connection.get_settings()
+        if any(getattr(reported, name, "off") == "on" for name in watched):
+            raise sa_exc.InvalidatePoolError("the server no longer takes writes")
 
 
 def create_sqlite_writer(url: str) -> Engine:
