@@ -113,11 +113,11 @@ def register_and_read_me(server: Server, data_dir: Path) -> None:
         )
         assert response.status_code == 200, response.text
         session = response.json()
-        assert session["new_user"] is True
+        assert session["newUser"] is True
 
-        me = client.get("/v1/me", headers={"Authorization": f"Bearer {session['access_token']}"})
+        me = client.get("/v1/me", headers={"Authorization": f"Bearer {session['accessToken']}"})
         assert me.status_code == 200, me.text
-        assert me.json()["id"] == session["user_id"]
+        assert me.json()["id"] == session["userId"]
         assert me.json()["phone"] == PHONE
 
 

@@ -37,11 +37,17 @@ class PigeonError(Exception):
 
 
 class ApiError(PigeonError):
-    """The HTTP API answered with an error (``status`` is the HTTP status)."""
+    """The HTTP API answered with an error (``status`` is the HTTP status).
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``retry_after`` is the server's ``Retry-After`` in seconds (429, 503), else None.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(code, message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class AuthenticationError(PigeonError):
