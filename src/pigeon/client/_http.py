@@ -27,6 +27,7 @@ from pigeon.client._models import (
 
 if TYPE_CHECKING:
     from pigeon.client._connection import Connection, ReconnectPolicy
+    from pigeon.client._store import LocalStore
 
 __all__ = ["PigeonClient", "websocket_url"]
 
@@ -498,12 +499,14 @@ class PigeonClient:
         send_attempts: int = 5,
         reconnect: ReconnectPolicy | None = None,
         ping_interval: float | None = 20.0,
+        store: LocalStore | None = None,
     ) -> Connection:
         """A :class:`Connection` for ``session``; open it with ``async with``.
 
         With ``auto_refresh`` an access token refused on (re)connect is
         refreshed once with the refresh token; ``on_session`` is then called
-        with the new session so the application can store it.
+        with the new session so the application can store it. With ``store``
+        every message and receipt is kept in it before it is acked.
         """
         from pigeon.client._connection import Connection
 
@@ -516,6 +519,7 @@ class PigeonClient:
             send_attempts=send_attempts,
             reconnect=reconnect,
             ping_interval=ping_interval,
+            store=store,
         )
 
     # -- plumbing --------------------------------------------------------------------
