@@ -35,6 +35,7 @@ from pigeon.client import (
     PresenceEvent,
     ReceiptEvent,
     RequestTimeout,
+    SentMessage,
     StoredMessage,
     TypingEvent,
 )
@@ -278,9 +279,7 @@ class LiveChat:
             except (CommandError, RequestTimeout) as exc:
                 self.view.notice(f"not sent: {exc.code}: {exc.message}")
                 return
-            self.shown.add(sent.message_id)
-            [kept] = [m for m in await self.own_messages() if m.message_id == sent.message_id]
-            self.view.message(kept)
+            await self.show_sent(sent)
 
     async def info(self, argument: str) -> None:
         """``/info N``: who has received and read this user's message #N (default: the last)."""
@@ -315,6 +314,10 @@ class LiveChat:
             reason = f"{exc.code}: {exc.message}" if isinstance(exc, PigeonError) else str(exc)
             terminal.say(f"not sent: {reason}", "red")
             return
+        await self.show_sent(sent)
+
+    async def show_sent(self, sent: SentMessage) -> None:
+        """Our message as the store kept it (with its files), marked ✓ sent."""
         self.shown.add(sent.message_id)
         [kept] = [m for m in await self.own_messages() if m.message_id == sent.message_id]
         self.view.message(kept)
