@@ -13,12 +13,14 @@ import json
 import queue
 import re
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import pytest
+import structlog
 import typer.testing
 from rich.console import Console
 from typer.testing import CliRunner, Result
@@ -37,6 +39,17 @@ PHONE = "+14155550177"
 def narrow_console(monkeypatch: pytest.MonkeyPatch) -> None:
     # Output piped to a file or another program is laid out for 80 columns.
     monkeypatch.setattr(terminal, "console", Console(width=80))
+
+
+@pytest.fixture(autouse=True)
+def server_logs_apart() -> Iterator[None]:
+    # The server runs in the test's process and logs to sys.stdout, which typer's
+    # runner swaps for its capture: two threads writing one captured stream lose
+    # lines. Its log lines go to the process's own stderr instead.
+    config = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
+    yield
+    structlog.configure(**config)
 
 
 @pytest.fixture(autouse=True)

@@ -70,7 +70,10 @@ chat = typer.Typer(
 NAME_MAX_LENGTH = 64
 CODE_ATTEMPTS = 3
 
-ChatId = Annotated[str, typer.Argument(help="The chat (its id, from `pigeon chat list`).")]
+ChatId = Annotated[
+    str,
+    typer.Argument(help="The chat (its id, from `pigeon chat list`).", callback=chat_input.chat_id),
+]
 
 
 def default_download_dir() -> Path:

@@ -43,6 +43,14 @@ def is_code(text: str) -> bool:
     return _CODE.fullmatch(text.strip()) is not None
 
 
+def chat_id(text: str) -> str:
+    """A chat id (a typer callback for the CHAT_ID argument)."""
+    value = text.strip()
+    if not _ID.fullmatch(value):
+        fail(f"CHAT_ID takes a chat id, as `pigeon chat list` shows them, not {value!r}.")
+    return value
+
+
 def user_id(text: str, option: str) -> str:
     """A user id; a phone number is refused with how to find the id instead."""
     value = text.strip()

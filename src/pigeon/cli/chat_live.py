@@ -219,6 +219,13 @@ class LiveChat:
                 self.view.notice("— up to date —")
 
     async def on_message(self, event: MessageEvent) -> None:
+        try:
+            await self.show_and_save(event)
+        except asyncio.CancelledError:  # /quit in the middle: its files may be unsaved
+            self.conn.hold_back()
+            raise
+
+    async def show_and_save(self, event: MessageEvent) -> None:
         if event.chat_id != self.chat_id:
             self.view.elsewhere(await self.title_of(event.chat_id), event)
         elif event.message_id not in self.shown:
@@ -279,6 +286,9 @@ class LiveChat:
             except (CommandError, RequestTimeout) as exc:
                 self.view.notice(f"not sent: {exc.code}: {exc.message}")
                 return
+            except ConnectionClosed:
+                terminal.say("not sent: the connection was taken over", "red")
+                raise
             await self.show_sent(sent)
 
     async def info(self, argument: str) -> None:

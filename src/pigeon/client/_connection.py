@@ -257,8 +257,8 @@ class Connection:
 
         Commands still waiting fail with ``ConnectionClosed`` (``closed``);
         :meth:`events` stops. Events handed out are acked first (the last
-        one included); events not yet handed out are not, so the server sends
-        them again next time.
+        one included, unless :meth:`hold_back` was called); events not yet
+        handed out are not, so the server sends them again next time.
         """
         if self._closed:
             return
@@ -327,6 +327,16 @@ class Connection:
                 continue
             self._held = item
             yield event
+
+    def hold_back(self) -> None:
+        """The application did not finish the event last handed out: do not ack it.
+
+        For an application stopping in the middle of its work on an event (a
+        download interrupted by the user): the event is not acked, by
+        :meth:`close` or later, so the server sends it again on the next
+        connection (with a store, it is handed out again then).
+        """
+        self._held = None
 
     async def _next_item(self) -> _Item | None:
         while True:
