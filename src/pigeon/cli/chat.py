@@ -37,6 +37,7 @@ from pigeon.cli.chat_live import (
 from pigeon.cli.chat_session import (
     SessionFile,
     connected,
+    default_session_file,
     forget,
     load_session,
     run,
@@ -115,7 +116,7 @@ def login(
     """Register this terminal: a code is texted to PHONE, then asked for here."""
     url = chat_input.server_url(server)
     number = chat_input.phone_number(phone)
-    path = session_file or Path.home() / ".config" / "pigeon" / "session.json"
+    path = session_file or default_session_file()
     name = device_name or f"pigeon-cli@{socket.gethostname()}"[:64]
 
     async def request() -> str:

@@ -388,7 +388,7 @@ class Connection:
         keys, self._handled = self._handled, []
         try:
             await self._store.mark_handled(keys)
-        except StoreError as exc:  # they are stored: acking them is still right
+        except (StoreError, RuntimeError) as exc:  # stored all the same: acking them is right
             log.warning("pigeon.client: could not mark messages handled: %s", exc)
 
     def _release(self, item: _Item) -> None:
