@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -112,3 +113,29 @@ async def test_admin_revoke_unknown_device_exits_1(
     assert result.exit_code == 1
     assert unknown in result.output
     assert (await client.get("/v1/me", headers=bearer(session))).status_code == 200
+
+
+@pytest.mark.parametrize("command", [["users"], ["devices", "01JZZZZZZZZZZZZZZZZZZZZZZZ"]])
+def test_admin_on_a_directory_without_a_database_says_so_and_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    typo = tmp_path / "vra"
+    arguments = ["admin", *command, "--data-dir", str(typo)]
+    result = CliRunner().invoke(cli.app, arguments)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"No Pigeon database at {typo / 'pigeon.db'}. Point --data-dir (or PIGEON_DATA_DIR) "
+        "at the server's data directory, or --database-url at its database."
+    ]
+    assert not typo.exists()
+
+
+def test_admin_on_a_file_that_is_not_a_pigeon_database_says_so(tmp_path: Path) -> None:
+    (tmp_path / "pigeon.db").write_bytes(b"")  # an empty SQLite database
+    arguments = ["admin", "users", "--data-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli.app, arguments)
+    assert result.exit_code == 1
+    [line] = result.output.splitlines()
+    assert "it has no Pigeon tables" in line
+    assert "pigeon migrate" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pigeon.db"]

@@ -113,11 +113,11 @@ def register_and_read_me(server: Server, data_dir: Path) -> None:
         )
         assert response.status_code == 200, response.text
         session = response.json()
-        assert session["new_user"] is True
+        assert session["newUser"] is True
 
-        me = client.get("/v1/me", headers={"Authorization": f"Bearer {session['access_token']}"})
+        me = client.get("/v1/me", headers={"Authorization": f"Bearer {session['accessToken']}"})
         assert me.status_code == 200, me.text
-        assert me.json()["id"] == session["user_id"]
+        assert me.json()["id"] == session["userId"]
         assert me.json()["phone"] == PHONE
 
 
@@ -183,3 +183,16 @@ def test_serve_migrates_an_empty_postgres_database(tmp_path: Path, empty_postgre
         assert not (data_dir / "pigeon.db").exists()
 
         assert server.stop() == 0, server.output()
+
+
+def test_serve_says_where_it_listens_and_when_it_stopped(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    with pigeon_serve(data_dir) as server:
+        server.wait_until_healthy()
+        [listening] = [line for line in server.output().splitlines() if "pigeon.listening" in line]
+        assert f"url={server.base_url}" in listening
+        assert f"docs={server.base_url}/docs" in listening
+        assert "pigeon.stopped" not in server.output()
+
+        assert server.stop() == 0, server.output()
+        assert server.output().splitlines()[-1].endswith("pigeon.stopped")

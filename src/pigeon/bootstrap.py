@@ -215,6 +215,17 @@ def build_storage(settings: Settings) -> Storage:
     )
 
 
+def build_admin(settings: Settings) -> tuple[AdminService, AsyncEngine]:
+    """The operator's service alone, on the database, for ``pigeon admin``.
+
+    Unlike :func:`build` it makes nothing on disk (no data directory, secret
+    key or SMS outbox): a command pointed at the wrong directory must not
+    leave one there.
+    """
+    engine = create_engine(settings.effective_database_url, pool_size=1)
+    return AdminService(units_of_work(engine)), engine
+
+
 def build(settings: Settings, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,7 @@ class Sessions:
         )
         assert response.status_code == 200, response.text
         self.registered += 1
-        token: str = response.json()["access_token"]
+        token: str = response.json()["accessToken"]
         return token
 
     @staticmethod

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pigeon.bootstrap import Container
 from pigeon.config import Settings
-from tests.support import FakeClock, Outbox, bearer, register
+from tests.support import FakeClock, Outbox, bearer, register, snake_keys
 
 PHONE = "+14155550123"
 PIN = "480213"
@@ -40,7 +40,7 @@ async def verify(
 async def has_pin(client: httpx.AsyncClient, session: dict[str, Any]) -> bool:
     response = await client.get("/v1/me", headers=bearer(session))
     assert response.status_code == 200, response.text
-    value = response.json()["has_pin"]
+    value = response.json()["hasPin"]
     assert isinstance(value, bool)
     return value
 
@@ -101,8 +101,8 @@ async def test_new_device_needs_the_pin(client: httpx.AsyncClient, outbox: Outbo
     response = await verify(client, code, pin=PIN)
     assert response.status_code == 200, response.text
     session = response.json()
-    assert session["user_id"] == owner["user_id"]
-    assert session["new_user"] is False
+    assert session["userId"] == owner["user_id"]
+    assert session["newUser"] is False
 
 
 async def test_a_malformed_pin_is_refused_before_any_check(
@@ -188,7 +188,7 @@ async def test_pin_reset_takes_effect_after_the_waiting_period(
     clock.advance(seconds=1)
     response = await verify(client, code)
     assert response.status_code == 200, response.text
-    session = response.json()
+    session = snake_keys(response.json())
     assert session["user_id"] == owner["user_id"]
     assert await has_pin(client, session) is False
     assert await stored_pin_hash(container, owner["user_id"]) is None

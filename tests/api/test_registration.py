@@ -14,7 +14,7 @@ async def test_register_read_code_from_outbox_and_use_token(
 ) -> None:
     response = await client.post("/v1/auth/code", json={"phone": "+1 (415) 555-0123"})
     assert response.status_code == 202
-    assert response.json() == {"phone": PHONE, "expires_in": 600}
+    assert response.json() == {"phone": PHONE, "expiresIn": 600}
     [sms] = outbox.messages()
     assert sms["to"] == PHONE
     assert sms["template"] == "verification_code"
@@ -30,12 +30,12 @@ async def test_register_read_code_from_outbox_and_use_token(
     )
     assert response.status_code == 200
     session = response.json()
-    assert session["new_user"] is True
-    assert len(session["access_token"]) > 40
+    assert session["newUser"] is True
+    assert len(session["accessToken"]) > 40
 
-    me = await client.get("/v1/me", headers=bearer(session))
+    me = await client.get("/v1/me", headers={"Authorization": f"Bearer {session['accessToken']}"})
     assert me.status_code == 200
-    assert me.json()["id"] == session["user_id"]
+    assert me.json()["id"] == session["userId"]
     assert me.json()["phone"] == PHONE
 
 

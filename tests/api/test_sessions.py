@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pigeon.bootstrap import Container
 from pigeon.config import Settings
-from tests.support import FakeClock, Outbox, bearer, register
+from tests.support import FakeClock, Outbox, bearer, register, snake_keys
 
 PHONE = "+14155550123"
 OTHER_PHONE = "+14155550199"
@@ -28,7 +28,7 @@ async def me_status(client: httpx.AsyncClient, access_token: str) -> int:
 
 
 async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
-    return await client.post("/v1/auth/refresh", json={"refresh_token": refresh_token})
+    return await client.post("/v1/auth/refresh", json={"refreshToken": refresh_token})
 
 
 async def device_ids(client: httpx.AsyncClient, session: dict[str, Any]) -> set[str]:
@@ -49,19 +49,19 @@ async def test_refresh_rotates_both_tokens(client: httpx.AsyncClient, outbox: Ou
     response = await refresh(client, old["refresh_token"])
     assert response.status_code == 200, response.text
     new = response.json()
-    assert new["user_id"] == old["user_id"]
-    assert new["device_id"] == old["device_id"]
-    assert new["access_token"] != old["access_token"]
-    assert new["refresh_token"] != old["refresh_token"]
-    assert new["new_user"] is False
+    assert new["userId"] == old["user_id"]
+    assert new["deviceId"] == old["device_id"]
+    assert new["accessToken"] != old["access_token"]
+    assert new["refreshToken"] != old["refresh_token"]
+    assert new["newUser"] is False
 
-    assert await me_status(client, new["access_token"]) == 200
+    assert await me_status(client, new["accessToken"]) == 200
     assert_invalid_token(await client.get("/v1/me", headers=bearer(old)))
     assert_invalid_token(await refresh(client, old["refresh_token"]))
     # Replaying the old refresh token did not spoil the new one.
-    again = await refresh(client, new["refresh_token"])
+    again = await refresh(client, new["refreshToken"])
     assert again.status_code == 200
-    assert await me_status(client, again.json()["access_token"]) == 200
+    assert await me_status(client, again.json()["accessToken"]) == 200
 
 
 async def test_access_token_expires_but_refresh_still_works(
@@ -77,7 +77,7 @@ async def test_access_token_expires_but_refresh_still_works(
 
     response = await refresh(client, session["refresh_token"])
     assert response.status_code == 200, response.text
-    assert await me_status(client, response.json()["access_token"]) == 200
+    assert await me_status(client, response.json()["accessToken"]) == 200
 
 
 async def test_refresh_token_expires(
@@ -193,7 +193,7 @@ async def test_tokens_are_stored_only_as_hashes(
 ) -> None:
     first = await register(client, outbox, PHONE)
     response = await refresh(client, first["refresh_token"])
-    second = response.json()
+    second = snake_keys(response.json())
     secrets = [s[t] for s in (first, second) for t in ("access_token", "refresh_token")]
     # Also the random part alone, in case a prefix were stripped before storing.
     secrets += [token.split("_", 1)[1] for token in secrets]

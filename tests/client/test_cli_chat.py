@@ -11,20 +11,23 @@ import asyncio
 import io
 import json
 import queue
+import re
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import pytest
+import structlog
 import typer.testing
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from pigeon.cli import chat as chat_cli
 from pigeon.cli import main as cli
-from pigeon.client import MessageEvent, ReceiptEvent, Session
+from pigeon.cli import terminal
+from pigeon.client import MessageEvent, PigeonClient, ReceiptEvent, Session
 from tests.client.conftest import OpenDevice, Register
 from tests.live import LiveServer
 from tests.support import Outbox
@@ -35,7 +38,18 @@ PHONE = "+14155550177"
 @pytest.fixture(autouse=True)
 def narrow_console(monkeypatch: pytest.MonkeyPatch) -> None:
     # Output piped to a file or another program is laid out for 80 columns.
-    monkeypatch.setattr(chat_cli, "console", Console(width=80))
+    monkeypatch.setattr(terminal, "console", Console(width=80))
+
+
+@pytest.fixture(autouse=True)
+def server_logs_apart() -> Iterator[None]:
+    # The server runs in the test's process and logs to sys.stdout, which typer's
+    # runner swaps for its capture: two threads writing one captured stream lose
+    # lines. Its log lines go to the process's own stderr instead.
+    config = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
+    yield
+    structlog.configure(**config)
 
 
 @pytest.fixture(autouse=True)
@@ -186,36 +200,50 @@ async def test_send_delivers_to_another_connection(
     )
 
 
-async def test_new_and_list_show_the_chats(
+async def test_new_and_list_show_the_chats_by_name_with_last_message_and_unread(
     server: LiveServer,
     outbox: Outbox,
     session_file: Path,
     pipe: Pipe,
     register: Register,
+    sdk: PigeonClient,
+    open_device: OpenDevice,
 ) -> None:
     await login(server, outbox, session_file, pipe)
     bob, carol = await register(), await register()
-    options = ("--session-file", str(session_file))
+    await sdk.update_profile(bob, name="Bob")
+    options = ("--session-file", str(session_file), "--no-download")
 
-    direct = await pigeon_chat("new", "--with", bob.user_id, *options)
+    direct = await pigeon_chat("new", "--with", bob.user_id, *options[:2])
     assert direct.exit_code == 0, direct.output
     assert direct.output.startswith("Created chat ")
     direct_id = direct.output.split()[-1]
-    again = await pigeon_chat("new", "--with", bob.user_id, *options)
+    again = await pigeon_chat("new", "--with", bob.user_id, *options[:2])
     assert again.output.split() == ["Existing", "chat", direct_id]
     group = await pigeon_chat(
-        "new", "--group", "Book club", "--member", bob.user_id, "-m", carol.user_id, *options
+        "new", "--group", "Book club", "--member", bob.user_id, "-m", carol.user_id, *options[:2]
     )
     assert group.exit_code == 0, group.output
     group_id = group.output.split()[-1]
+    sent = await pigeon_chat("send", direct_id, "from me", *options[:2])
+    assert sent.exit_code == 0, sent.output
+    bob_device = await open_device(bob)
+    for text in ["one", "two"]:
+        await bob_device.conn.send_message(direct_id, text)
 
     listed = await pigeon_chat("list", *options)
     assert listed.exit_code == 0, listed.output
     [direct_row] = [line for line in listed.output.splitlines() if direct_id in line]
-    assert "direct" in direct_row
+    assert "Bob" in direct_row
+    assert bob.user_id not in listed.output  # names, not ids
+    assert "Bob: two" in direct_row
+    assert re.search(r"│\s+2\s+│", direct_row), direct_row  # Bob's two, not my own message
     [group_row] = [line for line in listed.output.splitlines() if group_id in line]
-    assert "Book club" in group_row
-    assert "admin" in group_row
+    assert "Book club (group)" in group_row
+    assert "you created the" in group_row  # the group ...
+    assert re.search(r"│\s+0\s+│", group_row), group_row
+    # The chat with the latest message comes first.
+    assert listed.output.index(direct_id) < listed.output.index(group_id)
 
 
 async def test_open_shows_messages_and_sends_typed_lines(

@@ -36,6 +36,7 @@ from tests.client.test_cli_chat import (  # noqa: F401 (fixtures)
     Pipe,
     narrow_console,
     pigeon_chat,
+    server_logs_apart,
     streaming_input,
 )
 from tests.client.test_cli_chat import pipe as pipe  # a fixture

@@ -17,7 +17,7 @@ from pigeon.bootstrap import Container
 from pigeon.storage.schema import inbox, messages, sent_messages
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
-from tests.support import FakeClock, bearer, before_message, online
+from tests.support import FakeClock, bearer, before_message, online, snake_keys
 
 EPHEMERAL = {"presence", "typing"}
 TTL_DAYS = 30  # undelivered_ttl_days, the default
@@ -98,7 +98,7 @@ async def refreshed(client: httpx.AsyncClient, session: dict[str, Any]) -> dict[
         "/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
     )
     assert response.status_code == 200, response.text
-    fresh: dict[str, Any] = response.json()
+    fresh = snake_keys(response.json())
     assert fresh["device_id"] == session["device_id"]
     return fresh
 

@@ -326,8 +326,8 @@ async def pinned_user(client: httpx.AsyncClient, outbox: Outbox) -> dict[str, An
             first["refresh_token"],
             second["access_token"],
             second["refresh_token"],
-            refreshed.json()["access_token"],
-            refreshed.json()["refresh_token"],
+            refreshed.json()["accessToken"],
+            refreshed.json()["refreshToken"],
         ],
     }
 

@@ -201,7 +201,7 @@ async def test_hostile_fields_in_http_bodies_get_a_clear_4xx(
     await attack_binary_routes(client, alice, abuse)
     # Nothing was changed or created by any of it.
     me = (await client.get("/v1/me", headers=bearer(alice))).json()
-    assert (me["name"], me["about"], me["country"], me["has_pin"]) == ("", "", None, False)
+    assert (me["name"], me["about"], me["country"], me["hasPin"]) == ("", "", None, False)
     async with container.engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(users)) == 2
     await assert_still_serving(server, connect, alice, bob)

@@ -215,7 +215,7 @@ async def test_verification_code_arrives_by_twilio_and_registers(
         },
     )
     assert response.status_code == 200, response.text
-    assert response.json()["new_user"] is True
+    assert response.json()["newUser"] is True
 
 
 async def test_number_twilio_refuses_gets_invalid_phone(

@@ -16,6 +16,7 @@ import pigeon
 from pigeon.api.errors import install_error_handlers
 from pigeon.api.middleware import BodySizeLimit, RequestContext
 from pigeon.api.routes import attachments, auth, me, system, users
+from pigeon.api.routes.docs import install_docs
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
 from pigeon.gateway import endpoint
@@ -58,12 +59,15 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         version=pigeon.__version__,
         summary="A self-hostable WhatsApp-style messaging server.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from CDNs: see install_docs
+        redoc_url=None,
     )
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
     for module in (auth, me, users, attachments, system):
         app.include_router(module.router)
+    install_docs(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

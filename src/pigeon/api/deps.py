@@ -25,12 +25,24 @@ def client_ip(request: Request) -> str:
 
 
 async def current_device(
+    request: Request,
     container: Annotated[Container, Depends(get_container)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated("missing_token", "An access token is required.")
+        raise Unauthenticated("missing_token", _missing_token(request.headers.get("authorization")))
     return await container.accounts.authenticate(credentials.credentials)
+
+
+def _missing_token(header: str | None) -> str:
+    """What is wrong with the Authorization header, and how it should read."""
+    expected = "send 'Authorization: Bearer <access token>'"
+    if header is None or not header.strip():
+        return f"An access token is required: {expected}."
+    scheme, _, rest = header.strip().partition(" ")
+    if not rest.strip():  # one word: a token without its scheme, most likely
+        return f"The Authorization header has no scheme: {expected}."
+    return f"The Authorization scheme must be Bearer, not {scheme[:20]!r}: {expected}."
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]

@@ -1,11 +1,25 @@
-"""Request and response bodies of the HTTP API (they define /openapi.json)."""
+"""Request and response bodies of the HTTP API (they define /openapi.json).
+
+Field names are camelCase on the wire, as in the WebSocket protocol
+(``userId``, ``expiresIn``). Until 0.3 a request may still spell a field in
+snake_case (``refresh_token``): the names of 0.1, kept as aliases for one
+release (docs/errors.md, "Field names").
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic.alias_generators import to_camel
 
 from pigeon.domain.countries import COUNTRY_CODES
 from pigeon.domain.models import (
@@ -35,8 +49,16 @@ def _known_country(value: str) -> str:
     return value
 
 
-# The pattern only documents the rule in /openapi.json; ``_no_nul`` enforces it.
-Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\x00]*$"})]
+# Text fields check their length first, so a refusal speaks of characters; then
+# ``_no_nul``. The pattern only documents the NUL rule in /openapi.json.
+_NO_NUL = AfterValidator(_no_nul)
+_NO_NUL_DOC = Field(json_schema_extra={"pattern": "^[^\x00]*$"})
+DeviceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=DEVICE_NAME_MAX_LENGTH), _NO_NUL, _NO_NUL_DOC
+]
+Name = Annotated[str, StringConstraints(max_length=NAME_MAX_LENGTH), _NO_NUL, _NO_NUL_DOC]
+About = Annotated[str, StringConstraints(max_length=ABOUT_MAX_LENGTH), _NO_NUL, _NO_NUL_DOC]
+Location = Annotated[str, StringConstraints(max_length=LOCATION_MAX_LENGTH), _NO_NUL, _NO_NUL_DOC]
 # The schema lists the codes: a pattern alone would document "ZZ" as acceptable.
 Country = Annotated[
     str,
@@ -45,7 +67,18 @@ Country = Annotated[
 ]
 
 
-class Strict(BaseModel):
+class Body(BaseModel):
+    """camelCase on the wire; the snake_case field names are accepted too, until 0.3."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+class Strict(Body):
     """Unknown fields are refused, so nobody sets what they may not (mass assignment)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -64,13 +97,13 @@ class CodeRequest(Strict):
     )
 
 
-class CodeSent(BaseModel):
+class CodeSent(Body):
     phone: str
     expires_in: int = Field(description="Seconds the code stays valid.")
 
 
 class DeviceRegistration(Strict):
-    name: Text = Field(min_length=1, max_length=DEVICE_NAME_MAX_LENGTH)
+    name: DeviceName
     platform: Platform = Platform.OTHER
 
 
@@ -85,7 +118,7 @@ class RefreshRequest(Strict):
     refresh_token: str = Field(min_length=1, max_length=128)
 
 
-class SessionOut(BaseModel):
+class SessionOut(Body):
     user_id: str
     device_id: str
     access_token: str
@@ -106,7 +139,7 @@ class PinResetRequest(Strict):
     )
 
 
-class DeviceOut(BaseModel):
+class DeviceOut(Body):
     id: str
     name: str
     platform: Platform
@@ -115,11 +148,11 @@ class DeviceOut(BaseModel):
     current: bool
 
 
-class DeviceList(BaseModel):
+class DeviceList(Body):
     devices: list[DeviceOut]
 
 
-class Me(BaseModel):
+class Me(Body):
     id: str
     phone: str
     name: str
@@ -133,20 +166,18 @@ class Me(BaseModel):
 class ProfileUpdate(Strict):
     """Only these fields can be changed; anything else is refused with ``unknown_field``."""
 
-    name: Text | None = Field(None, max_length=NAME_MAX_LENGTH, description="null clears it")
-    about: Text | None = Field(None, max_length=ABOUT_MAX_LENGTH, description="null clears it")
+    name: Name | None = Field(None, description="null clears it")
+    about: About | None = Field(None, description="null clears it")
     country: Country | None = Field(None, description="ISO 3166-1 alpha-2; null clears it")
-    location: Text | None = Field(
-        None, max_length=LOCATION_MAX_LENGTH, description="null clears it"
-    )
+    location: Location | None = Field(None, description="null clears it")
 
 
-class PublicProfileOut(BaseModel):
+class PublicProfileOut(Body):
     id: str
     name: str
     about: str
 
 
-class Health(BaseModel):
+class Health(Body):
     status: str
     database: str

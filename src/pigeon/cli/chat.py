@@ -1,162 +1,105 @@
 """``pigeon chat``: a terminal client built on the ``pigeon.client`` SDK.
 
 ``login`` registers this terminal as a device and keeps the session in a file
-readable only by its owner; the other commands use that session. A device has
-one live connection at a time: running a command while ``open`` runs with
-the same session file replaces the ``open`` connection.
+readable only by its owner; the other commands use that session. Next to it
+is the device's local store (see ``chat_session``): every message and receipt
+received is kept there before it is acknowledged, so ``open`` shows a chat's
+history and ``list`` the last message and unread count of every chat.
 
-Files: ``send-file`` uploads and sends one, ``save`` downloads one by its
-attachment id, and ``open`` shows the files of incoming messages and saves
-them (to ``--download-dir``) before the message is acknowledged: the server
-deletes a file once every recipient device has acknowledged its message.
+A device has one live connection at a time: running a command while
+``open`` runs with the same session file takes the connection over, and
+``open`` offers to take it back (``/reconnect``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import socket
 import sys
-import threading
-from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, NoReturn, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
-from rich.text import Text
 
+from pigeon.cli import chat_input, terminal
+from pigeon.cli.chat_errors import explain
+from pigeon.cli.chat_live import (
+    Lines,
+    LiveChat,
+    after_replaced,
+    download_target,
+    profile_names,
+    receive_backlog,
+)
+from pigeon.cli.chat_session import (
+    SessionFile,
+    connected,
+    default_session_file,
+    forget,
+    load_session,
+    run,
+    save_session,
+    with_client,
+    with_connection,
+)
+from pigeon.cli.chat_view import Names, chat_title, describe_attachment, human_size
+from pigeon.cli.terminal import fail, say
 from pigeon.client import (
     ApiError,
     Attachment,
-    AuthenticationError,
-    ChatDetails,
-    CommandError,
+    ChatSummary,
     Connection,
-    DrainedEvent,
-    MessageEvent,
+    LocalStore,
     PigeonClient,
     PigeonError,
-    PresenceEvent,
-    ReceiptEvent,
-    ReconnectPolicy,
-    RequestTimeout,
+    Profile,
     SentMessage,
     Session,
-    TypingEvent,
+    StoredMessage,
 )
+
+__all__ = ["chat", "download_target", "human_size", "save_session"]
 
 chat = typer.Typer(
     help="Chat from the terminal: log in, list and open chats, send messages.",
     no_args_is_help=True,
 )
-console = Console()
-T = TypeVar("T")
 
-# A terminal session gives up sooner than a long-running application would.
-CLI_RECONNECT = ReconnectPolicy(initial_delay=0.5, max_delay=5.0, max_attempts=5)
+NAME_MAX_LENGTH = 64
+CODE_ATTEMPTS = 3
+
+ChatId = Annotated[
+    str,
+    typer.Argument(help="The chat (its id, from `pigeon chat list`).", callback=chat_input.chat_id),
+]
 
 
-def default_session_file() -> Path:
-    return Path.home() / ".config" / "pigeon" / "session.json"
+def default_download_dir() -> Path:
+    return Path.home() / "Downloads" / "pigeon"
 
 
-SessionFile = Annotated[
+DownloadDir = Annotated[
     Path | None,
     typer.Option(
-        "--session-file",
-        help="Where the session is kept (default: ~/.config/pigeon/session.json).",
-        envvar="PIGEON_SESSION_FILE",
+        help="Where incoming files are saved (default: ~/Downloads/pigeon).",
+        envvar="PIGEON_DOWNLOAD_DIR",
         show_envvar=True,
+        file_okay=False,
+    ),
+]
+Download = Annotated[
+    bool,
+    typer.Option(
+        help="Save incoming files. Without it they are only listed, and are gone "
+        "from the server once every device of the recipients acknowledged them."
     ),
 ]
 
 
-# -- the session file --------------------------------------------------------------
-
-
-def save_session(path: Path, server: str, session: Session, phone: str | None = None) -> None:
-    """Write the session atomically, readable and writable by the owner only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    record: dict[str, Any] = {"server": server, **session.to_dict()}
-    if phone is not None:
-        record["phone"] = phone
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump(record, file, indent=2)
-        file.write("\n")
-    os.chmod(temporary, 0o600)  # in case it existed with a wider mode
-    os.replace(temporary, path)
-
-
-def load_session(path: Path) -> tuple[str, Session, dict[str, Any]]:
-    try:
-        record = json.loads(path.read_text("utf-8"))
-        return str(record["server"]), Session.from_dict(record), record
-    except FileNotFoundError:
-        _fail(f"Not logged in (no {path}). Run: pigeon chat login --server URL --phone NUMBER")
-    except (ValueError, KeyError, TypeError):
-        _fail(f"{path} is not a Pigeon session file. Log in again.")
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[red]{message}[/red]", highlight=False)
-    raise typer.Exit(1)
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run the command's coroutine; SDK errors become a message and exit status 1."""
-    try:
-        return asyncio.run(coroutine)
-    except PigeonError as exc:
-        _fail(f"{type(exc).__name__}: {exc.code}: {exc.message}")
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _with_client(path: Path, action: Callable[[PigeonClient, Session], Awaitable[T]]) -> T:
-    """Run an HTTP-only action (no WebSocket, so a running ``open`` is not replaced).
-
-    An access token the server refuses is refreshed once and stored.
-    """
-    server, session, record = load_session(path)
-
-    async def run() -> T:
-        async with PigeonClient(server) as client:
-            try:
-                return await action(client, session)
-            except AuthenticationError as exc:
-                if exc.code != "invalid_token":
-                    raise
-            fresh = await client.refresh(session)
-            save_session(path, server, fresh, record.get("phone"))
-            return await action(client, fresh)
-
-    return _run(run())
-
-
-def _with_connection(path: Path, action: Callable[[Connection, PigeonClient], Awaitable[T]]) -> T:
-    server, session, record = load_session(path)
-
-    def store(new: Session) -> None:
-        save_session(path, server, new, record.get("phone"))
-
-    async def run() -> T:
-        async with (
-            PigeonClient(server) as client,
-            client.connect(session, on_session=store, reconnect=CLI_RECONNECT) as conn,
-        ):
-            return await action(conn, client)
-
-    return _run(run())
-
-
-# -- commands ----------------------------------------------------------------------
+# -- account -------------------------------------------------------------------------
 
 
 @chat.command()
@@ -164,92 +107,168 @@ def login(
     server: Annotated[
         str, typer.Option(help="The server's URL.", envvar="PIGEON_SERVER", show_envvar=True)
     ],
-    phone: Annotated[str, typer.Option(help="Your number, with the leading +.")],
+    phone: Annotated[str, typer.Option(help="Your number: + and the country code first.")],
     device_name: Annotated[
         str | None, typer.Option(help="How this device is listed (default: pigeon-cli@HOSTNAME).")
     ] = None,
     session_file: SessionFile = None,
 ) -> None:
     """Register this terminal: a code is texted to PHONE, then asked for here."""
+    url = chat_input.server_url(server)
+    number = chat_input.phone_number(phone)
     path = session_file or default_session_file()
     name = device_name or f"pigeon-cli@{socket.gethostname()}"[:64]
 
     async def request() -> str:
-        async with PigeonClient(server) as client:
-            return (await client.request_code(phone)).phone
+        async with PigeonClient(url) as client:
+            return (await client.request_code(number)).phone
 
-    number = _run(request())
-    console.print(f"A verification code was sent to {number}.", highlight=False)
-    code = typer.prompt("Code").strip()
-
-    async def verify(pin: str | None) -> Session:
-        async with PigeonClient(server) as client:
-            return await client.verify(number, code, name, platform="cli", pin=pin)
-
-    try:
-        session = asyncio.run(verify(None))
-    except ApiError as exc:
-        if exc.code != "pin_required":
-            _fail(f"{exc.code}: {exc.message}")
-        pin = typer.prompt("Two-step PIN", hide_input=True).strip()
-        session = _run(verify(pin))
-    except PigeonError as exc:
-        _fail(f"{exc.code}: {exc.message}")
-    save_session(path, server.rstrip("/"), session, number)
-    console.print(
-        f"Logged in as user {session.user_id} (device {session.device_id}); "
-        f"session saved to {path}",
-        highlight=False,
-        soft_wrap=True,
+    number = run(request())
+    say(f"A verification code was sent to {number}.")
+    session = _verify(url, number, name)
+    save_session(path, url, session, number)
+    say(
+        f"Logged in as user {session.user_id} (device {session.device_id}); session saved to {path}"
     )
+    say(f"Others start a chat with you with: pigeon chat new --with {session.user_id}", "dim")
+
+
+def _verify(url: str, number: str, device_name: str) -> Session:
+    """Ask for the code (again, when it is not six digits or is wrong), and the PIN if set."""
+
+    async def verify(code: str, pin: str | None) -> Session:
+        async with PigeonClient(url) as client:
+            return await client.verify(number, code, device_name, platform="cli", pin=pin)
+
+    for attempt in range(1, CODE_ATTEMPTS + 1):
+        last = attempt == CODE_ATTEMPTS
+        code = typer.prompt("Code").strip()
+        if not chat_input.is_code(code):
+            if last:
+                fail("The code is the six digits of the SMS. Log in again for a new code.")
+            say("The code is six digits, like 123456: try again.", "yellow")
+            continue
+        try:
+            return asyncio.run(verify(code, None))
+        except ApiError as exc:
+            if exc.code == "pin_required":
+                pin = typer.prompt("Two-step PIN", hide_input=True).strip()
+                return run(verify(code, pin))
+            if exc.code != "invalid_code" or last:
+                fail(explain(exc))
+            say("That code is not right (or has expired): try again.", "yellow")
+        except PigeonError as exc:
+            fail(explain(exc))
+    raise AssertionError("unreachable")
 
 
 @chat.command()
 def logout(session_file: SessionFile = None) -> None:
-    """Revoke this device on the server and delete the session file."""
-    path = session_file or default_session_file()
-    server, session, _ = load_session(path)
+    """Revoke this device on the server; delete its session file and local store."""
+    saved = load_session(session_file)
 
-    async def run() -> None:
-        async with PigeonClient(server) as client:
-            await client.logout(session)
+    async def revoke() -> None:
+        async with PigeonClient(saved.server) as client:
+            await client.logout(saved.session)
 
-    with contextlib.suppress(typer.Exit):  # already revoked: forget it all the same
-        _run(run())
-    path.unlink(missing_ok=True)
-    console.print("Logged out.")
+    try:
+        asyncio.run(revoke())
+    except PigeonError as exc:  # already revoked, or the server is away: forget it all the same
+        say(f"(The server was not told: {explain(exc, saved)})", "dim")
+    forget(saved)
+    say("Logged out; this device's messages were deleted from this computer.")
+
+
+@chat.command()
+def whoami(session_file: SessionFile = None) -> None:
+    """Your user id (what others need to start a chat with you), name and device."""
+    saved = load_session(session_file)
+
+    async def me(client: PigeonClient, session: Session) -> Profile:
+        return await client.get_user(session, session.user_id)
+
+    profile = with_client(session_file, me)
+    say(f"user id: {profile.user_id}")
+    say(f"name:    {profile.name or '(none; set one with: pigeon chat set-name NAME)'}")
+    say(f"phone:   {saved.phone or '?'}")
+    say(f"device:  {saved.session.device_id} on {saved.server}")
+
+
+@chat.command("set-name")
+def set_name(
+    name: Annotated[str, typer.Argument(help="What others see (at most 64 characters).")],
+    session_file: SessionFile = None,
+) -> None:
+    """Set the name others see instead of your user id."""
+    name = name.strip()
+    if len(name) > NAME_MAX_LENGTH:
+        fail(f"A name has at most {NAME_MAX_LENGTH} characters; this one has {len(name)}.")
+
+    async def update(client: PigeonClient, session: Session) -> Profile:
+        return await client.update_profile(session, name=name)
+
+    profile = with_client(session_file, update)
+    say(f"Your name is now {profile.name!r}." if profile.name else "Your name is cleared.")
+
+
+# -- chats -----------------------------------------------------------------------------
 
 
 @chat.command("list")
-def list_chats(session_file: SessionFile = None) -> None:
-    """List your chats."""
-    path = session_file or default_session_file()
+def list_chats(
+    session_file: SessionFile = None,
+    download_dir: DownloadDir = None,
+    download: Download = True,
+) -> None:
+    """Your chats, with the last message and how many others' messages are unread.
 
-    async def fetch(conn: Connection, client: PigeonClient) -> list[tuple[Any, str]]:
-        rows = []
-        for summary in await conn.get_chats():
-            title = summary.name
-            if summary.kind == "direct":
-                details = await conn.get_chat(summary.chat_id)
-                others = [m.user_id for m in details.members if m.user_id != conn.user_id]
-                title = f"with {', '.join(others) or 'nobody'}"
-            rows.append((summary, title))
-        return rows
+    Messages waiting on the server are received first (and kept in the local
+    store; their files are saved to the download directory).
+    """
+    folder = (download_dir or default_download_dir()) if download else None
 
-    rows = _with_connection(path, fetch)
+    async def fetch(conn: Connection, client: PigeonClient, store: LocalStore) -> list[ChatRow]:
+        await receive_backlog(conn, client, folder, lambda line: say(line, "dim"))
+        summaries = await conn.get_chats()
+        last = await store.last_messages()
+        details = [await conn.get_chat(summary.chat_id) for summary in summaries]
+        people = {m.user_id for chat in details for m in chat.members}
+        names = await profile_names(client, conn, people)
+        rows = [
+            ChatRow(summary, chat_title(chat, names), last.get(summary.chat_id), names)
+            for summary, chat in zip(summaries, details, strict=True)
+        ]
+        return sorted(rows, key=ChatRow.last_activity, reverse=True)
+
+    rows = with_connection(session_file, fetch)
     if not rows:
-        console.print("No chats yet. Start one with: pigeon chat new --with USER_ID")
+        say("No chats yet. Start one with: pigeon chat new --with USER_ID")
         return
     table = Table(
-        Column("chat id", no_wrap=True),
-        Column("kind", no_wrap=True),
-        "name",
+        Column("chat", ratio=1),
+        Column("last message", ratio=2),
         Column("unread", justify="right", no_wrap=True),
-        Column("role", no_wrap=True),
+        Column("id", no_wrap=True, min_width=26),
     )
-    for summary, title in rows:
-        table.add_row(summary.chat_id, summary.kind, title, str(summary.unread), summary.role)
-    console.print(table)
+    for row in rows:
+        summary = row.summary
+        label = f"{row.title} (group)" if summary.kind == "group" else row.title
+        preview = row.names.preview(row.last) if row.last is not None else ""
+        table.add_row(label, preview, str(summary.unread or 0), summary.chat_id)
+    terminal.console.print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRow:
+    """One line of ``list``."""
+
+    summary: ChatSummary
+    title: str
+    last: StoredMessage | None
+    names: Names
+
+    def last_activity(self) -> datetime:
+        return self.last.created_at if self.last else datetime.min.replace(tzinfo=UTC)
 
 
 @chat.command()
@@ -263,43 +282,106 @@ def new(
     ] = None,
     session_file: SessionFile = None,
 ) -> None:
-    """Start a 1:1 chat (--with USER_ID) or a group (--group NAME --member ID ...)."""
-    path = session_file or default_session_file()
-    people = [*(with_ or []), *(member or [])]
+    """Start a 1:1 chat (--with USER_ID) or a group (--group NAME --member USER_ID ...)."""
     if group is None and len(with_ or []) != 1:
-        _fail("Give one --with USER_ID for a 1:1 chat, or --group NAME with --member IDs.")
+        fail("Give one --with USER_ID for a 1:1 chat, or --group NAME with --member USER_IDs.")
     if group is None and member:
-        _fail("--member is for groups: add --group NAME.")
+        fail("--member is for groups: add --group NAME.")
+    people = [chat_input.user_id(u, "--with") for u in with_ or []]
+    people += [chat_input.user_id(u, "--member") for u in member or []]
     if group is not None and not people:
-        _fail("A group needs at least one --member.")
+        fail("A group needs at least one --member USER_ID.")
 
-    async def create(conn: Connection, client: PigeonClient) -> tuple[str, bool]:
+    async def create(conn: Connection, client: PigeonClient, store: LocalStore) -> tuple[str, bool]:
         created = await conn.create_chat(people, name=group)
         return created.chat_id, created.created
 
-    chat_id, created = _with_connection(path, create)
-    console.print(f"{'Created' if created else 'Existing'} chat {chat_id}", highlight=False)
+    chat_id, created = with_connection(session_file, create)
+    say(f"{'Created' if created else 'Existing'} chat {chat_id}")
+
+
+@chat.command()
+def add(
+    chat_id: ChatId,
+    users: Annotated[list[str], typer.Argument(help="The users to add (their ids).")],
+    session_file: SessionFile = None,
+) -> None:
+    """Add people to a group (admins only)."""
+    ids = [chat_input.user_id(u, "USER") for u in users]
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> Names:
+        for user_id in ids:
+            await conn.add_member(chat_id, user_id)
+        return await profile_names(client, conn, set(ids))
+
+    names = with_connection(session_file, change)
+    say(f"Added {', '.join(names(u) for u in ids)}.")
+
+
+@chat.command()
+def remove(
+    chat_id: ChatId,
+    user: Annotated[str, typer.Argument(help="The user to remove (their id).")],
+    session_file: SessionFile = None,
+) -> None:
+    """Remove someone from a group (admins only)."""
+    user_id = chat_input.user_id(user, "USER")
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> Names:
+        await conn.remove_member(chat_id, user_id)
+        return await profile_names(client, conn, {user_id})
+
+    names = with_connection(session_file, change)
+    say(f"Removed {names(user_id)}.")
+
+
+@chat.command()
+def rename(
+    chat_id: ChatId,
+    name: Annotated[str, typer.Argument(help="The group's new name.")],
+    session_file: SessionFile = None,
+) -> None:
+    """Rename a group (admins only)."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> None:
+        await conn.rename(chat_id, name)
+
+    with_connection(session_file, change)
+    say(f"Renamed the group to {name!r}.")
+
+
+@chat.command()
+def leave(chat_id: ChatId, session_file: SessionFile = None) -> None:
+    """Leave a group (if you were its last admin, the longest-standing member becomes one)."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> None:
+        await conn.leave(chat_id)
+
+    with_connection(session_file, change)
+    say("You left the group.")
+
+
+# -- messages and files ------------------------------------------------------------------
 
 
 @chat.command()
 def send(
-    chat_id: Annotated[str, typer.Argument(help="The chat (see `pigeon chat list`).")],
+    chat_id: ChatId,
     text: Annotated[str, typer.Argument(help="The message.")],
     session_file: SessionFile = None,
 ) -> None:
     """Send one message and exit."""
-    path = session_file or default_session_file()
 
-    async def deliver(conn: Connection, client: PigeonClient) -> SentMessage:
+    async def deliver(conn: Connection, client: PigeonClient, store: LocalStore) -> SentMessage:
         return await conn.send_message(chat_id, text)
 
-    sent = _with_connection(path, deliver)
-    console.print(f"✓ sent #{sent.seq} ({sent.message_id})", highlight=False)
+    sent = with_connection(session_file, deliver)
+    say(f"✓ sent #{sent.seq} ({sent.message_id})")
 
 
 @chat.command("send-file")
 def send_file(
-    chat_id: Annotated[str, typer.Argument(help="The chat (see `pigeon chat list`).")],
+    chat_id: ChatId,
     file: Annotated[
         Path, typer.Argument(help="The file to send.", exists=True, dir_okay=False, readable=True)
     ],
@@ -307,17 +389,16 @@ def send_file(
     session_file: SessionFile = None,
 ) -> None:
     """Upload a file and send it in a message (with an optional caption)."""
-    path = session_file or default_session_file()
 
-    async def deliver(conn: Connection, client: PigeonClient) -> tuple[Attachment, SentMessage]:
+    async def deliver(
+        conn: Connection, client: PigeonClient, store: LocalStore
+    ) -> tuple[Attachment, SentMessage]:
         attachment = await client.upload_file(conn.session, file)
         return attachment, await conn.send_message(chat_id, caption, attachments=[attachment])
 
-    attachment, sent = _with_connection(path, deliver)
-    console.print(
-        f"Uploaded {describe_attachment(attachment)}", markup=False, highlight=False, soft_wrap=True
-    )
-    console.print(f"✓ sent #{sent.seq} ({sent.message_id})", highlight=False)
+    attachment, sent = with_connection(session_file, deliver)
+    say(f"Uploaded {describe_attachment(attachment)}")
+    say(f"✓ sent #{sent.seq} ({sent.message_id})")
 
 
 @chat.command()
@@ -331,341 +412,46 @@ def save(
     Possible for files you sent, and for files of messages some device of
     yours has not acknowledged yet (``open`` saves incoming files itself).
     """
-    path = session_file or default_session_file()
     target = dest / attachment_id if dest.is_dir() else dest
 
     async def fetch(client: PigeonClient, session: Session) -> Path:
         return await client.download_attachment(session, attachment_id, target)
 
-    saved = _with_client(path, fetch)
-    size = saved.stat().st_size
-    console.print(
-        f"Saved {saved} ({human_size(size)})", markup=False, highlight=False, soft_wrap=True
-    )
-
-
-def default_download_dir() -> Path:
-    return Path.home() / "Downloads" / "pigeon"
+    saved = with_client(session_file, fetch)
+    say(f"Saved {saved} ({human_size(saved.stat().st_size)})")
 
 
 @chat.command("open")
 def open_chat(
-    chat_id: Annotated[str, typer.Argument(help="The chat (see `pigeon chat list`).")],
-    download_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where incoming files are saved (default: ~/Downloads/pigeon).",
-            envvar="PIGEON_DOWNLOAD_DIR",
-            show_envvar=True,
-            file_okay=False,
-        ),
-    ] = None,
-    download: Annotated[
-        bool,
-        typer.Option(
-            help="Save incoming files. Without it they are only listed, and are gone "
-            "from the server once every device of the recipients acknowledged them."
-        ),
-    ] = True,
+    chat_id: ChatId,
+    download_dir: DownloadDir = None,
+    download: Download = True,
     session_file: SessionFile = None,
 ) -> None:
-    """Open a chat: messages appear as they arrive; type a line to send it.
+    """Open a chat: its history, then messages as they arrive; type a line to send it.
 
-    Type /send PATH to send a file. Files that arrive are listed as
-    [name, type, size, id] and saved to the download directory. Leave with
-    /quit or end of input (Ctrl-D).
+    Type /send PATH to send a file, /info N to see who received and read your
+    message #N. Files that arrive are listed as \\[name, type, size, id] and
+    saved to the download directory. Messages of other chats are shown as
+    they arrive, and kept for when you open those. Leave with /quit or end of
+    input (Ctrl-D).
     """
-    path = session_file or default_session_file()
-    stdin = sys.stdin
     folder = (download_dir or default_download_dir()) if download else None
+    stdin = sys.stdin
 
-    async def live(conn: Connection, client: PigeonClient) -> None:
-        details = await conn.get_chat(chat_id)
-        names = await _member_names(client, conn, details)
-        view = ChatView(chat_id, conn.user_id, names)
-        view.header(details)
-        await _chat_loop(conn, view, stdin, client, folder)
+    async def main() -> None:
+        lines = Lines(stdin)
 
-    _with_connection(path, live)
+        async def live(conn: Connection, client: PigeonClient, store: LocalStore) -> str:
+            details = await conn.get_chat(chat_id)
+            names = await profile_names(client, conn, {m.user_id for m in details.members})
+            return await LiveChat(conn, client, store, details, names, folder).run(lines)
 
-
-# -- files ---------------------------------------------------------------------------
-
-
-def human_size(size: int) -> str:
-    """``512 B``, ``1.5 KiB``, ``12.0 MiB``..."""
-    if size < 1024:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f} {unit}"
-
-
-def describe_attachment(attachment: Attachment) -> str:
-    """``[name, type, size, id]``, as ``open`` lists a file."""
-    return (
-        f"[{attachment.file_name}, {attachment.mime_type}, "
-        f"{human_size(attachment.size)}, {attachment.attachment_id}]"
-    )
-
-
-def download_target(folder: Path, attachment: Attachment) -> Path:
-    """A free path in ``folder`` for the file: its own name, never a path part or a dot name."""
-    name = Path(attachment.file_name.replace("\\", "/")).name.strip()
-    if name in ("", ".", "..") or name.startswith("."):
-        name = f"{attachment.attachment_id}{Path(name).suffix}"
-    stem, suffix = Path(name).stem, Path(name).suffix
-    candidate = folder / name
-    number = 1
-    while candidate.exists():
-        candidate = folder / f"{stem} ({number}){suffix}"
-        number += 1
-    return candidate
-
-
-# -- the live chat -------------------------------------------------------------------
-
-
-async def _member_names(
-    client: PigeonClient, conn: Connection, details: ChatDetails
-) -> dict[str, str]:
-    names = {}
-    for member in details.members:
-        if member.user_id == conn.user_id:
-            names[member.user_id] = "you"
-            continue
-        try:
-            profile = await client.get_user(conn.session, member.user_id)
-            names[member.user_id] = profile.name or _short(member.user_id)
-        except PigeonError:
-            names[member.user_id] = _short(member.user_id)
-    return names
-
-
-def _short(user_id: str) -> str:
-    return f"user…{user_id[-6:]}"
-
-
-class ChatView:
-    """Prints one chat's messages and receipts (✓ sent, ✓✓ delivered, blue ✓✓ read)."""
-
-    def __init__(self, chat_id: str, me: str, names: dict[str, str]) -> None:
-        self.chat_id = chat_id
-        self.me = me
-        self.names = names
-
-    def name(self, user_id: str | None) -> str:
-        if user_id is None:
-            return "pigeon"
-        return self.names.get(user_id) or _short(user_id)
-
-    def header(self, details: ChatDetails) -> None:
-        others = [self.name(m.user_id) for m in details.members if m.user_id != self.me]
-        title = details.name if details.kind == "group" else f"chat with {', '.join(others)}"
-        console.rule(Text(title, style="bold"))
-        console.print(
-            Text("Type a message and press Enter; /quit or Ctrl-D to leave.", style="dim")
-        )
-
-    def message(self, event: MessageEvent) -> None:
-        if event.kind == "system":
-            console.print(Text(f"— {self._system_text(event.system or {})} —", style="dim italic"))
-            return
-        who = self.name(event.sender_id)
-        line = Text.assemble(
-            (f"[{_clock(event.created_at)}] ", "dim"),
-            (who, "bold green" if event.sender_id == self.me else "bold cyan"),
-            ": ",
-            event.text,
-            (f"  #{event.seq}", "dim"),
-        )
-        console.print(line)
-        self.files(event.attachments)
-
-    def sent(self, sent: SentMessage, text: str, attachments: tuple[Attachment, ...] = ()) -> None:
-        line = Text.assemble(
-            (f"[{_clock(sent.created_at)}] ", "dim"),
-            ("you", "bold green"),
-            ": ",
-            text,
-            (f"  #{sent.seq} ", "dim"),
-            ("✓", "dim"),
-        )
-        console.print(line)
-        self.files(attachments)
-
-    def files(self, attachments: tuple[Attachment, ...]) -> None:
-        for attachment in attachments:
-            console.print(
-                Text.assemble(("  📎 ", "dim"), describe_attachment(attachment)), soft_wrap=True
-            )
-
-    def receipt(self, event: ReceiptEvent) -> None:
-        style = "bold blue" if event.type == "read" else "dim"
-        console.print(
-            Text.assemble(
-                ("  ✓✓ ", style),
-                (f"{event.type} by {self.name(event.user_id)} up to #{event.up_to_seq}", "dim"),
-            )
-        )
-
-    def notice(self, text: str) -> None:
-        console.print(Text(text, style="dim"), soft_wrap=True)
-
-    def _system_text(self, system: dict[str, Any]) -> str:
-        action = system.get("action")
-        actor = self.name(system.get("actorId"))
-        target = self.name(system.get("userId"))
-        texts = {
-            "created": f"{actor} created the group {system.get('name', '')!r}",
-            "added": f"{actor} added {target}",
-            "removed": f"{actor} removed {target}",
-            "left": f"{target} left",
-            "role": f"{target} is now {system.get('role', '?')}",
-            "renamed": f"{actor} renamed the group to {system.get('name', '')!r}",
-        }
-        return texts.get(str(action), f"group change: {action}")
-
-
-def _clock(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M")
-
-
-async def _chat_loop(
-    conn: Connection,
-    view: ChatView,
-    stdin: IO[str],
-    client: PigeonClient | None = None,
-    download_dir: Path | None = None,
-) -> None:
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    _start_line_reader(stdin, asyncio.get_running_loop(), lines)
-    events = asyncio.create_task(_show_events(conn, view, client, download_dir))
-    try:
         while True:
-            next_line = asyncio.ensure_future(lines.get())
-            done, _ = await asyncio.wait({next_line, events}, return_when=asyncio.FIRST_COMPLETED)
-            if events in done:
-                next_line.cancel()
-                events.result()  # the connection ended: raise its error
+            saved = load_session(session_file)  # tokens may have been rotated meanwhile
+            if await connected(saved, live) == "quit":
                 return
-            line = next_line.result()
-            if line is None or line.strip() == "/quit":
+            if not await after_replaced(lines):
                 return
-            text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
-            if text.strip() == "/send" or text.lstrip().startswith("/send "):
-                if client is None:
-                    console.print(Text("not sent: no HTTP client", style="red"))
-                else:
-                    await _send_file(conn, client, view, text.strip()[len("/send") :].strip())
-                continue
-            try:
-                view.sent(await conn.send_message(view.chat_id, text), text)
-            except (CommandError, RequestTimeout) as exc:
-                console.print(Text(f"not sent: {exc.code}: {exc.message}", style="red"))
-    finally:
-        events.cancel()
-        with contextlib.suppress(asyncio.CancelledError, PigeonError):
-            await events
 
-
-async def _send_file(conn: Connection, client: PigeonClient, view: ChatView, argument: str) -> None:
-    """``/send PATH``: upload the file and send it."""
-    if len(argument) >= 2 and argument[0] == argument[-1] and argument[0] in "'\"":
-        argument = argument[1:-1]
-    if not argument:
-        console.print(Text("usage: /send PATH", style="red"))
-        return
-    file, size = await asyncio.to_thread(_file_and_size, argument)
-    if size is None:
-        console.print(Text(f"not sent: no file {file}", style="red"), soft_wrap=True)
-        return
-    view.notice(f"uploading {file.name} ({human_size(size)})…")
-    try:
-        attachment = await client.upload_file(conn.session, file)
-        sent = await conn.send_message(view.chat_id, attachments=[attachment])
-    except (ApiError, CommandError, RequestTimeout, OSError) as exc:
-        reason = f"{exc.code}: {exc.message}" if isinstance(exc, PigeonError) else str(exc)
-        console.print(Text(f"not sent: {reason}", style="red"), soft_wrap=True)
-        return
-    view.sent(sent, "", (attachment,))
-
-
-def _file_and_size(argument: str) -> tuple[Path, int | None]:
-    file = Path(argument).expanduser()
-    return file, file.stat().st_size if file.is_file() else None
-
-
-async def _save_files(
-    client: PigeonClient, conn: Connection, view: ChatView, event: MessageEvent, folder: Path
-) -> None:
-    """Download a message's files now: the next event acks the message, and the server
-    deletes its files once every recipient device has acked it."""
-    for attachment in event.attachments:
-        try:
-            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-            target = await asyncio.to_thread(download_target, folder, attachment)
-            saved = await client.download_attachment(conn.session, attachment.attachment_id, target)
-        except (PigeonError, OSError) as exc:
-            reason = f"{exc.code}: {exc.message}" if isinstance(exc, PigeonError) else str(exc)
-            view.notice(f"  could not save {attachment.file_name}: {reason}")
-            continue
-        view.notice(f"  saved to {saved}")
-
-
-async def _show_events(
-    conn: Connection,
-    view: ChatView,
-    client: PigeonClient | None = None,
-    download_dir: Path | None = None,
-) -> None:
-    caught_up = False
-    async for event in conn.events():
-        if isinstance(event, MessageEvent):
-            if event.chat_id != view.chat_id:
-                view.notice(f"• new message in chat {event.chat_id}")
-                if event.attachments and client is not None and download_dir is not None:
-                    await _save_files(client, conn, view, event, download_dir)
-                continue
-            view.message(event)
-            if event.attachments and client is not None and download_dir is not None:
-                await _save_files(client, conn, view, event, download_dir)
-            if event.sender_id != conn.user_id:
-                with contextlib.suppress(RequestTimeout):
-                    await conn.mark_read(view.chat_id, event.seq)
-        elif isinstance(event, ReceiptEvent) and event.chat_id == view.chat_id:
-            view.receipt(event)
-        elif isinstance(event, TypingEvent) and event.chat_id == view.chat_id:
-            if event.state == "composing":
-                view.notice(f"{view.name(event.user_id)} is typing…")
-        elif isinstance(event, PresenceEvent) and event.user_id in view.names:
-            view.notice(f"{view.name(event.user_id)} is {event.state}")
-        elif isinstance(event, DrainedEvent) and not caught_up:
-            caught_up = True
-            view.notice("— up to date —")
-
-
-def _start_line_reader(
-    stream: IO[str], loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]
-) -> None:
-    """Read ``stream`` in a daemon thread (a blocked read must not keep the process alive)."""
-
-    def put(line: str | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-
-    def read() -> None:
-        try:
-            for line in iter(stream.readline, ""):
-                put(line)
-        except (OSError, ValueError):  # closed under us
-            pass
-        finally:
-            put(None)
-
-    threading.Thread(target=read, name="pigeon-chat-stdin", daemon=True).start()
+    run(main(), load_session(session_file))

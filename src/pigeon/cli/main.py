@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from pigeon.cli.chat import chat
@@ -61,6 +62,7 @@ def serve(
     import uvicorn
 
     from pigeon.api.app import create_app
+    from pigeon.cli.serving import AnnouncingServer
     from pigeon.gateway.transport import WebSocketProtocol
     from pigeon.observability.logging import configure_logging
 
@@ -71,7 +73,7 @@ def serve(
     # the handler that was there before it; with the default one the process would
     # die by the signal (exit status 143) after a clean stop. Exit with 0 instead.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
+    config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
@@ -87,6 +89,10 @@ def serve(
         log_config=None,
         access_log=False,
     )
+    server = AnnouncingServer(config)
+    server.run()
+    if not server.started:  # the port is taken, say (uvicorn.run exits the same way)
+        raise typer.Exit(1)
 
 
 @app.command("protocol-schema")
@@ -119,17 +125,29 @@ def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     console.print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 
-def _with_container(settings: Settings, action: Any) -> Any:
-    from pigeon.bootstrap import build
+def _with_admin(settings: Settings, action: Any) -> Any:
+    """Run ``action(admin_service)`` on the server's database, which must exist already."""
+    from pigeon.bootstrap import build_admin
+    from pigeon.cli.admin_database import (
+        NoPigeonDatabase,
+        refuse_missing_file,
+        require_pigeon_tables,
+    )
 
     async def run() -> Any:
-        container = build(settings)
+        refuse_missing_file(settings)
+        service, engine = build_admin(settings)
         try:
-            return await action(container)
+            await require_pigeon_tables(engine, settings)
+            return await action(service)
         finally:
-            await container.close()
+            await engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except NoPigeonDatabase as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @admin.command("users")
@@ -141,7 +159,7 @@ def list_users(
 ) -> None:
     """List users, oldest first."""
     settings = load_settings(data_dir=data_dir, database_url=database_url)
-    users = _with_container(settings, lambda c: c.admin.list_users(limit, after))
+    users = _with_admin(settings, lambda admin: admin.list_users(limit, after))
     table = Table(
         _id_column("id"),
         Column("phone", no_wrap=True),
@@ -157,7 +175,7 @@ def list_users(
 def list_devices(user_id: str, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List one user's devices."""
     settings = load_settings(data_dir=data_dir, database_url=database_url)
-    devices = _with_container(settings, lambda c: c.admin.list_devices(user_id))
+    devices = _with_admin(settings, lambda admin: admin.list_devices(user_id))
     table = Table(
         _id_column("id"),
         Column("name", ratio=1),
@@ -178,7 +196,7 @@ def revoke_device(
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     try:
-        _with_container(settings, lambda c: c.admin.revoke_device(device_id))
+        _with_admin(settings, lambda admin: admin.revoke_device(device_id))
     except NotFound:
         console.print(f"[red]no device {device_id}[/red]")
         raise typer.Exit(1) from None

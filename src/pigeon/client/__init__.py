@@ -23,8 +23,10 @@ pass to ``send_message(chat_id, text, attachments=[...])``.
 
 Delivery: the server delivers at least once; the connection drops what it has
 already handed out, so the application sees each message once, in order per
-chat. An event is acked when the application asks for the next one. See
-docs/client.md.
+chat. An event is acked when the application asks for the next one. With
+``connect(session, store=LocalStore(path))`` every message and receipt is
+written to a local SQLite file before it is handed out and acked, and the
+store answers history, last messages and unread counts. See docs/client.md.
 """
 
 from pigeon.client._connection import Connection, ReconnectPolicy
@@ -37,6 +39,7 @@ from pigeon.client._errors import (
     PigeonError,
     RequestTimeout,
     SendFailed,
+    StoreError,
 )
 from pigeon.client._http import PigeonClient, websocket_url
 from pigeon.client._models import (
@@ -58,6 +61,7 @@ from pigeon.client._models import (
     TypingEvent,
     UploadStatus,
 )
+from pigeon.client._store import LocalStore, MemberReceipts, StoredMessage
 
 __all__ = [
     "ApiError",
@@ -73,6 +77,8 @@ __all__ = [
     "CreatedChat",
     "DrainedEvent",
     "Event",
+    "LocalStore",
+    "MemberReceipts",
     "MessageEvent",
     "NetworkError",
     "PigeonClient",
@@ -86,6 +92,8 @@ __all__ = [
     "SendFailed",
     "SentMessage",
     "Session",
+    "StoreError",
+    "StoredMessage",
     "TypingEvent",
     "UploadStatus",
     "websocket_url",

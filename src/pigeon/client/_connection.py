@@ -20,12 +20,19 @@ Acks are per socket: the server only accepts acks of events it sent on that
 socket, so an event received on an earlier socket is not acked when handed
 out; the server sends it again after the reconnect, and that copy (dropped
 as a duplicate) is acked instead.
+
+With a :class:`~pigeon.client.LocalStore` (``store=``), :meth:`Connection.events`
+writes each message and receipt to it before handing it out (the queued
+events buffered behind it in the same transaction), so nothing is acked that
+is not stored; the store also remembers, across processes, which messages
+the application has finished with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -50,6 +57,7 @@ from pigeon.client._errors import (
     PigeonError,
     RequestTimeout,
     SendFailed,
+    StoreError,
 )
 from pigeon.client._models import (
     Attachment,
@@ -69,6 +77,7 @@ from pigeon.client._models import (
     parse_time,
     presence,
 )
+from pigeon.client._store import LocalStore, StoredMessage
 
 __all__ = ["Connection", "ReconnectPolicy"]
 
@@ -82,6 +91,8 @@ CLOSE_ABNORMAL = 1006
 # socket would not fare better.
 _PROTOCOL_CLOSES = frozenset({1002, 1003, 1007, 1009, 1010})
 _AUTH_REASONS = frozenset({"invalid_token", "device_revoked", "auth_timeout", "auth_required"})
+# Queued events stored in one transaction at most (the server sends at most 256 unacked).
+_STORE_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,7 @@ class _Item:
     generation: int
     inbox_seq: int | None
     event: Event | None  # None: an event this SDK does not know (acked all the same)
+    news: bool | None = None  # with a store: None until stored, then whether to hand it out
 
 
 class _Lost(Exception):
@@ -154,6 +166,7 @@ class Connection:
         max_receive_bytes: int = 8 * 1024 * 1024,
         max_buffered_ephemeral: int = 1000,
         dedupe_window: int = 10_000,
+        store: LocalStore | None = None,
     ) -> None:
         if request_timeout <= 0 or open_timeout <= 0:
             raise ValueError("timeouts must be positive")
@@ -174,6 +187,8 @@ class Connection:
         self._max_receive_bytes = max_receive_bytes
         self._max_ephemeral = max_buffered_ephemeral
         self._dedupe_window = dedupe_window
+        self._store = store
+        self._handled: list[tuple[str, str]] = []  # messages done with, not yet marked in the store
 
         self._socket: ClientConnection | None = None
         self._generation = 0
@@ -229,6 +244,8 @@ class Connection:
         """Connect and authenticate; raises ``AuthenticationError`` or ``NetworkError``."""
         if self._supervisor is not None or self._closed:
             raise RuntimeError("a Connection is opened once")
+        if self._store is not None:
+            await self._store.bind(self._session.user_id, self._session.device_id)
         socket, ready = await self._open_socket()
         self._install(socket, ready)
         self._supervisor = asyncio.create_task(self._supervise(), name="pigeon-client-reader")
@@ -240,8 +257,8 @@ class Connection:
 
         Commands still waiting fail with ``ConnectionClosed`` (``closed``);
         :meth:`events` stops. Events handed out are acked first (the last
-        one included); events not yet handed out are not, so the server sends
-        them again next time.
+        one included, unless :meth:`hold_back` was called); events not yet
+        handed out are not, so the server sends them again next time.
         """
         if self._closed:
             return
@@ -254,6 +271,7 @@ class Connection:
         for task in tasks:
             task.cancel()
         try:
+            await self._flush_handled()
             if socket is not None:
                 if unacked:
                     with contextlib.suppress(WsConnectionClosed, TimeoutError):
@@ -290,18 +308,35 @@ class Connection:
         ``up_to_seq`` forward) and acked. The iterator ends when the
         application closes the connection, and raises ``AuthenticationError``
         or ``ConnectionClosed`` when the connection ends for good.
+
+        With a store, each message and receipt is stored before it is handed
+        out (``StoreError`` if that fails: nothing is acked, and the next
+        iteration tries again), and a message the store already has is
+        handed out only if the application never finished with it.
         """
         while True:
             self._release_held()
             item = await self._next_item()
             if item is None:
                 return
+            if self._store is not None and item.news is None and _storable(item):
+                await self._keep(item, self._store)
             event = self._hand_over(item)
             if event is None:
                 self._release(item)  # a duplicate, or an event this SDK does not know
                 continue
             self._held = item
             yield event
+
+    def hold_back(self) -> None:
+        """The application did not finish the event last handed out: do not ack it.
+
+        For an application stopping in the middle of its work on an event (a
+        download interrupted by the user): the event is not acked, by
+        :meth:`close` or later, so the server sends it again on the next
+        connection (with a store, it is handed out again then).
+        """
+        self._held = None
 
     async def _next_item(self) -> _Item | None:
         while True:
@@ -319,10 +354,42 @@ class Connection:
             # socket is always noticed (keepalive pings), so this wait ends.
             await self._buffer_changed.wait()
 
+    async def _keep(self, first: _Item, store: LocalStore) -> None:
+        """Store ``first`` and the queued events buffered behind it, in one transaction.
+
+        If that fails (or is cancelled), ``first`` goes back to the head of
+        the buffer: an event not stored must be neither handed out nor, by
+        a later cumulative ack, acked.
+        """
+        behind = (item for item in self._buffer if item.news is None and _storable(item))
+        batch = [first, *itertools.islice(behind, _STORE_BATCH - 1)]
+        events = [
+            item.event for item in batch if isinstance(item.event, MessageEvent | ReceiptEvent)
+        ]
+        try:
+            news = await store.record(events)
+        except BaseException:
+            self._buffer.appendleft(first)
+            raise
+        for item, fresh in zip(batch, news, strict=True):
+            item.news = fresh
+
     def _release_held(self) -> None:
         item, self._held = self._held, None
         if item is not None:
+            if self._store is not None and isinstance(item.event, MessageEvent):
+                self._handled.append((item.event.chat_id, item.event.message_id))
             self._release(item)
+
+    async def _flush_handled(self) -> None:
+        """Mark the messages the application is done with in the store (before their ack)."""
+        if self._store is None or not self._handled:
+            return
+        keys, self._handled = self._handled, []
+        try:
+            await self._store.mark_handled(keys)
+        except (StoreError, RuntimeError) as exc:  # stored all the same: acking them is right
+            log.warning("pigeon.client: could not mark messages handled: %s", exc)
 
     def _release(self, item: _Item) -> None:
         """The application is done with ``item``: ack it (if it came on this socket)."""
@@ -334,6 +401,8 @@ class Connection:
     def _hand_over(self, item: _Item) -> Event | None:
         """The event to give the application; None to drop it (duplicate, unknown)."""
         event = item.event
+        if item.news is False:  # the store already has it, handled or not moving forward
+            return None
         if isinstance(event, MessageEvent):
             key = (event.chat_id, event.message_id)
             if key in self._seen:
@@ -384,7 +453,7 @@ class Connection:
             answer = await self._call("sendMessage", data, retry=True)
         except RequestTimeout as exc:
             raise SendFailed(exc.code, exc.message, cmid) from exc
-        return SentMessage(
+        sent = SentMessage(
             chat_id=chat_id,
             message_id=answer["messageId"],
             seq=int(answer["seq"]),
@@ -392,6 +461,39 @@ class Connection:
             client_message_id=cmid,
             duplicate=bool(answer.get("duplicate", False)),
         )
+        if self._store is not None:
+            await self._keep_sent(self._store, sent, text, reply_to, attachments)
+        return sent
+
+    async def _keep_sent(
+        self,
+        store: LocalStore,
+        sent: SentMessage,
+        text: str,
+        reply_to: str | None,
+        attachments: Sequence[str | Attachment],
+    ) -> None:
+        """Keep our own message: the server never sends it back to the device that sent it."""
+        files = tuple(
+            item if isinstance(item, Attachment) else Attachment(item, "", 0, item)
+            for item in attachments
+        )
+        message = StoredMessage(
+            chat_id=sent.chat_id,
+            message_id=sent.message_id,
+            seq=sent.seq,
+            kind="text",
+            sender_id=self._user_id,
+            sender_device_id=self._device_id,
+            text=text,
+            attachments=files,
+            created_at=sent.created_at,
+            reply_to=reply_to,
+        )
+        try:
+            await store.record_sent(message)
+        except StoreError as exc:  # it is sent all the same: say so, do not make it fail
+            log.warning("pigeon.client: could not keep sent message %s: %s", sent.message_id, exc)
 
     async def create_chat(
         self, participants: Sequence[str], name: str | None = None
@@ -430,9 +532,15 @@ class Connection:
         await self._call("updateChat", {"chatId": chat_id, "name": name})
 
     async def get_chats(self) -> list[ChatSummary]:
-        """The chats this user is in."""
+        """The chats this user is in; with a store, each with its ``unread`` count."""
         answer = await self._call("getChats", {}, retry=True)
-        return [chat_summary(chat) for chat in answer["chats"]]
+        chats = [chat_summary(chat) for chat in answer["chats"]]
+        if self._store is None:
+            return chats
+        return [
+            dataclasses.replace(chat, unread=await self._store.unread(chat.chat_id, chat.read_seq))
+            for chat in chats
+        ]
 
     async def get_chat(self, chat_id: str) -> ChatDetails:
         """One chat with its members."""
@@ -441,7 +549,10 @@ class Connection:
     async def mark_read(self, chat_id: str, up_to_seq: int) -> int:
         """Mark the chat read up to ``up_to_seq``; returns the mark (clamped to the last seq)."""
         answer = await self._call("markRead", {"chatId": chat_id, "upToSeq": up_to_seq}, retry=True)
-        return int(answer["upToSeq"])
+        mark = int(answer["upToSeq"])
+        if self._store is not None:
+            await self._store.record_read_mark(chat_id, mark)
+        return mark
 
     async def typing(self, chat_id: str, composing: bool = True) -> None:
         """Tell the chat's other members that this user is typing (or stopped)."""
@@ -711,6 +822,7 @@ class Connection:
             socket, target = self._socket, self._ack_target
             if socket is None or target <= self._acked:
                 continue
+            await self._flush_handled()
             try:
                 await socket.send(_ack_frame(target))
             except WsConnectionClosed:
@@ -741,6 +853,11 @@ class Connection:
         for future in answers.values():
             if not future.done():
                 future.set_result(None)
+
+
+def _storable(item: _Item) -> bool:
+    """A queued message or receipt: what a store keeps before it may be acked."""
+    return item.inbox_seq is not None and isinstance(item.event, MessageEvent | ReceiptEvent)
 
 
 def _final_error(code: int, reason: str) -> PigeonError | None:

@@ -9,8 +9,9 @@
     ├── CommandError            the server answered a WebSocket command with an error
     ├── RequestTimeout          no answer came in time: the command may or may not have run
     │   └── SendFailed          send_message gave up after its bounded attempts
-    └── ConnectionClosed        the live connection is over for good (replaced, closed,
-                                reconnecting gave up)
+    ├── ConnectionClosed        the live connection is over for good (replaced, closed,
+    │                           reconnecting gave up)
+    └── StoreError              the local store could not keep an event (nothing was acked)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "PigeonError",
     "RequestTimeout",
     "SendFailed",
+    "StoreError",
 ]
 
 
@@ -37,11 +39,17 @@ class PigeonError(Exception):
 
 
 class ApiError(PigeonError):
-    """The HTTP API answered with an error (``status`` is the HTTP status)."""
+    """The HTTP API answered with an error (``status`` is the HTTP status).
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``retry_after`` is the server's ``Retry-After`` in seconds (429, 503), else None.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(code, message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class AuthenticationError(PigeonError):
@@ -94,3 +102,12 @@ class ConnectionClosed(PigeonError):
     def __init__(self, code: str, message: str, close_code: int | None = None) -> None:
         super().__init__(code, message)
         self.close_code = close_code
+
+
+class StoreError(PigeonError):
+    """The local store (``LocalStore``) failed: ``store_failed`` (disk, database),
+    ``store_mismatch`` (the file belongs to another device) or ``store_unbound``.
+
+    An event the store could not keep is neither handed out nor acked: the
+    server keeps it, and ``events()`` tries again when iterated again.
+    """

@@ -27,6 +27,7 @@ from pigeon.client._models import (
 
 if TYPE_CHECKING:
     from pigeon.client._connection import Connection, ReconnectPolicy
+    from pigeon.client._store import LocalStore
 
 __all__ = ["PigeonClient", "websocket_url"]
 
@@ -104,7 +105,7 @@ class PigeonClient:
         if locale is not None:
             body["locale"] = locale
         data = await self._post("/v1/auth/code", body)
-        return CodeSent(phone=data["phone"], expires_in=int(data["expires_in"]))
+        return CodeSent(phone=data["phone"], expires_in=int(data["expiresIn"]))
 
     async def verify(
         self,
@@ -130,7 +131,7 @@ class PigeonClient:
 
     async def refresh(self, session: Session) -> Session:
         """New tokens for the session's device; the old tokens stop working."""
-        body = {"refresh_token": session.refresh_token}
+        body = {"refreshToken": session.refresh_token}
         return _session(await self._post("/v1/auth/refresh", body))
 
     async def logout(self, session: Session) -> None:
@@ -139,7 +140,17 @@ class PigeonClient:
 
     async def get_user(self, session: Session, user_id: str) -> Profile:
         """A user's public profile (name and about)."""
-        data = await self._request("GET", f"/v1/users/{user_id}", session=session)
+        data = await self._request("GET", f"/v1/users/{quote(user_id, safe='')}", session=session)
+        return Profile(user_id=data["id"], name=data.get("name", ""), about=data.get("about", ""))
+
+    async def update_profile(
+        self, session: Session, *, name: str | None = None, about: str | None = None
+    ) -> Profile:
+        """Change this user's name and/or about (what others see); returns the new profile."""
+        changes = {
+            key: value for key, value in (("name", name), ("about", about)) if value is not None
+        }
+        data = await self._request("PATCH", "/v1/me", json=changes, session=session)
         return Profile(user_id=data["id"], name=data.get("name", ""), about=data.get("about", ""))
 
     # -- attachments ---------------------------------------------------------------
@@ -488,12 +499,14 @@ class PigeonClient:
         send_attempts: int = 5,
         reconnect: ReconnectPolicy | None = None,
         ping_interval: float | None = 20.0,
+        store: LocalStore | None = None,
     ) -> Connection:
         """A :class:`Connection` for ``session``; open it with ``async with``.
 
         With ``auto_refresh`` an access token refused on (re)connect is
         refreshed once with the refresh token; ``on_session`` is then called
-        with the new session so the application can store it.
+        with the new session so the application can store it. With ``store``
+        every message and receipt is kept in it before it is acked.
         """
         from pigeon.client._connection import Connection
 
@@ -506,6 +519,7 @@ class PigeonClient:
             send_attempts=send_attempts,
             reconnect=reconnect,
             ping_interval=ping_interval,
+            store=store,
         )
 
     # -- plumbing --------------------------------------------------------------------
@@ -553,7 +567,9 @@ def _error(response: httpx.Response) -> PigeonError:
     code, message = _error_of(response)
     if response.status_code == 401:
         return AuthenticationError(code, message)
-    return ApiError(response.status_code, code, message)
+    retry_after = response.headers.get("retry-after", "")
+    seconds = int(retry_after) if retry_after.isascii() and retry_after.isdigit() else None
+    return ApiError(response.status_code, code, message, retry_after=seconds)
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
@@ -608,8 +624,8 @@ def _backoff(delay: float, failures: int) -> float:
 
 def _session(data: dict[str, Any]) -> Session:
     return Session(
-        user_id=data["user_id"],
-        device_id=data["device_id"],
-        access_token=data["access_token"],
-        refresh_token=data["refresh_token"],
+        user_id=data["userId"],
+        device_id=data["deviceId"],
+        access_token=data["accessToken"],
+        refresh_token=data["refreshToken"],
     )

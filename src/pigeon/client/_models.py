@@ -114,7 +114,14 @@ class CreatedChat:
 
 @dataclass(frozen=True, slots=True)
 class ChatSummary:
-    """One chat of ``get_chats``; ``unread`` is ``last_seq - read_seq``."""
+    """One chat of ``get_chats``.
+
+    ``last_seq`` is the chat's last message, ``read_seq`` this user's read
+    mark. Their difference is *not* the unread count: it includes this user's
+    own messages and system messages. ``unread`` counts only others'
+    messages after the read mark; it needs the messages themselves, so it is
+    None unless the connection has a ``LocalStore``.
+    """
 
     chat_id: str
     kind: Literal["direct", "group"]
@@ -122,10 +129,7 @@ class ChatSummary:
     role: str
     last_seq: int
     read_seq: int
-
-    @property
-    def unread(self) -> int:
-        return max(0, self.last_seq - self.read_seq)
+    unread: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
