@@ -74,16 +74,19 @@ class Server:
 
 
 @contextmanager
-def pigeon_serve(data_dir: Path, database_url: str | None = None) -> Iterator[Server]:
+def pigeon_serve(
+    data_dir: Path, database_url: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PIGEON_")}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    environment |= env or {}
     if database_url is not None:
-        env["PIGEON_DATABASE_URL"] = database_url
+        environment["PIGEON_DATABASE_URL"] = database_url
     log = data_dir.parent / f"{data_dir.name}-server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [str(PIGEON), "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            env=env,
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,

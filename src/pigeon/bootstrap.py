@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.blobs.filesystem import FilesystemBlobStore
 from pigeon.blobs.s3 import S3BlobStore
 from pigeon.bus.memory import LocalBus
+from pigeon.bus.nats import NatsBus
+from pigeon.bus.redis import RedisBus
 from pigeon.config import Settings
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
@@ -28,6 +37,8 @@ from pigeon.services.ports import (
     BlobStore,
     Bus,
     Clock,
+    DeliveryFeedback,
+    Presence,
     SmsProvider,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -48,6 +59,78 @@ from pigeon.storage.delivery import (
 from pigeon.storage.engine import create_committer_engine, create_engine
 from pigeon.storage.sqlite_writer import SqliteWriter
 from pigeon.storage.uow import DeliveryFactory, SqlUnitOfWork
+
+
+class NodeBus(Bus, Presence, Protocol):
+    """A bus adapter as the node runs it: the two ports, and its lifecycle."""
+
+    node_id: str
+    local: bool  # the in-process bus: this process is the only node
+
+    @property
+    def healthy(self) -> bool:
+        """Connected to the bus (always, for the in-process one)."""
+        ...
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def new_node_id() -> str:
+    """Unique per process, readable in logs: host, pid and a little randomness."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def build_bus(url: str | None, feedback: DeliveryFeedback, poll: float = 2.0) -> NodeBus:
+    """The in-process bus, or Redis or NATS as ``PIGEON_BUS_URL`` says (its scheme is
+    checked by ``Settings.multi_node_problem`` first)."""
+    if url is None:
+        return LocalBus(feedback, new_node_id())
+    if url.startswith("nats://"):
+        return NatsBus(url, feedback, new_node_id(), poll)
+    return RedisBus(url, feedback, new_node_id(), poll)
+
+
+async def preflight(settings: Settings) -> str | None:
+    """Why ``pigeon serve`` cannot start with these settings (None: it can), naming the
+    setting to change: checked before the server starts, so a typo is one clear line."""
+    problem = settings.multi_node_problem()
+    if problem is None and not settings.uses_sqlite:
+        problem = await _database_problem(settings.effective_database_url)
+    if problem is None and settings.bus_url is not None:
+        problem = await _bus_problem(settings.bus_url)
+    return problem
+
+
+async def _database_problem(url: str) -> str | None:
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect():
+            return None
+    except (DBAPIError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        named = engine.url.query.get("host") or f"{engine.url.host}:{engine.url.port or 5432}"
+        hosts = named if isinstance(named, str) else ", ".join(named)
+        return f"cannot use the database of PIGEON_DATABASE_URL: {reason} (tried {hosts})"
+    finally:
+        await engine.dispose()
+
+
+async def _bus_problem(url: str) -> str | None:
+    bus = build_bus(url, _Unheard())
+    try:
+        await asyncio.wait_for(bus.start(), 5)
+    except Exception as exc:
+        return f"cannot reach the bus of PIGEON_BUS_URL ({url}): {exc or type(exc).__name__}"
+    finally:
+        with contextlib.suppress(Exception):
+            await bus.close()
+    return None
+
+
+class _Unheard:
+    def unreached(self, entries: object) -> None:
+        """A probe publishes nothing."""
 
 
 class SystemClock:
@@ -77,7 +160,7 @@ class Container:
     accounts: AccountService
     profiles: ProfileService
     admin: AdminService
-    bus: Bus
+    bus: NodeBus
     messaging: MessagingService
     chats: ChatService
     presence: PresenceService
@@ -93,10 +176,12 @@ class Container:
             await migrate.upgrade(self.engine)
         if isinstance(self.blobs, S3BlobStore):
             await self.blobs.ensure_bucket()
+        await self.bus.start()
         self.messaging.committer.start()
 
     async def close(self) -> None:
         await self.messaging.committer.stop()
+        await self.bus.close()
         if self.sqlite_writer is not None:
             self.sqlite_writer.close()
         if self.committer_engine is not None:
@@ -254,7 +339,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         max_devices_per_user=settings.max_devices_per_user,
         pin_reset_delay=timedelta(days=settings.pin_reset_delay_days),
     )
-    bus = LocalBus(UnreachedCounter(metrics))
+    bus = build_bus(settings.bus_url, UnreachedCounter(metrics), settings.bus_fallback_poll_seconds)
     ttl = timedelta(days=settings.undelivered_ttl_days)
     accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
     messaging = MessagingService(

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=1)
     auto_migrate: bool = Field(True, description="Apply pending migrations on `pigeon serve`.")
     redis_url: str | None = Field(None, description="Used for rate limits when set.")
+    bus_url: str | None = Field(
+        None,
+        description="redis://host:port/db or nats://host:port to run several nodes; "
+        "unset: one process, its bus in memory.",
+    )
+    bus_fallback_poll_seconds: float = Field(
+        2.0, gt=0, le=60, description="While the bus is away, connections read their queues."
+    )
+    workers: int = Field(1, ge=1, le=256, description="Processes `pigeon serve` runs on one port.")
     secret_key: SecretStr | None = Field(
         None, description="Keys code hashes; default: generated into <data_dir>/secret.key"
     )
@@ -150,6 +159,31 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'pigeon.db'}"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def multi_node_problem(self) -> str | None:
+        """Why these settings cannot run as several processes or nodes (None: they can)."""
+        if (self.workers > 1 or self.bus_url) and self.uses_sqlite:
+            return (
+                "several processes (PIGEON_WORKERS > 1 or PIGEON_BUS_URL set) need PostgreSQL: "
+                "set PIGEON_DATABASE_URL to a postgresql+asyncpg:// URL (SQLite has one writer, "
+                "in one process)"
+            )
+        if self.bus_url and not self.bus_url.startswith(("redis://", "rediss://", "nats://")):
+            scheme = self.bus_url.split("://", 1)[0]
+            return (
+                f"PIGEON_BUS_URL has an unknown scheme {scheme!r}: use redis://host:port/db "
+                "or nats://host:port, or leave it unset for one process"
+            )
+        if self.workers > 1 and not self.bus_url:
+            return (
+                "several workers need a bus to reach each other's connections: set "
+                "PIGEON_BUS_URL to redis://host:port/db or nats://host:port"
+            )
+        return None
 
     def effective_secret_key(self) -> bytes:
         """The configured key, or one generated once and kept in the data directory."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
@@ -201,7 +202,10 @@ async def test_profiles_need_a_token(client: httpx.AsyncClient, outbox: Outbox) 
 async def test_health(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    body = response.json()
+    node = body.pop("node")
+    assert body == {"status": "ok", "database": "ok", "bus": "memory"}
+    assert node.startswith(f"{os.uname().nodename}-{os.getpid()}-")  # host, process, random
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -33,9 +33,7 @@ answer a ping but refuse every write; Pigeon must leave them for the new
 primary by itself.
 
 And bad input: a multi-host URL none of whose hosts answers stops ``pigeon
-serve`` at once, non-zero. That its message names the setting and the hosts
-is asserted by a strict xfail test until ``pigeon serve`` checks the database
-before it starts (the traceback ends in a bare "Connection refused" today).
+serve`` at once, non-zero, with one line naming the setting and the hosts.
 """
 
 from __future__ import annotations
@@ -363,11 +361,6 @@ async def test_serve_stops_at_once_when_no_host_of_the_url_answers(tmp_path: Pat
     assert took < 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pigeon serve prints uvicorn's traceback, ending in a bare 'Connection refused'; "
-    "a startup check in src/pigeon/cli/main.py is needed (see docs/operations.md)",
-)
 @pytest.mark.timeout(60)
 async def test_serve_names_the_setting_and_the_hosts_it_could_not_reach(tmp_path: Path) -> None:
     _, _, output, ports = await serve_without_a_database(tmp_path)

@@ -446,9 +446,7 @@ async def test_mark_read_sends_read_receipts_clamped_to_the_last_seq(
     # The sender's devices are told; so is the reader's other device, to keep its
     # read state in step; the device that marked the chat read is not.
     for client in (a1, a2, b2):
-        assert read_receipts(await queued_before(client, after_read)) == [
-            (bob[0]["user_id"], last)
-        ]
+        assert read_receipts(await queued_before(client, after_read)) == [(bob[0]["user_id"], last)]
     reply = await send(a1, chat_id, "reply", "a reply")  # b1 gets no copy of its own barrier
     assert read_receipts(await queued_before(b1, reply)) == []
 

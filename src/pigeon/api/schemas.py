@@ -179,5 +179,10 @@ class PublicProfileOut(Body):
 
 
 class Health(Body):
-    status: str
-    database: str
+    status: str = Field(description="ok, or degraded when the database does not answer (503).")
+    database: str = Field(description="ok or unreachable.")
+    bus: str = Field(
+        description="memory (one process), ok, or unreachable: then the node still works, "
+        "its connections reading their queues until the bus is back."
+    )
+    node: str = Field(description="This node's id, as the bus and its logs know it.")

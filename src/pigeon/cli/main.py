@@ -57,41 +57,36 @@ def serve(
     port: Annotated[int | None, typer.Option(envvar="PIGEON_PORT", show_envvar=True)] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes on one port, each a node on the bus (needs PostgreSQL and a bus).",
+            envvar="PIGEON_WORKERS",
+            show_envvar=True,
+        ),
+    ] = None,
 ) -> None:
     """Run the server (migrating the database first)."""
-    import uvicorn
-
-    from pigeon.api.app import create_app
-    from pigeon.cli.serving import AnnouncingServer
-    from pigeon.gateway.transport import WebSocketProtocol
+    from pigeon.bootstrap import preflight
+    from pigeon.cli.serving import serve_in_processes, serve_in_this_process
     from pigeon.observability.logging import configure_logging
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, database_url=database_url)
+    overrides = {"host": host, "port": port, "data_dir": data_dir, "database_url": database_url}
+    settings = load_settings(**overrides, workers=workers)
     configure_logging(settings.log_level, settings.log_format)
-    application = create_app(settings)
+    problem = asyncio.run(preflight(settings))
+    if problem is not None:
+        typer.echo(f"pigeon serve: {problem}", err=True)
+        raise typer.Exit(2)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with
     # the handler that was there before it; with the default one the process would
     # die by the signal (exit status 143) after a clean stop. Exit with 0 instead.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    config = uvicorn.Config(
-        application,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws=WebSocketProtocol,
-        ws_per_message_deflate=settings.ws_compression,
-        ws_max_size=settings.ws_max_frame_bytes,
-        ws_ping_interval=settings.ws_ping_interval_seconds,
-        ws_ping_timeout=settings.ws_ping_timeout_seconds,
-        proxy_headers=settings.trust_proxy_headers,
-        server_header=False,
-        log_config=None,
-        access_log=False,
-    )
-    server = AnnouncingServer(config)
-    server.run()
-    if not server.started:  # the port is taken, say (uvicorn.run exits the same way)
+    if settings.workers > 1:
+        started = serve_in_processes(settings, overrides)
+    else:
+        started = serve_in_this_process(settings)
+    if not started:  # the port is taken, say (uvicorn.run exits the same way)
         raise typer.Exit(1)
 
 

@@ -1,17 +1,29 @@
-"""``pigeon serve``'s uvicorn server, which says where it listens and when it stopped.
+"""``pigeon serve``'s uvicorn: in this process, or in several on one port.
 
-uvicorn's own lines go to the standard library's logging, which Pigeon does
-not print (``log_config=None``): without these two lines a person starting
-the server saw nothing but the lifespan's ``pigeon.started``, and not the
-address to open.
+The server says where it listens and when it stopped: uvicorn's own lines go
+to the standard library's logging, which Pigeon does not print
+(``log_config=None``), and without these two lines a person starting the
+server saw nothing but the lifespan's ``pigeon.started``, and not the address
+to open.
+
+With ``--workers N`` a supervising parent binds the port once and runs N
+worker processes on the shared socket (uvicorn's ``Multiprocess``: it restarts
+a worker that dies). Each worker builds its own application from the
+environment, so it is a node of its own on the bus.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+from typing import Any
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
+
+from pigeon.config import Settings
 
 log = structlog.get_logger("pigeon.serve")
 
@@ -42,3 +54,60 @@ def http_url(bound: socket.socket) -> str:
     if bound.family == socket.AF_INET6:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
+    from pigeon.gateway.transport import WebSocketProtocol
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws=WebSocketProtocol,
+        ws_per_message_deflate=settings.ws_compression,
+        ws_max_size=settings.ws_max_frame_bytes,
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
+        proxy_headers=settings.trust_proxy_headers,
+        server_header=False,
+        log_config=None,
+        access_log=False,
+        **extra,
+    )
+
+
+def serve_in_this_process(settings: Settings) -> bool:
+    """Run until stopped; False if the server could not start (the port is taken, say)."""
+    from pigeon.api.app import create_app
+
+    server = AnnouncingServer(uvicorn_config(settings, create_app(settings)))
+    server.run()
+    return server.started
+
+
+def serve_in_processes(settings: Settings, overrides: dict[str, Any]) -> bool:
+    """Run ``settings.workers`` worker processes on one port until stopped."""
+    # The workers read their settings from the environment, like this process.
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"PIGEON_{name.upper()}"] = str(value)
+    config = uvicorn_config(
+        settings, f"{__name__}:app_from_environment", factory=True, workers=settings.workers
+    )
+    listening = config.bind_socket()
+    log.info("pigeon.workers", workers=settings.workers, url=http_url(listening))
+    Multiprocess(config, sockets=[listening]).run()
+    log.info("pigeon.stopped")
+    return True
+
+
+def app_from_environment() -> FastAPI:
+    """A worker's application (``serve_in_processes``): settings from the environment."""
+    from pigeon.api.app import create_app
+    from pigeon.observability.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

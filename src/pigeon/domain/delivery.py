@@ -24,13 +24,18 @@ class SentRecord:
 
 @dataclass(slots=True)
 class InboxEntry:
-    """One queued event for one device: a message or a receipt, at ``seq`` in its queue."""
+    """One queued event for one device: a message or a receipt, at ``seq`` in its queue.
+
+    ``user_id`` is the device's owner, known when the entry is made (a bus may
+    route by user); entries read back from the queue leave it empty.
+    """
 
     device_id: str
     seq: int
     expires_at: datetime
     message: Message | None = None
     event: Receipt | None = None
+    user_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)

@@ -110,6 +110,10 @@ class DeviceConnection:
             self._outbox.append(events.encode(events.live_frame(event)))
             self.request_pump()
 
+    def resync(self) -> None:
+        self.queued.resync()
+        self.request_pump()
+
     def close(self, code: int, reason: str) -> None:
         if self._lifecycle is Lifecycle.OPEN:
             self._lifecycle = Lifecycle.CLOSING

@@ -99,6 +99,11 @@ class QueuedEvents:
         self.last_acked = up_to
         return True
 
+    def resync(self) -> None:
+        """The bus may have dropped entries: read the database again from the last sent."""
+        if self.state is State.LIVE:
+            self.state = State.BEHIND
+
     def _fall_behind(self) -> None:
         self._bus_entries = []
         if self.state is State.LIVE:

@@ -166,7 +166,8 @@ class ChatService:
                 "actorId": principal.user_id,
                 "userId": user_id,
             }
-            entries = await self._system_message(uow, chat.id, system, now, removed_devices)
+            removed = (user_id, removed_devices)
+            entries = await self._system_message(uow, chat.id, system, now, removed)
             entries += await self._keep_an_admin(uow, chat_id, now)
             await uow.commit()
         self.members_cache.forget(chat_id)
@@ -269,7 +270,7 @@ class ChatService:
         chat_id: str,
         system: dict[str, Any],
         now: datetime,
-        extra_devices: list[str] | None = None,
+        removed: tuple[str, list[str]] | None = None,
     ) -> list[InboxEntry]:
         message = Message(
             id=new_id(),
@@ -285,11 +286,11 @@ class ChatService:
         await fanout.assign_seqs(uow, [message])
         await uow.delivery.insert_messages([message])
         members = (await uow.delivery.member_devices([chat_id])).get(chat_id, {})
-        devices = [d for device_ids in members.values() for d in device_ids]
-        devices += [d for d in extra_devices or [] if d not in devices]
-        return await fanout.enqueue(
-            uow, [Queued(d, message=message) for d in devices], now + self._policy.undelivered_ttl
-        )
+        items = [Queued(d, u, message=message) for u, devices in members.items() for d in devices]
+        if removed is not None:  # told after leaving: the last message they get of the chat
+            user_id, devices = removed
+            items += [Queued(d, user_id, message=message) for d in devices]
+        return await fanout.enqueue(uow, items, now + self._policy.undelivered_ttl)
 
 
 def _check_group_name(name: str) -> None:

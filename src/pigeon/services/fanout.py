@@ -21,9 +21,10 @@ from pigeon.services.ports import UnitOfWork
 
 @dataclass(slots=True)
 class Queued:
-    """One item to queue for one device: a message or a receipt."""
+    """One item to queue for one device (of ``user_id``): a message or a receipt."""
 
     device_id: str
+    user_id: str
     message: Message | None = None
     event: Receipt | None = None
 
@@ -69,6 +70,7 @@ async def assign_inbox_seqs(
                 expires_at=expires_at,
                 message=item.message,
                 event=item.event,
+                user_id=item.user_id,
             )
         )
         next_seq[item.device_id] += 1

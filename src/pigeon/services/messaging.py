@@ -215,7 +215,8 @@ class _Batch:
             receipts[key] = max(receipts.get(key, 0), entry.seq)
         for (chat_id, sender, reader), seq in sorted(receipts.items()):
             event = Receipt(chat_id, ReceiptType.DELIVERED, reader, seq, self.now)
-            self.queued += [Queued(d, event=event) for d in outcome.sender_devices.get(sender, [])]
+            devices = outcome.sender_devices.get(sender, [])
+            self.queued += [Queued(d, sender, event=event) for d in devices]
 
     # -- reads: raise the member's read mark, tell the senders of what it covers
     async def apply_reads(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:
@@ -243,10 +244,11 @@ class _Batch:
         keep their read state in step."""
         reader = op.principal.user_id
         event = Receipt(op.chat_id, ReceiptType.READ, reader, up_to, self.now)
-        told = [d for d in members[reader] if d != op.principal.device_id]
-        for sender in sorted(senders - {reader}):
-            told += members.get(sender, [])  # a sender who left the chat is not told
-        self.queued += [Queued(d, event=event) for d in told]
+        self.queued += [
+            Queued(d, reader, event=event) for d in members[reader] if d != op.principal.device_id
+        ]
+        for sender in sorted(senders - {reader}):  # a sender who left the chat is not told
+            self.queued += [Queued(d, sender, event=event) for d in members.get(sender, [])]
 
     # -- sends: dedupe, authorize, number, queue for every other device
     def apply_sends_check(self, members: dict[str, dict[str, list[str]]]) -> None:
@@ -290,9 +292,10 @@ class _Batch:
             self.sent_records.append(record)
             self.messages.append(message)
             self.results[index] = _result(record, duplicate=False)
-            for device_ids in members[op.chat_id].values():
+            sender_device = op.principal.device_id
+            for user_id, device_ids in members[op.chat_id].items():
                 self.queued += [
-                    Queued(d, message=message) for d in device_ids if d != op.principal.device_id
+                    Queued(d, user_id, message=message) for d in device_ids if d != sender_device
                 ]
         for index, first in self.repeats:  # the first send's answer, marked as a repeat
             original = self.results[first]

@@ -283,6 +283,10 @@ class Subscriber(Protocol):
 
     def close(self, code: int, reason: str) -> None: ...
 
+    def resync(self) -> None:
+        """Read the queue again: the bus may have dropped events (it was down, say)."""
+        ...
+
 
 class Bus(Protocol):
     """Carries events to live connections, on whichever node holds them.
@@ -330,10 +334,6 @@ class Presence(Protocol):
 
     async def online_users(self, user_ids: Sequence[str]) -> set[str]:
         """Those users with a live connection on any node."""
-        ...
-
-    async def nodes_of(self, device_ids: Sequence[str]) -> dict[str, str]:
-        """device -> the node holding its live connection, for devices that have one."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -18,6 +19,11 @@ def alembic_config() -> Config:
     return config
 
 
+# Held (PostgreSQL) while migrations run: nodes started at once migrate one
+# after the other, and the later ones find nothing left to do.
+MIGRATION_LOCK = 0x70696765  # "pige"
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (the newest by default)."""
 
@@ -27,6 +33,9 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Released with the transaction, whichever way it ends.
+            await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         await conn.run_sync(run)
 
 

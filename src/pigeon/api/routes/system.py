@@ -15,13 +15,19 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(container: ContainerDep) -> JSONResponse:
-    """200 when the database answers, 503 when it does not."""
+    """200 when the database answers, 503 when it does not (the bus does not decide it)."""
+    bus = container.bus
+    node = {
+        "bus": "memory" if bus.local else "ok" if bus.healthy else "unreachable",
+        "node": bus.node_id,
+    }
     try:
         async with container.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
     except Exception:
-        return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        body = {"status": "degraded", "database": "unreachable", **node}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok", **node})
 
 
 @router.get("/metrics", include_in_schema=False)

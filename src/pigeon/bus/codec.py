@@ -1,0 +1,113 @@
+"""What crosses a remote bus, as bytes: queue entries, live events, and small control notes.
+
+JSON through orjson, compact positional arrays. A message shared by several
+entries of one payload (a group's fan-out to one node) travels once, and the
+entries refer to it by id. Nothing here is durable: a payload lost or garbled
+only delays delivery (the receiving connection reads its queue instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from pigeon.domain.chats import Message, MessageKind
+from pigeon.domain.delivery import InboxEntry
+from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, ReceiptType, Typing
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _message(m: Message) -> list[Any]:
+    return [
+        m.id,
+        m.chat_id,
+        m.seq,
+        m.kind.value,
+        m.sender_id,
+        m.sender_device_id,
+        m.body,
+        m.attachments,
+        m.reply_to,
+        m.system,
+        _time(m.created_at),
+    ]
+
+
+def _message_from(fields: list[Any]) -> Message:
+    (mid, chat_id, seq, kind, sender, device, body, attachments, reply_to, system, at) = fields
+    return Message(
+        mid,
+        chat_id,
+        seq,
+        MessageKind(kind),
+        sender,
+        device,
+        body,
+        datetime.fromisoformat(at),
+        attachments,
+        reply_to,
+        system,
+    )
+
+
+def _receipt(r: Receipt) -> list[Any]:
+    return [r.chat_id, r.type.value, r.user_id, r.up_to_seq, _time(r.at)]
+
+
+def _receipt_from(fields: list[Any]) -> Receipt:
+    chat_id, kind, user_id, up_to, at = fields
+    return Receipt(chat_id, ReceiptType(kind), user_id, up_to, datetime.fromisoformat(at))
+
+
+def encode_entries(entries: Sequence[InboxEntry]) -> bytes:
+    """Entries for any devices, each message once."""
+    messages: dict[str, list[Any]] = {}
+    rows = []
+    for e in entries:
+        if e.message is not None and e.message.id not in messages:
+            messages[e.message.id] = _message(e.message)
+        rows.append(
+            [
+                e.device_id,
+                e.seq,
+                _time(e.expires_at),
+                e.message.id if e.message else None,
+                _receipt(e.event) if e.event else None,
+            ]
+        )
+    return orjson.dumps({"m": list(messages.values()), "e": rows})
+
+
+def decode_entries(data: bytes) -> list[InboxEntry]:
+    document = orjson.loads(data)
+    messages = {fields[0]: _message_from(fields) for fields in document["m"]}
+    return [
+        InboxEntry(
+            device_id=device,
+            seq=seq,
+            expires_at=datetime.fromisoformat(expires),
+            message=messages[message_id] if message_id else None,
+            event=_receipt_from(receipt) if receipt else None,
+        )
+        for device, seq, expires, message_id, receipt in document["e"]
+    ]
+
+
+def encode_live(event: LiveEvent) -> list[Any]:
+    if isinstance(event, Typing):
+        return ["typing", event.chat_id, event.user_id, event.composing]
+    last_seen = _time(event.last_seen) if event.last_seen else None
+    return ["presence", event.user_id, event.online, last_seen]
+
+
+def decode_live(fields: list[Any]) -> LiveEvent:
+    if fields[0] == "typing":
+        return Typing(fields[1], fields[2], fields[3])
+    last_seen = datetime.fromisoformat(fields[3]) if fields[3] else None
+    return PresenceChange(fields[1], fields[2], last_seen)
