@@ -148,10 +148,13 @@ async def test_websocket_create_attachment_refusals(
         == "attachment_too_large"
     )
     elf = b"\x7fELF\x02\x01\x01\x00" + bytes(56)
-    assert (
-        await refused({"body": base64.b64encode(elf).decode(), "hash": sha256(elf)})
-        == "unsupported_media_type"
+    answer = await ws.request(
+        "createAttachment", {"body": base64.b64encode(elf).decode(), "hash": sha256(elf)}
     )
+    assert answer["error"]["code"] == "unsupported_media_type"
+    # Over the socket too, the refusal names what is accepted and the setting.
+    assert "application/pdf" in answer["error"]["message"]
+    assert "PIGEON_MEDIA_ALLOWED_TYPES" in answer["error"]["message"]
     await assert_nothing_kept(stored_objects, row_counts, staged)
     # The socket is still fine afterwards.
     assert (await ws.call("createAttachment", {"body": encoded, "hash": sha256(small)}))["size"]

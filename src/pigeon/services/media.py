@@ -147,8 +147,11 @@ class MediaService:
     ) -> Attachment:
         found = await asyncio.to_thread(self._inspect, path)
         if not type_allowed(found.mime_type, self._policy.allowed_types):
+            allowed = ", ".join(self._policy.allowed_types)
             raise InvalidInput(
-                "unsupported_media_type", f"Files of type {found.mime_type} are not accepted."
+                "unsupported_media_type",
+                f"Files of type {found.mime_type} are not accepted. Accepted types: {allowed} "
+                "(the server's PIGEON_MEDIA_ALLOWED_TYPES setting).",
             )
         now = self._clock.now()
         # Claim the blob row first (fresh last_used_at keeps the purge away for

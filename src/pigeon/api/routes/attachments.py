@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote, unquote
@@ -14,8 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pigeon.api.deps import ContainerDep, PrincipalDep
 from pigeon.api.errors import error_responses
-from pigeon.bootstrap import Container
-from pigeon.domain.errors import InvalidInput
 from pigeon.domain.media import Attachment, Upload
 from pigeon.services.media import Download
 
@@ -105,10 +101,9 @@ async def upload_attachment(
     declared = None
     if length.isascii() and length.isdigit():  # int() fails on "²" and on 4,300+ digits
         declared = int(length) if len(length) <= 18 else 10**18
-    with _explained_refusals(container):
-        attachment = await container.media.upload(
-            principal, request.stream(), sha256, unquote(file_name), declared_size=declared
-        )
+    attachment = await container.media.upload(
+        principal, request.stream(), sha256, unquote(file_name), declared_size=declared
+    )
     return attachment_out(attachment)
 
 
@@ -207,27 +202,10 @@ async def upload_part(
     offset: Annotated[int, Header(alias="Upload-Offset", ge=0, le=2**53)],
 ) -> UploadOut:
     """Append the body at ``Upload-Offset``; the last part completes the attachment."""
-    with _explained_refusals(container):
-        upload, attachment = await container.media.append(
-            principal, upload_id, offset, request.stream()
-        )
+    upload, attachment = await container.media.append(
+        principal, upload_id, offset, request.stream()
+    )
     return _upload_out(upload, attachment)
-
-
-@contextlib.contextmanager
-def _explained_refusals(container: Container) -> Iterator[None]:
-    """A refused type names the accepted ones and the setting that changes them."""
-    try:
-        yield
-    except InvalidInput as exc:
-        if exc.code != "unsupported_media_type":
-            raise
-        allowed = ", ".join(container.settings.media_allowed_types)
-        raise InvalidInput(
-            exc.code,
-            f"{exc.message} Accepted types: {allowed} "
-            "(the server's PIGEON_MEDIA_ALLOWED_TYPES setting).",
-        ) from exc
 
 
 def _stream(download: Download) -> StreamingResponse:
