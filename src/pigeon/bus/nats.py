@@ -49,7 +49,7 @@ log = structlog.get_logger(__name__)
 # A note's first byte says what it is.
 ENTRIES, LIVE, CLOSE, EVICT, PRESENCE = b"E", b"L", b"C", b"X", b"P"
 # How long a publish waits for a "no responders" status before it counts as heard.
-NO_RESPONDERS_WINDOW = 5.0
+NO_RESPONDERS_WINDOW = 2.0
 PRESENCE_TIMEOUT = 0.5
 # Revocations name a device, not its user: the one subject every node listens to.
 CLOSE_SUBJECT = "pigeon.close"
