@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,9 @@ async def test_a_node_killed_during_a_burst_loses_nothing(bus: str, tmp_path: Pa
                 Device(f"d{i}", user, choices[i], registry, window=WINDOW, rng_seed=seed + i)
                 for i, user in enumerate(users)
             ]
-            members = {chat_id: devices[2 * i : 2 * i + 2] for i, chat_id in enumerate(direct)}
+            members: dict[str, Sequence[Device]] = {
+                chat_id: devices[2 * i : 2 * i + 2] for i, chat_id in enumerate(direct)
+            }
             members[group] = devices[2 * pairs :]
             fleet = Fleet(devices, members)
             chat_ids = [*direct, group]
@@ -85,16 +88,17 @@ async def test_a_node_killed_during_a_burst_loses_nothing(bus: str, tmp_path: Pa
             for n in range(TOTAL):
                 chat_id = chat_ids[n % len(chat_ids)]
                 turn = n // len(chat_ids)
-                senders = members[chat_id][:2] if chat_id != group else devices[2 * pairs :][
-                    :GROUP_SENDERS
-                ]
+                senders = (
+                    members[chat_id][:2]
+                    if chat_id != group
+                    else devices[2 * pairs :][:GROUP_SENDERS]
+                )
                 plan[senders[turn % len(senders)]].append(
                     Outgoing(chat_id, f"n{n:06d}", f"n{n:06d} node kill burst")
                 )
             kill_point = int(TOTAL * rng.uniform(0.25, 0.6))
 
-            await a.start()
-            await b.start()
+            await asyncio.gather(a.start(), b.start())
             try:
                 fleet.start()
                 await fleet.wait_for(
