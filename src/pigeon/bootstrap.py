@@ -29,6 +29,7 @@ from pigeon.security.pins import Argon2PinHasher
 from pigeon.services import accounts, contacts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
+from pigeon.services.blocks import BlockService
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
 from pigeon.services.contacts import ContactService, ContactsPolicy
@@ -169,6 +170,7 @@ class Container:
     blobs: BlobStore
     media: MediaService
     contacts: ContactService
+    blocks: BlockService
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -422,6 +424,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             clock,
             ContactsPolicy(max_numbers=settings.contacts_lookup_max_numbers),
         ),
+        blocks=BlockService(uow, clock),
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

@@ -221,3 +221,12 @@ class LookupOut(Body):
 
 class ContactList(Body):
     contacts: list[ContactOut]
+
+
+class BlockOut(Body):
+    user_id: str
+    blocked_at: datetime
+
+
+class BlockList(Body):
+    blocks: list[BlockOut]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pigeon.domain.people import Privacy, may_see
+from pigeon.domain.people import GroupAdders, Privacy, may_see
 from pigeon.services.ports import UnitOfWork
 
 
@@ -65,3 +65,19 @@ def _seen(privacy: Privacy, is_self: bool, is_contact: bool, blocked: bool) -> S
         statuses=may_see(privacy.statuses, is_self=is_self, is_contact=is_contact),
         blocked=False,
     )
+
+
+async def refusing_adds(uow: UnitOfWork, adder_id: str, user_ids: Sequence[str]) -> set[str]:
+    """Those of ``user_ids`` whom ``adder_id`` may not put in a group: they blocked the
+    adder, or let only their contacts add them and the adder is not one."""
+    targets = sorted(set(user_ids) - {adder_id})
+    if not targets:
+        return set()
+    privacy = await uow.people.privacy(targets)
+    blockers = await uow.people.blockers_among(targets, adder_id)
+    knows_adder = await uow.people.has_as_contact(targets, adder_id)
+    return {
+        u
+        for u in targets
+        if u in blockers or (privacy[u].groups is GroupAdders.CONTACTS and u not in knows_adder)
+    }
