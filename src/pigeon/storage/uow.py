@@ -15,6 +15,7 @@ from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnrea
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
+from pigeon.storage.push import SqlPushRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 
 # How a unit of work gets its delivery repository for its connection: the
@@ -31,6 +32,7 @@ class BoundRepositories:
     chats: SqlChatRepository
     delivery: DeliveryRepository
     media: SqlMediaRepository
+    push: SqlPushRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -39,6 +41,7 @@ class BoundRepositories:
         self.chats = SqlChatRepository(conn)
         self.delivery = delivery
         self.media = SqlMediaRepository(conn)
+        self.push = SqlPushRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:
