@@ -7,10 +7,13 @@ import contextlib
 import os
 import secrets
 import socket
-from dataclasses import dataclass
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+import httpx
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,10 +23,17 @@ from pigeon.bus.memory import LocalBus
 from pigeon.bus.nats import NatsBus
 from pigeon.bus.redis import RedisBus
 from pigeon.config import Settings
+from pigeon.domain.delivery import InboxEntry
+from pigeon.domain.push import PushKind
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
 from pigeon.media.inspect import inspect_file
-from pigeon.observability.metrics import Metrics, UnreachedCounter
+from pigeon.observability.metrics import Metrics, PushCounters, UnreachedCounter
+from pigeon.push.apns import ApnsSender, load_p8
+from pigeon.push.endpoints import EndpointGuard
+from pigeon.push.fcm import FcmSender, ServiceAccount
+from pigeon.push.vapid import VapidKeys, load_vapid_keys
+from pigeon.push.webpush import WebPushSender
 from pigeon.ratelimit import LimitsRateLimiter
 from pigeon.security.pins import Argon2PinHasher
 from pigeon.services import accounts, contacts
@@ -41,12 +51,15 @@ from pigeon.services.ports import (
     Clock,
     DeliveryFeedback,
     Presence,
+    PushSender,
     SmsProvider,
     UnitOfWork,
     UnitOfWorkFactory,
 )
 from pigeon.services.presence import PresenceService
 from pigeon.services.profiles import ProfileService
+from pigeon.services.push import PushService
+from pigeon.services.push_worker import PushPolicy, PushWorker
 from pigeon.services.sms import SmsService
 from pigeon.sms.console import ConsoleSmsProvider
 from pigeon.sms.templates import TemplateCatalog
@@ -135,6 +148,17 @@ class _Unheard:
         """A probe publishes nothing."""
 
 
+class FeedbackFanout:
+    """``DeliveryFeedback`` that tells several listeners (the counter, the push worker)."""
+
+    def __init__(self, *listeners: DeliveryFeedback) -> None:
+        self._listeners = listeners
+
+    def unreached(self, entries: Sequence[InboxEntry]) -> None:
+        for listener in self._listeners:
+            listener.unreached(entries)
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -171,6 +195,9 @@ class Container:
     media: MediaService
     contacts: ContactService
     blocks: BlockService
+    push: PushService
+    push_worker: PushWorker | None = None
+    push_clients: list[httpx.AsyncClient] = field(default_factory=list)
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -182,9 +209,15 @@ class Container:
             await self.blobs.ensure_bucket()
         await self.bus.start()
         self.messaging.committer.start()
+        if self.push_worker is not None:
+            await self.push_worker.start()
 
     async def close(self) -> None:
         await self.messaging.committer.stop()
+        if self.push_worker is not None:
+            await self.push_worker.stop()
+        for client in self.push_clients:
+            await client.aclose()
         await self.bus.close()
         if self.sqlite_writer is not None:
             self.sqlite_writer.close()
@@ -208,6 +241,41 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
             timeout=settings.sms_timeout_seconds,
         )
     return ConsoleSmsProvider(settings.data_dir / "sms-outbox.jsonl")
+
+
+def build_push_senders(
+    settings: Settings, vapid: VapidKeys, guard: EndpointGuard
+) -> tuple[dict[PushKind, PushSender], list[httpx.AsyncClient]]:
+    """Web Push always (the server has its VAPID keys); FCM and APNs when configured."""
+    timeout = httpx.Timeout(settings.push_send_timeout_seconds)
+    tls = ssl.create_default_context()
+    if settings.push_ca_file is not None:
+        tls.load_verify_locations(settings.push_ca_file)
+    # Web Push endpoints are the clients' choice: never follow a redirect elsewhere.
+    web = httpx.AsyncClient(timeout=timeout, verify=tls, follow_redirects=False)
+    senders: dict[PushKind, PushSender] = {PushKind.WEBPUSH: WebPushSender(web, vapid, guard)}
+    clients = [web]
+    if settings.fcm_service_account_file is not None:
+        fcm = httpx.AsyncClient(timeout=timeout, verify=tls)
+        clients.append(fcm)
+        senders[PushKind.FCM] = FcmSender(
+            fcm,
+            ServiceAccount.load(settings.fcm_service_account_file),
+            settings.fcm_base_url,
+            settings.fcm_token_url,
+        )
+    if settings.apns_key_file is not None:
+        apns = httpx.AsyncClient(timeout=timeout, verify=tls, http2=True)
+        clients.append(apns)
+        senders[PushKind.APNS] = ApnsSender(
+            apns,
+            load_p8(settings.apns_key_file),
+            settings.apns_key_id,
+            settings.apns_team_id,
+            settings.apns_base_url,
+            settings.apns_sandbox_url,
+        )
+    return senders, clients
 
 
 def build_limiter(settings: Settings) -> LimitsRateLimiter:
@@ -346,7 +414,32 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         max_devices_per_user=settings.max_devices_per_user,
         pin_reset_delay=timedelta(days=settings.pin_reset_delay_days),
     )
-    bus = build_bus(settings.bus_url, UnreachedCounter(metrics), settings.bus_fallback_poll_seconds)
+    vapid = load_vapid_keys(
+        settings.vapid_private_key.get_secret_value() if settings.vapid_private_key else None,
+        settings.data_dir,
+        settings.vapid_subject,
+    )
+    guard = EndpointGuard(settings.push_allow_private_endpoints)
+    push_worker: PushWorker | None = None
+    push_clients: list[httpx.AsyncClient] = []
+    feedback: DeliveryFeedback = UnreachedCounter(metrics)
+    if settings.push_enabled:
+        senders, push_clients = build_push_senders(settings, vapid, guard)
+        push_worker = PushWorker(
+            uow,
+            clock,
+            senders,
+            PushPolicy(
+                coalesce=timedelta(seconds=settings.push_coalesce_seconds),
+                lease=timedelta(seconds=2 * settings.push_send_timeout_seconds + 5),
+                max_attempts=settings.push_max_attempts,
+                retry_base=settings.push_retry_base_seconds,
+                retry_max=settings.push_retry_max_seconds,
+            ),
+            on_result=PushCounters(metrics),
+        )
+        feedback = FeedbackFanout(feedback, push_worker)
+    bus = build_bus(settings.bus_url, feedback, settings.bus_fallback_poll_seconds)
     ttl = timedelta(days=settings.undelivered_ttl_days)
     accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
     messaging = MessagingService(
@@ -392,6 +485,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         inspect=inspect_file,
         secret_key=policy.secret_key,
     )
+    push = PushService(uow, clock, guard, vapid.public_key)
     gateway = Gateway(
         services=GatewayServices(accounts_service, messaging, chats, presence, bus, media),
         limits=ConnectionLimits(
@@ -425,6 +519,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ContactsPolicy(max_numbers=settings.contacts_lookup_max_numbers),
         ),
         blocks=BlockService(uow, clock),
+        push=push,
+        push_worker=push_worker,
+        push_clients=push_clients,
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

@@ -152,6 +152,45 @@ class Settings(BaseSettings):
         ge=1,
         description="Numbers an account may look up per day (its own contacts cost nothing).",
     )
+    # -- push notifications (issue 18; docs/push.md) -------------------------------
+    push_enabled: bool = Field(True, description="Push devices that have no live connection.")
+    push_allow_private_endpoints: bool = Field(
+        False,
+        description="Accept http and private-address Web Push endpoints (tests, private "
+        "networks); off, an endpoint must be https on a public address (the SSRF rule).",
+    )
+    push_coalesce_seconds: float = Field(
+        10, ge=0, le=3600, description="At most one push per device this often."
+    )
+    push_send_timeout_seconds: float = Field(10, gt=0, le=120)
+    push_max_attempts: int = Field(6, ge=1, le=50, description="Tries per push (429/5xx).")
+    push_retry_base_seconds: float = Field(
+        1, gt=0, le=600, description="First retry delay; doubled per try, with jitter."
+    )
+    push_retry_max_seconds: float = Field(300, gt=0, le=86400)
+    push_ca_file: Path | None = Field(
+        None, description="Extra CA certificates trusted for push services (tests, proxies)."
+    )
+    vapid_private_key: SecretStr | None = Field(
+        None, description="P-256 key, PEM or base64url; default: generated into <data_dir>."
+    )
+    vapid_subject: str = Field(
+        "mailto:admin@localhost", description="Contact for push services (mailto: or https:)."
+    )
+    fcm_service_account_file: Path | None = Field(
+        None, description="Firebase service-account JSON; unset: FCM registrations are not pushed."
+    )
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_token_url: str | None = Field(
+        None, description="OAuth token endpoint; default: the service account's token_uri."
+    )
+    apns_key_file: Path | None = Field(
+        None, description="APNs auth key (.p8); unset: APNs registrations are not pushed."
+    )
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_base_url: str = "https://api.push.apple.com"
+    apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
 
     @classmethod
     def settings_customise_sources(

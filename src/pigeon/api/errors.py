@@ -32,6 +32,7 @@ STATUS_BY_KIND = {
     "too_large": 413,
     "range_not_satisfiable": 416,
     "unavailable": 503,
+    "unprocessable": 422,
 }
 
 CODE_BY_STATUS = {

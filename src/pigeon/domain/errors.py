@@ -61,3 +61,9 @@ class RateLimited(PigeonError):
 
 class Unavailable(PigeonError):
     kind = "unavailable"
+
+
+class Unprocessable(PigeonError):
+    """Well-formed but unusable input (a push subscription whose keys are not keys): 422."""
+
+    kind = "unprocessable"

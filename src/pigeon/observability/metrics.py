@@ -77,3 +77,19 @@ class UnreachedCounter:
 
     def unreached(self, entries: Sequence[InboxEntry]) -> None:
         self._counter.inc(len(entries))
+
+
+class PushCounters:
+    """Push outcomes by provider (webpush, fcm, apns): sent, retried, failed (out of
+    tries), dropped (refused for good) and removed (the token is gone)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._counter = Counter(
+            "pigeon_push",
+            "Push notifications by provider and outcome.",
+            ["provider", "outcome"],
+            registry=metrics.registry,
+        )
+
+    def __call__(self, provider: str, outcome: str) -> None:
+        self._counter.labels(provider=provider, outcome=outcome).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -15,6 +16,7 @@ from pigeon.domain.events import LiveEvent
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 from pigeon.domain.people import Privacy
+from pigeon.domain.push import PendingPush, PushNotice, PushRegistration
 
 
 class StorageError(Exception):
@@ -241,6 +243,8 @@ class UnitOfWork(Protocol):
     def media(self) -> MediaRepository: ...
     @property
     def people(self) -> PeopleRepository: ...
+    @property
+    def push(self) -> PushRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -375,3 +379,77 @@ class DeliveryFeedback(Protocol):
     """
 
     def unreached(self, entries: Sequence[InboxEntry]) -> None: ...
+
+
+# -- push notifications (issue 18) ------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class PushState:
+    """A device's registration and how far its pushes got.
+
+    ``pushed_seq`` is the last inbox seq a sent push covered; ``next_at`` the
+    earliest time of the next push (coalescing); ``lease_until`` how long a
+    worker that claimed the device may take before another may try.
+    """
+
+    registration: PushRegistration
+    pushed_seq: int
+    next_at: datetime | None
+    lease_until: datetime | None
+    claimed: bool = False
+
+
+class PushRepository(Protocol):
+    async def put(self, registration: PushRegistration) -> None:
+        """Store the device's registration, replacing any earlier one."""
+        ...
+
+    async def get(self, device_id: str) -> PushRegistration | None: ...
+    async def delete(self, device_id: str, token: str | None = None) -> bool:
+        """Delete the device's registration (only if it still has ``token``, when given)."""
+        ...
+
+    async def due(self) -> list[str]:
+        """Devices whose queues hold messages that no sent push covered."""
+        ...
+
+    async def claim(self, device_id: str, now: datetime, lease_until: datetime) -> PushState | None:
+        """Take the device's next push, unless another worker holds it or it is too soon
+        after the last; the state either way (``claimed`` says which), None if unregistered."""
+        ...
+
+    async def pending(self, device_id: str, user_id: str, after_seq: int) -> PendingPush | None:
+        """Others' messages in the device's queue after ``after_seq``: the latest and the
+        unread count (None: nothing to push)."""
+        ...
+
+    async def covered(self, device_id: str, up_to_seq: int, next_at: datetime | None) -> None:
+        """Record a push sent up to ``up_to_seq`` (or none needed) and end the claim."""
+        ...
+
+
+class PushOutcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"  # 429, 5xx, no answer: try again later
+    GONE = "gone"  # the token or subscription no longer exists: forget it
+    DROPPED = "dropped"  # refused for good (another 4xx, an endpoint now private)
+
+
+@dataclass(slots=True, frozen=True)
+class PushResult:
+    outcome: PushOutcome
+    retry_after: float | None = None  # seconds, from Retry-After
+    detail: str = ""
+
+
+class PushSender(Protocol):
+    """One push service (Web Push, FCM, APNs); never raises for what the service answers."""
+
+    async def send(self, registration: PushRegistration, notice: PushNotice) -> PushResult: ...
+
+
+class EndpointCheck(Protocol):
+    async def check(self, endpoint: str) -> None:
+        """Raise InvalidPushRegistration unless ``endpoint`` may be sent to (the SSRF rule)."""
+        ...

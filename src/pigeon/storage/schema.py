@@ -282,3 +282,28 @@ privacy_settings = sa.Table(
     sa.Column("groups", sa.String(8), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# -- push notifications (issue 18) ---------------------------------------------------
+
+# Where each device is woken up while it has no live connection, and how far
+# its pushes got. The due pushes themselves are not stored: they are the
+# device's queue entries past ``pushed_seq`` (the queue is already durable).
+push_registrations = sa.Table(
+    "push_registrations",
+    metadata,
+    sa.Column("device_id", ID, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", ID, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("endpoint", sa.Text, nullable=False, server_default=""),
+    sa.Column("p256dh", sa.Text, nullable=False, server_default=""),
+    sa.Column("auth", sa.Text, nullable=False, server_default=""),
+    sa.Column("token", sa.Text, nullable=False, server_default=""),
+    sa.Column("topic", sa.Text, nullable=False, server_default=""),
+    sa.Column("sandbox", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # The last inbox seq a sent push covered.
+    sa.Column("pushed_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # No push before this (coalescing), and none while another worker's claim lasts.
+    sa.Column("next_at", UtcDateTime),
+    sa.Column("lease_until", UtcDateTime),
+)
