@@ -18,7 +18,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.blobs.filesystem import FilesystemBlobStore
-from pigeon.blobs.s3 import S3BlobStore
 from pigeon.bus.memory import LocalBus
 from pigeon.bus.nats import NatsBus
 from pigeon.bus.redis import RedisBus
@@ -205,8 +204,11 @@ class Container:
         """Migrate (unless turned off), check the bucket, start the committer."""
         if self.settings.auto_migrate:
             await migrate.upgrade(self.engine)
-        if isinstance(self.blobs, S3BlobStore):
-            await self.blobs.ensure_bucket()
+        if self.settings.blob_store == "s3":
+            from pigeon.blobs.s3 import S3BlobStore  # already loaded by build_blob_store
+
+            if isinstance(self.blobs, S3BlobStore):
+                await self.blobs.ensure_bucket()
         await self.bus.start()
         self.messaging.committer.start()
         if self.push_worker is not None:
@@ -295,6 +297,9 @@ def build_limiter(settings: Settings) -> LimitsRateLimiter:
 
 def build_blob_store(settings: Settings) -> BlobStore:
     if settings.blob_store == "s3":
+        # Imported only when chosen: aioboto3 is a quarter of a start's imports.
+        from pigeon.blobs.s3 import S3BlobStore
+
         secret = settings.s3_secret_access_key
         return S3BlobStore(
             bucket=settings.s3_bucket,
