@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import ordinary
 from bench.common import (
     Client,
     PigeonServer,
@@ -413,6 +414,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "catchup" in wanted:
             out[f"{kind}/catchup"] = await scenario_catchup(kind, 1000 if quick else 10_000)
             print(f"{kind}/catchup: {out[f'{kind}/catchup']}", flush=True)
+        out.update(await ordinary.run(kind, wanted, quick))  # ordinary load (issue 20)
     for kind in args.databases.split(","):
         relay, pigeon = out.get("relay/throughput"), out.get(f"{kind}/throughput")
         if relay and pigeon:
@@ -420,13 +422,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 pigeon["messages_per_second"] / max(relay["messages_per_second"], 1), 2
             )
     results["targets"] = targets(results, args.databases.split(","))
+    results["targets"] += ordinary.targets(out, args.databases.split(","))
     return results
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--databases", default="sqlite,postgresql")
-    parser.add_argument("--scenarios", default="throughput,rate,fanout,idle,catchup")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(["throughput,rate,fanout,idle,catchup", *ordinary.SCENARIOS]),
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     import uvloop
