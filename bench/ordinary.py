@@ -86,8 +86,20 @@ class PostgresBackends:
         return sum(value - self._start.get(pid, 0.0) for pid, value in end.items())
 
 
+async def commit_counts(base_url: str) -> tuple[float, float]:
+    """Group commits so far and the operations they held, from the server's /metrics."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        text = (await http.get("/metrics")).text
+    found = dict(_COMMITS.findall(text))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+_COMMITS = re.compile(r"^pigeon_commit_batch_operations_(count|sum) (\S+)$", re.MULTILINE)
+
+
 async def measured_span(
     clients: list[tuple[Client, Client, str]],
+    base_url: str,
     pid: int,
     database: str | None,
     mode: str,
@@ -102,7 +114,13 @@ async def measured_span(
     backends = PostgresBackends(database) if database else None
     if backends:
         await backends.start()
+    commits = await commit_counts(base_url)
     result = await run_pairs_scenario(clients, pid, mode, seconds, f"ordinary/{mode}")
+    after = await commit_counts(base_url)
+    batches, operations = after[0] - commits[0], after[1] - commits[1]
+    # What the CPU figures come from, and what the machine's noise does not move much.
+    result["commits_per_message"] = round(batches / max(result["delivered"], 1), 2)
+    result["operations_per_commit"] = round(operations / max(batches, 1), 1)
     if backends:
         postgres_cpu = await backends.stop()
         result["postgres_cpu_us_per_message"] = round(
@@ -124,9 +142,11 @@ async def scenario_ordinary(kind: str, seconds: float) -> dict[str, Any]:
             database = ws.database.name if kind == "postgresql" else None
             clients = await pairs(server, ws.database.url, PAIRS)
             await asyncio.sleep(0.5)
-            saturated = await measured_span(clients, server.pid, database, "throughput", seconds)
+            saturated = await measured_span(
+                clients, server.url, server.pid, database, "throughput", seconds
+            )
             await asyncio.sleep(1.0)  # the lazy acks of the saturated span commit
-            steady = await measured_span(clients, server.pid, database, "rate", seconds)
+            steady = await measured_span(clients, server.url, server.pid, database, "rate", seconds)
             await close_all(clients)
         finally:
             server.stop()
