@@ -6,7 +6,8 @@ Scenarios, each on SQLite and PostgreSQL:
   fanout      one sender into a group of 100 members
   idle        10,000 authenticated idle connections: server memory per connection
   catchup     one device offline while 10,000 messages arrive, then connects
-and the same throughput and rate scenarios against a bare relay on the same stack.
+and the same throughput and rate scenarios against a bare relay on the same stack;
+also bench/ordinary.py's ordinary, signups and httpcost (ordinary load, issue 20).
 
     python -m bench.harness [--databases sqlite,postgresql] [--scenarios ...] [--quick]
 """
