@@ -86,3 +86,19 @@ async def test_in_memory_limits_forget_idle_keys(monkeypatch: pytest.MonkeyPatch
     assert await hit_until_refused(limiter, "+14155550000", 2) == 0
     assert await limiter.retry_after("send_code", "+14155550001") == 0
     assert len(limiter._limiter._windows) == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("storage", [None, REDIS_URL])
+async def test_a_costly_hit_counts_its_cost_on_both_storages(storage: str | None) -> None:
+    """A lookup of 8 numbers spends 8 of a 10-number quota, on one node or on Redis."""
+    limiter = LimitsRateLimiter({"numbers": "10/day"}, storage_url=storage)
+    key = uuid.uuid4().hex
+    try:
+        await limiter.hit("numbers", key, cost=8)
+        with pytest.raises(RateLimited):
+            await limiter.hit("numbers", key, cost=3)  # 11 > 10: refused, not recorded
+        await limiter.hit("numbers", key, cost=2)
+        with pytest.raises(RateLimited):
+            await limiter.hit("numbers", key)
+    finally:
+        await limiter.close()

@@ -9,8 +9,9 @@ hit touches its own key only, on the event loop, and idle keys are dropped
 in one pass at most every ``SWEEP_SECONDS``.
 
 Same semantics as ``limits.aio.strategies.MovingWindowRateLimiter``: a hit
-is allowed while fewer than ``amount`` hits fell within the last
-``expiry`` seconds, and a refused hit is not recorded.
+is allowed while its ``cost`` fits beside the hits that fell within the
+last ``expiry`` seconds (``amount`` in all), and a refused hit is not
+recorded.
 """
 
 from __future__ import annotations
@@ -25,16 +26,19 @@ SWEEP_SECONDS = 60.0  # how often keys without a hit in their window are dropped
 
 
 class _Window:
-    __slots__ = ("expiry", "hits")
+    __slots__ = ("expiry", "hits", "used")
 
     def __init__(self, expiry: float) -> None:
         self.expiry = expiry
-        self.hits: deque[float] = deque()  # times of the hits in the window, oldest first
+        # (time, cost) of the hits in the window, oldest first; one entry per
+        # hit, so a lookup of 1,000 numbers is one entry, not 1,000.
+        self.hits: deque[tuple[float, int]] = deque()
+        self.used = 0  # the costs in ``hits``, summed
 
     def trim(self, now: float) -> None:
         hits, start = self.hits, now - self.expiry
-        while hits and hits[0] <= start:
-            hits.popleft()
+        while hits and hits[0][0] <= start:
+            self.used -= hits.popleft()[1]
 
 
 class InProcessMovingWindow:
@@ -50,27 +54,28 @@ class InProcessMovingWindow:
         window.trim(now)
         return window
 
-    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+    async def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         now = time.time()
         if now - self._swept_at > SWEEP_SECONDS:
             self._sweep(now)
         key = item.key_for(*identifiers)
         window = self._window(key, item, now)
-        if len(window.hits) >= item.amount:
+        if window.used + cost > item.amount:
             return False
-        window.hits.append(now)
+        window.hits.append((now, cost))
+        window.used += cost
         self._windows[key] = window
         return True
 
     async def test(self, item: RateLimitItem, *identifiers: str) -> bool:
         window = self._window(item.key_for(*identifiers), item, time.time())
-        return len(window.hits) < item.amount
+        return window.used < item.amount
 
     async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         now = time.time()
         window = self._window(item.key_for(*identifiers), item, now)
-        oldest = window.hits[0] if window.hits else now
-        return WindowStats(oldest + window.expiry, max(0, item.amount - len(window.hits)))
+        oldest = window.hits[0][0] if window.hits else now
+        return WindowStats(oldest + window.expiry, max(0, item.amount - window.used))
 
     async def reset(self) -> None:
         self._windows.clear()
