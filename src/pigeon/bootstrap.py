@@ -29,6 +29,7 @@ from pigeon.security.pins import Argon2PinHasher
 from pigeon.services import accounts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
+from pigeon.services.changes import ChangePolicy
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
 from pigeon.services.media import MediaPolicy, MediaService
@@ -354,6 +355,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ack_delay=timedelta(milliseconds=settings.ack_commit_delay_ms),
             gather=GatherPolicy(wait=settings.commit_gather_ms / 1000),
             on_commit=metrics.record_commit,
+            changes=ChangePolicy(
+                edit_window=timedelta(seconds=settings.edit_window_seconds),
+                delete_window=timedelta(seconds=settings.delete_window_seconds),
+                max_message_length=settings.max_message_length,
+            ),
         ),
         batch_uow=storage.batch_uow,
     )

@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     media_unattached_ttl_hours: float = Field(24, gt=0)
     media_link_ttl_seconds: int = Field(300, ge=10)
 
+    # -- message changes (reactions, edits, deletes for everyone) -------------
+    edit_window_seconds: int = Field(
+        900, ge=0, description="How long after sending its sender may edit a text message."
+    )
+    delete_window_seconds: int = Field(
+        172800, ge=0, description="How long after sending a message may be deleted for everyone."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
+from pigeon.domain.changes import ChangeKind, MessageChange
 from pigeon.domain.chats import Message, MessageKind
-from pigeon.domain.delivery import InboxEntry
+from pigeon.domain.delivery import InboxEntry, QueuedEvent
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, ReceiptType, Typing
 
 
@@ -65,6 +66,32 @@ def _receipt_from(fields: list[Any]) -> Receipt:
     return Receipt(chat_id, ReceiptType(kind), user_id, up_to, datetime.fromisoformat(at))
 
 
+def _change(c: MessageChange) -> list[Any]:
+    return [
+        "change",
+        c.kind.value,
+        c.chat_id,
+        c.message_id,
+        c.user_id,
+        _time(c.at),
+        c.emoji,
+        c.text,
+    ]
+
+
+def _event(event: QueuedEvent) -> list[Any]:
+    return _change(event) if isinstance(event, MessageChange) else _receipt(event)
+
+
+def _event_from(fields: list[Any]) -> QueuedEvent:
+    if fields[0] != "change":
+        return _receipt_from(fields)
+    _, kind, chat_id, message_id, user_id, at, emoji, text = fields
+    return MessageChange(
+        ChangeKind(kind), chat_id, message_id, user_id, datetime.fromisoformat(at), emoji, text
+    )
+
+
 def encode_entries(entries: Sequence[InboxEntry]) -> bytes:
     """Entries for any devices, each message once."""
     messages: dict[str, list[Any]] = {}
@@ -78,7 +105,7 @@ def encode_entries(entries: Sequence[InboxEntry]) -> bytes:
                 e.seq,
                 _time(e.expires_at),
                 e.message.id if e.message else None,
-                _receipt(e.event) if e.event else None,
+                _event(e.event) if e.event else None,
             ]
         )
     return orjson.dumps({"m": list(messages.values()), "e": rows})
@@ -93,9 +120,9 @@ def decode_entries(data: bytes) -> list[InboxEntry]:
             seq=seq,
             expires_at=datetime.fromisoformat(expires),
             message=messages[message_id] if message_id else None,
-            event=_receipt_from(receipt) if receipt else None,
+            event=_event_from(event) if event else None,
         )
-        for device, seq, expires, message_id, receipt in document["e"]
+        for device, seq, expires, message_id, event in document["e"]
     ]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pigeon.domain.chats import Role
 from pigeon.gateway import events
+from pigeon.services.changes import DeleteMessage, EditMessage, React
 from pigeon.services.messaging import Ack, MarkRead, SendMessage
 
 if TYPE_CHECKING:
@@ -127,6 +128,24 @@ async def create_attachment(conn: DeviceConnection, data: Any) -> Any:
     )
 
 
+def react(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    return conn.services.messaging.change(
+        React(conn.principal, data.chatId, data.messageId, data.emoji)
+    )
+
+
+def edit_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    return conn.services.messaging.change(
+        EditMessage(conn.principal, data.chatId, data.messageId, data.text)
+    )
+
+
+def delete_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    return conn.services.messaging.change(
+        DeleteMessage(conn.principal, data.chatId, data.messageId)
+    )
+
+
 # Every command a connection accepts once authenticated ("auth" is the endpoint's).
 COMMANDS: dict[str, Command] = {
     "ping": Command(ping, events.pong_data),
@@ -143,4 +162,7 @@ COMMANDS: dict[str, Command] = {
     "setPresence": Command(set_presence, events.presence_state_data),
     "getPresence": Command(get_presence, events.presence_data),
     "createAttachment": Command(create_attachment, events.attachment_data),
+    "react": Command(react, events.change_data),
+    "editMessage": Command(edit_message, events.change_data),
+    "deleteMessage": Command(delete_message, events.change_data),
 }

@@ -12,8 +12,9 @@ Server frames come in two shapes:
 * answers to a command that had an `id`: `{"id", "ok": true, "data"}` or
   `{"id", "ok": false, "error": {"code", "message"}}`;
 * events: `{"event": "<name>", "data": {...}}`. Queued events (`message`,
-  `receipt`) carry an `inboxSeq` and are sent again until acked; the others
-  (`ready`, `drained`, `typing`, `presence`) are not queued.
+  `receipt`, and the changes to a message: `reaction`, `messageEdited`,
+  `messageDeleted`) carry an `inboxSeq` and are sent again until acked; the
+  others (`ready`, `drained`, `typing`, `presence`) are not queued.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from pigeon.domain.changes import ChangeKind, MessageChange
 from pigeon.domain.chats import Chat, Member, Message
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
 from pigeon.domain.media import Attachment
 from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
 from pigeon.services import presence
+from pigeon.services.changes import ChangeResult
 from pigeon.services.messaging import ReadResult, SendResult
 
 Timestamp = Annotated[
@@ -306,6 +309,18 @@ class CreateAttachmentAnswer(_OkAnswer):
     data: AttachmentMetadata
 
 
+class ChangeMessageResult(Payload):
+    status: Literal["SUCCESS"]
+    at: Timestamp = Field(description="When the change was made: the `at` the others are told.")
+
+
+class ChangeMessageAnswer(_OkAnswer):
+    """Answer to `react`, `editMessage` and `deleteMessage`: the change is committed and
+    queued for every other device of the chat."""
+
+    data: ChangeMessageResult
+
+
 # What each command is answered with when it succeeds (keys: frames.COMMANDS).
 ANSWERS: dict[str, type[BaseModel]] = {
     "auth": AuthAnswer,
@@ -323,6 +338,9 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "setPresence": SetPresenceAnswer,
     "getPresence": GetPresenceAnswer,
     "createAttachment": CreateAttachmentAnswer,
+    "react": ChangeMessageAnswer,
+    "editMessage": ChangeMessageAnswer,
+    "deleteMessage": ChangeMessageAnswer,
 }
 
 
@@ -500,6 +518,56 @@ class PresenceEvent(Payload):
     data: PresenceEventData
 
 
+class ReactionEventData(Payload):
+    chatId: EntityId
+    messageId: EntityId
+    userId: EntityId = Field(description="Who reacted.")
+    emoji: str = Field(
+        max_length=64,
+        description="userId's reaction, replacing any earlier one; empty: it was removed.",
+    )
+    at: Timestamp
+    inboxSeq: InboxSeq
+
+
+class ReactionEvent(Payload):
+    """Someone reacted to a message (queued: ack its `inboxSeq`)."""
+
+    event: Literal["reaction"]
+    data: ReactionEventData
+
+
+class MessageEditedEventData(Payload):
+    chatId: EntityId
+    messageId: EntityId
+    userId: EntityId = Field(description="The sender, who edited it.")
+    message: str = Field(description="The new text, in full; the old one is not kept.")
+    at: Timestamp = Field(description="When it was edited.")
+    inboxSeq: InboxSeq
+
+
+class MessageEditedEvent(Payload):
+    """The sender edited a text message (queued: ack its `inboxSeq`)."""
+
+    event: Literal["messageEdited"]
+    data: MessageEditedEventData
+
+
+class MessageDeletedEventData(Payload):
+    chatId: EntityId
+    messageId: EntityId
+    userId: EntityId = Field(description="Who deleted it: the sender or a group admin.")
+    at: Timestamp
+    inboxSeq: InboxSeq
+
+
+class MessageDeletedEvent(Payload):
+    """A message was deleted for everyone: delete it (queued: ack its `inboxSeq`)."""
+
+    event: Literal["messageDeleted"]
+    data: MessageDeletedEventData
+
+
 EVENTS: dict[str, type[BaseModel]] = {
     "ready": ReadyEvent,
     "message": MessageEvent,
@@ -507,6 +575,9 @@ EVENTS: dict[str, type[BaseModel]] = {
     "drained": DrainedEvent,
     "typing": TypingEvent,
     "presence": PresenceEvent,
+    "reaction": ReactionEvent,
+    "messageEdited": MessageEditedEvent,
+    "messageDeleted": MessageDeletedEvent,
 }
 
 _answers = tuple(dict.fromkeys(ANSWERS.values()))
@@ -561,15 +632,16 @@ def error(request_id: Any, code: str, message: str) -> dict[str, Any]:
 
 
 # A message's data is the same for every device it goes to (only inboxSeq
-# differs): made once, kept while the fan-out to its devices runs. Messages
-# never change, so an entry cannot go stale; the cache only has to stay small.
+# differs): made once, kept while the fan-out to its devices runs. An edit
+# changes a queued message's text, so an entry is used only while its text
+# is the message's; the cache only has to stay small.
 _MESSAGE_DATA: dict[str, dict[str, Any]] = {}
 _MESSAGE_DATA_MAX = 1024
 
 
 def message_data(message: Message) -> dict[str, Any]:
     data = _MESSAGE_DATA.get(message.id)
-    if data is not None:
+    if data is not None and data["message"] == message.body:
         return data
     data = {
         "chatId": message.chat_id,
@@ -602,11 +674,35 @@ def receipt_data(receipt: Receipt) -> dict[str, Any]:
     }
 
 
+_CHANGE_EVENTS = {
+    ChangeKind.REACTION: "reaction",
+    ChangeKind.EDITED: "messageEdited",
+    ChangeKind.DELETED: "messageDeleted",
+}
+
+
+def change_frame(change: MessageChange, inbox_seq: int) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "chatId": change.chat_id,
+        "messageId": change.message_id,
+        "userId": change.user_id,
+    }
+    if change.kind is ChangeKind.REACTION:
+        data["emoji"] = change.emoji
+    elif change.kind is ChangeKind.EDITED:
+        data["message"] = change.text
+    data["at"] = timestamp(change.at)
+    data["inboxSeq"] = inbox_seq
+    return {"event": _CHANGE_EVENTS[change.kind], "data": data}
+
+
 def queued_frame(entry: InboxEntry) -> dict[str, Any]:
-    """A queue entry as its ``message`` or ``receipt`` event."""
+    """A queue entry as its ``message``, ``receipt`` or change event."""
     if entry.message is not None:
         return {"event": "message", "data": {**message_data(entry.message), "inboxSeq": entry.seq}}
     assert entry.event is not None
+    if isinstance(entry.event, MessageChange):
+        return change_frame(entry.event, entry.seq)
     return {"event": "receipt", "data": {**receipt_data(entry.event), "inboxSeq": entry.seq}}
 
 
@@ -731,3 +827,7 @@ def presence_data(result: Sequence[presence.UserPresence]) -> dict[str, Any]:
 
 def attachment_data(attachment: Attachment) -> dict[str, Any]:
     return attachment.metadata()
+
+
+def change_data(result: ChangeResult) -> dict[str, Any]:
+    return {"status": "SUCCESS", "at": timestamp(result.at)}

@@ -111,6 +111,26 @@ class CreateAttachmentData(Data):
     fileName: Annotated[Text, Field(max_length=1024)] = "file"
 
 
+class ReactData(Data):
+    chatId: EntityId
+    messageId: EntityId
+    emoji: str = Field(
+        max_length=64,
+        description="One emoji (a single grapheme cluster); empty removes your reaction.",
+    )
+
+
+class EditMessageData(Data):
+    chatId: EntityId
+    messageId: EntityId
+    text: Text = Field(description="The new text, in full.")
+
+
+class DeleteMessageData(Data):
+    chatId: EntityId
+    messageId: EntityId
+
+
 def _command(name: str, data: type[BaseModel], optional: bool = False) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "id": (RequestId | None, None),
@@ -140,6 +160,9 @@ COMMANDS: dict[str, type[BaseModel]] = {
     "setPresence": _command("setPresence", SetPresenceData),
     "getPresence": _command("getPresence", GetPresenceData),
     "createAttachment": _command("createAttachment", CreateAttachmentData),
+    "react": _command("react", ReactData),
+    "editMessage": _command("editMessage", EditMessageData),
+    "deleteMessage": _command("deleteMessage", DeleteMessageData),
 }
 
 

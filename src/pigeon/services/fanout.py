@@ -14,19 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pigeon.domain.chats import Message
-from pigeon.domain.delivery import InboxEntry
-from pigeon.domain.events import Receipt
+from pigeon.domain.delivery import InboxEntry, QueuedEvent
 from pigeon.services.ports import UnitOfWork
 
 
 @dataclass(slots=True)
 class Queued:
-    """One item to queue for one device (of ``user_id``): a message or a receipt."""
+    """One item to queue for one device (of ``user_id``): a message, a receipt or a change."""
 
     device_id: str
     user_id: str
     message: Message | None = None
-    event: Receipt | None = None
+    event: QueuedEvent | None = None
 
 
 async def assign_seqs(uow: UnitOfWork, messages: Sequence[Message]) -> None:

@@ -20,8 +20,9 @@ from pigeon.domain.delivery import InboxEntry, SentRecord
 from pigeon.domain.errors import InvalidInput, NotFound, PigeonError
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.domain.ids import new_id
-from pigeon.services import fanout
+from pigeon.services import changes, fanout
 from pigeon.services.accounts import Principal
+from pigeon.services.changes import ChangeOperation, ChangePolicy, ChangeResult
 from pigeon.services.committer import GatherPolicy, GroupCommitter, Publish
 from pigeon.services.fanout import Queued
 from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
@@ -78,8 +79,8 @@ class ReadResult:
 
 
 # What the committer applies, and one result per operation of a batch.
-Operation = SendMessage | Ack | MarkRead
-BatchResult = SendResult | ReadResult | PigeonError | None
+Operation = SendMessage | Ack | MarkRead | ChangeOperation
+BatchResult = SendResult | ReadResult | ChangeResult | PigeonError | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -95,6 +96,8 @@ class DeliveryPolicy:
     # How long a batch waits for more while work arrives faster than that.
     gather: GatherPolicy = field(default_factory=GatherPolicy)
     on_commit: Callable[[int, float], None] = lambda size, seconds: None
+    # Reactions, edits and deletes for everyone (services/changes.py).
+    changes: ChangePolicy = field(default_factory=ChangePolicy)
 
 
 class MessagingService:
@@ -129,6 +132,11 @@ class MessagingService:
             raise InvalidInput("message_too_long", f"A message has at most {limit} characters.")
         if not command.body.strip() and not command.attachments:
             raise InvalidInput("empty_message", "A message needs text or an attachment.")
+        return self.committer.submit(command)
+
+    def change(self, command: ChangeOperation) -> asyncio.Future[ChangeResult]:
+        """Queue a reaction, an edit or a delete; it commits after the device's earlier sends."""
+        changes.check(command, self._policy.changes)
         return self.committer.submit(command)
 
     def ack(self, command: Ack) -> asyncio.Future[None]:
@@ -171,6 +179,7 @@ class MessagingService:
             entries = await fanout.assign_inbox_seqs(uow, batch.queued, batch.expires_at)
             await uow.delivery.insert_batch(batch.messages, batch.sent_records, entries)
             await uow.media.link(batch.links)
+            entries = await batch.apply_changes(uow, members, entries, self._policy.changes)
             await uow.commit()
 
         return batch.results, lambda: self._bus.publish(entries)
@@ -192,7 +201,29 @@ class _Batch:
         self.links: list[tuple[str, str, str]] = []
 
     def chat_ids(self) -> list[str]:
-        return sorted({op.chat_id for op in self.ops if isinstance(op, SendMessage | MarkRead)})
+        return sorted({op.chat_id for op in self.ops if not isinstance(op, Ack)})
+
+    # -- changes: after the sends are written, so a message changed in its own batch is found
+    async def apply_changes(
+        self,
+        uow: UnitOfWork,
+        members: dict[str, dict[str, list[str]]],
+        entries: list[InboxEntry],
+        policy: ChangePolicy,
+    ) -> list[InboxEntry]:
+        """The entries to publish: the batch's, less messages deleted, plus the changes'."""
+        ops = [
+            (i, op)
+            for i, op in enumerate(self.ops)
+            if isinstance(op, changes.React | changes.EditMessage | changes.DeleteMessage)
+        ]
+        if not ops:
+            return entries
+        applied = await changes.apply(uow, ops, members, self.now, self.expires_at, policy)
+        for index, result in applied.results.items():
+            self.results[index] = result
+        kept = [e for e in entries if e.message is None or e.message.id not in applied.deleted]
+        return kept + applied.entries
 
     # -- acks: drop acked entries, delete fully delivered messages, tell senders
     async def apply_acks(self, uow: UnitOfWork) -> None:
@@ -288,6 +319,7 @@ class _Batch:
                 seq=message.seq,
                 created_at=message.created_at,
                 sender_id=op.principal.user_id,
+                has_attachments=bool(message.attachments),
             )
             self.sent_records.append(record)
             self.messages.append(message)

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
+from pigeon.domain.changes import MessageRecord
 from pigeon.domain.chats import Chat, Member, Message, Role
 from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
 from pigeon.domain.events import LiveEvent
@@ -197,6 +198,15 @@ class BlobStore(Protocol):
     async def close(self) -> None: ...
 
 
+class MessageChangeRepository(Protocol):
+    """What reactions, edits and deletes for everyone need (storage/changes.py)."""
+
+    async def find(self, chat_id: str, message_id: str) -> MessageRecord | None: ...
+    async def mark_deleted(self, message_id: str, at: datetime) -> None: ...
+    async def drop_queued(self, message_id: str) -> int: ...
+    async def replace_text(self, message_id: str, text: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over all repositories; rolled back unless ``commit`` is called."""
 
@@ -212,6 +222,8 @@ class UnitOfWork(Protocol):
     def delivery(self) -> DeliveryRepository: ...
     @property
     def media(self) -> MediaRepository: ...
+    @property
+    def changes(self) -> MessageChangeRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -146,6 +146,15 @@ sent_messages = sa.Table(
     # (null in records written before migration 0007).
     sa.Column("sender_id", ID),
     sa.Index("ix_sent_messages_chat_id_seq", "chat_id", "seq"),
+    # Message changes (migration 0009): what the server must know of a message
+    # after it is gone from every queue, to check a reaction, an edit or a
+    # delete (never its text). Only messages without attachments can be edited.
+    sa.Column("has_attachments", sa.Boolean, nullable=False, server_default=sa.false()),
+    # How many times the message was forwarded before this send (0: not forwarded).
+    sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"),
+    # Set when it was deleted for everyone: later changes find no message.
+    sa.Column("deleted_at", UtcDateTime),
+    sa.Index("ix_sent_messages_message_id", "message_id"),
 )
 
 # Each device's durable delivery queue. A row is deleted when the device acks it.

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnreachable
+from pigeon.storage.changes import SqlMessageChangeRepository
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
@@ -31,6 +32,7 @@ class BoundRepositories:
     chats: SqlChatRepository
     delivery: DeliveryRepository
     media: SqlMediaRepository
+    changes: SqlMessageChangeRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -39,6 +41,7 @@ class BoundRepositories:
         self.chats = SqlChatRepository(conn)
         self.delivery = delivery
         self.media = SqlMediaRepository(conn)
+        self.changes = SqlMessageChangeRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:

@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
+from pigeon.domain.changes import ChangeKind, MessageChange
 from pigeon.domain.chats import Message, MessageKind
-from pigeon.domain.delivery import InboxEntry, SentRecord
+from pigeon.domain.delivery import InboxEntry, QueuedEvent, SentRecord
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.storage.schema import inbox, messages, sent_messages
 
@@ -79,6 +80,9 @@ def sent_row(r: SentRecord, time: StoreTime) -> tuple[Any, ...]:
         r.seq,
         time(r.created_at),
         r.sender_id,
+        r.has_attachments,
+        r.forward_hops,
+        None,  # deleted_at: a new message is not deleted
     )
 
 
@@ -87,8 +91,47 @@ def inbox_row(e: InboxEntry, time: StoreTime) -> tuple[Any, ...]:
         e.device_id,
         e.seq,
         e.message.id if e.message else None,
-        stored_json(receipt_document(e.event) if e.event else None),
+        stored_json(event_document(e.event) if e.event else None),
         time(e.expires_at),
+    )
+
+
+def event_document(event: QueuedEvent) -> dict[str, Any]:
+    """A queued event that is not a message, as its queue entry stores it."""
+    if isinstance(event, MessageChange):
+        return change_document(event)
+    return receipt_document(event)
+
+
+def event_from_document(document: dict[str, Any]) -> QueuedEvent:
+    if document.get("kind") == "change":
+        return change_from_document(document)
+    return receipt_from_document(document)
+
+
+def change_document(change: MessageChange) -> dict[str, Any]:
+    """A change to a message as its queue entry stores it (an edit's text until delivered)."""
+    return {
+        "kind": "change",
+        "change": change.kind.value,
+        "chat_id": change.chat_id,
+        "message_id": change.message_id,
+        "user_id": change.user_id,
+        "at": change.at.isoformat(),
+        "emoji": change.emoji,
+        "text": change.text,
+    }
+
+
+def change_from_document(document: dict[str, Any]) -> MessageChange:
+    return MessageChange(
+        kind=ChangeKind(document["change"]),
+        chat_id=document["chat_id"],
+        message_id=document["message_id"],
+        user_id=document["user_id"],
+        at=datetime.fromisoformat(document["at"]),
+        emoji=document["emoji"],
+        text=document["text"],
     )
 
 
@@ -165,7 +208,7 @@ def pending_entry(
         seq=seq,
         expires_at=time(expires_at),
         message=message_from_row(message, time, load_json) if message[0] is not None else None,
-        event=receipt_from_document(document) if document else None,
+        event=event_from_document(document) if document else None,
     )
 
 

@@ -1,0 +1,40 @@
+"""Send records say what a change to a message needs: attachments, forwards, deletion.
+
+A reaction, an edit or a delete for everyone names a message that may be
+gone from every queue. Its send record, kept for the undelivered TTL, is
+what the server still knows of it (never its text): who sent it and when,
+found by message id, whether it carried attachments (only text can be
+edited), how many times it had been forwarded, and whether it was deleted.
+
+Revision ID: 0009
+Revises: 0007
+Create Date: 2026-12-05
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from pigeon.storage.schema import UtcDateTime
+
+revision = "0009"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("sent_messages") as batch:
+        batch.add_column(
+            sa.Column("has_attachments", sa.Boolean, nullable=False, server_default=sa.false())
+        )
+        batch.add_column(sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("deleted_at", UtcDateTime(), nullable=True))
+    op.create_index("ix_sent_messages_message_id", "sent_messages", ["message_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_sent_messages_message_id", table_name="sent_messages")
+    with op.batch_alter_table("sent_messages") as batch:
+        batch.drop_column("deleted_at")
+        batch.drop_column("forward_hops")
+        batch.drop_column("has_attachments")
