@@ -77,6 +77,15 @@ ChatId = Annotated[
 ]
 
 
+MessageId = Annotated[
+    str,
+    typer.Argument(
+        help="The message (its id, as `pigeon chat send` and `open` show them).",
+        callback=chat_input.message_id,
+    ),
+]
+
+
 def default_download_dir() -> Path:
     return Path.home() / "Downloads" / "pigeon"
 
@@ -377,6 +386,49 @@ def send(
 
     sent = with_connection(session_file, deliver)
     say(f"✓ sent #{sent.seq} ({sent.message_id})")
+
+
+@chat.command()
+def react(
+    chat_id: ChatId,
+    message_id: MessageId,
+    emoji: Annotated[str, typer.Argument(help='One emoji; "" removes your reaction.')],
+    session_file: SessionFile = None,
+) -> None:
+    """React to a message with one emoji (replacing your earlier reaction)."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> datetime:
+        return await conn.react(chat_id, message_id, emoji)
+
+    with_connection(session_file, change)
+    say(f"✓ reacted {emoji}" if emoji else "✓ reaction removed")
+
+
+@chat.command()
+def edit(
+    chat_id: ChatId,
+    message_id: MessageId,
+    text: Annotated[str, typer.Argument(help="The new text, in full.")],
+    session_file: SessionFile = None,
+) -> None:
+    """Edit a text message you sent (within 15 minutes, or the server's edit window)."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> datetime:
+        return await conn.edit_message(chat_id, message_id, text)
+
+    with_connection(session_file, change)
+    say(f"✓ edited ({message_id})")
+
+
+@chat.command()
+def delete(chat_id: ChatId, message_id: MessageId, session_file: SessionFile = None) -> None:
+    """Delete a message for everyone: yours, or any in a group you are an admin of."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> datetime:
+        return await conn.delete_message(chat_id, message_id)
+
+    with_connection(session_file, change)
+    say(f"✓ deleted for everyone ({message_id})")
 
 
 @chat.command("send-file")

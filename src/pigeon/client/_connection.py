@@ -41,6 +41,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -494,6 +495,28 @@ class Connection:
             await store.record_sent(message)
         except StoreError as exc:  # it is sent all the same: say so, do not make it fail
             log.warning("pigeon.client: could not keep sent message %s: %s", sent.message_id, exc)
+
+    async def react(self, chat_id: str, message_id: str, emoji: str) -> datetime:
+        """Set this user's reaction to a message (one emoji; ``""`` removes it); when."""
+        data = {"chatId": chat_id, "messageId": message_id, "emoji": emoji}
+        answer = await self._call("react", data, retry=True)  # the same reaction again is no change
+        return parse_time(answer["at"]) or _missing("at")
+
+    async def edit_message(self, chat_id: str, message_id: str, text: str) -> datetime:
+        """Replace the text of a message this user sent (within the server's edit window)."""
+        data = {"chatId": chat_id, "messageId": message_id, "text": text}
+        answer = await self._call("editMessage", data, retry=True)
+        return parse_time(answer["at"]) or _missing("at")
+
+    async def delete_message(self, chat_id: str, message_id: str) -> datetime:
+        """Delete a message for everyone: this user's own, or any as a group admin.
+
+        Not retried: a retry after a delete that went through would be told
+        ``message_not_found``.
+        """
+        data = {"chatId": chat_id, "messageId": message_id}
+        answer = await self._call("deleteMessage", data)
+        return parse_time(answer["at"]) or _missing("at")
 
     async def create_chat(
         self, participants: Sequence[str], name: str | None = None

@@ -289,7 +289,56 @@ class DrainedEvent:
     inbox_seq: int
 
 
-Event = MessageEvent | ReceiptEvent | TypingEvent | PresenceEvent | DrainedEvent
+@dataclass(frozen=True, slots=True)
+class ReactionEvent:
+    """``user_id`` reacted to a message with ``emoji``, replacing any earlier reaction of
+    theirs; an empty ``emoji`` removes it. The latest one per user is their reaction."""
+
+    chat_id: str
+    message_id: str
+    user_id: str
+    emoji: str
+    at: datetime
+    inbox_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEditedEvent:
+    """The sender (``user_id``) edited a text message: ``text`` replaces the old text."""
+
+    chat_id: str
+    message_id: str
+    user_id: str
+    text: str
+    at: datetime
+    inbox_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeletedEvent:
+    """The message was deleted for everyone by its sender or a group admin (``user_id``).
+
+    Delete it, and its files, from the device. It may name a message this
+    device never received: the server removed it from the device's queue.
+    """
+
+    chat_id: str
+    message_id: str
+    user_id: str
+    at: datetime
+    inbox_seq: int
+
+
+Event = (
+    MessageEvent
+    | ReceiptEvent
+    | TypingEvent
+    | PresenceEvent
+    | DrainedEvent
+    | ReactionEvent
+    | MessageEditedEvent
+    | MessageDeletedEvent
+)
 
 
 def parse_event(name: str, data: dict[str, Any]) -> Event | None:
@@ -330,6 +379,32 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
         )
     if name == "drained":
         return DrainedEvent(inbox_seq=int(data["inboxSeq"]))
+    if name == "reaction":
+        return ReactionEvent(
+            chat_id=data["chatId"],
+            message_id=data["messageId"],
+            user_id=data["userId"],
+            emoji=data.get("emoji", ""),
+            at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
+    if name == "messageEdited":
+        return MessageEditedEvent(
+            chat_id=data["chatId"],
+            message_id=data["messageId"],
+            user_id=data["userId"],
+            text=data.get("message", ""),
+            at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
+    if name == "messageDeleted":
+        return MessageDeletedEvent(
+            chat_id=data["chatId"],
+            message_id=data["messageId"],
+            user_id=data["userId"],
+            at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
     return None
 
 
