@@ -32,6 +32,7 @@ from pigeon.services.admin import AdminService
 from pigeon.services.changes import ChangePolicy
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
+from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
 from pigeon.services.ports import (
@@ -359,6 +360,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
                 edit_window=timedelta(seconds=settings.edit_window_seconds),
                 delete_window=timedelta(seconds=settings.delete_window_seconds),
                 max_message_length=settings.max_message_length,
+            ),
+            forwarding=ForwardPolicy(
+                many_interval=timedelta(seconds=settings.forward_many_interval_seconds),
+                excerpt_max_length=settings.reply_excerpt_max_length,
             ),
         ),
         batch_uow=storage.batch_uow,

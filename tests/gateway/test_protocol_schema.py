@@ -253,6 +253,7 @@ def _gateway_error_codes() -> set[str]:
         SRC / "gateway" / "frames.py",
         SRC / "services" / "messaging.py",
         SRC / "services" / "changes.py",
+        SRC / "services" / "forwarding.py",
         SRC / "services" / "chats.py",
         SRC / "services" / "presence.py",
         SRC / "services" / "media.py",

@@ -8,6 +8,7 @@ import pytest
 
 from pigeon.bus import codec
 from pigeon.domain.changes import ChangeKind, MessageChange
+from pigeon.domain.chats import Message, MessageKind
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.storage.delivery import rows
@@ -39,3 +40,21 @@ def test_receipts_still_read_back_beside_changes() -> None:
         receipt,
         CHANGES[2],
     ]
+
+
+def test_a_forwarded_reply_reads_back_from_its_bus_payload() -> None:
+    message = Message(
+        "m",
+        "chat",
+        4,
+        MessageKind.TEXT,
+        "user",
+        "device",
+        "yes!",
+        AT,
+        reply_to="q",
+        forward_hops=6,
+        quote={"senderId": "other", "excerpt": "lunch?"},
+    )
+    [decoded] = codec.decode_entries(codec.encode_entries([InboxEntry("d", 1, AT, message)]))
+    assert decoded.message == message

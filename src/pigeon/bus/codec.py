@@ -37,11 +37,27 @@ def _message(m: Message) -> list[Any]:
         m.reply_to,
         m.system,
         _time(m.created_at),
+        m.forward_hops,
+        m.quote,
     ]
 
 
 def _message_from(fields: list[Any]) -> Message:
-    (mid, chat_id, seq, kind, sender, device, body, attachments, reply_to, system, at) = fields
+    (
+        mid,
+        chat_id,
+        seq,
+        kind,
+        sender,
+        device,
+        body,
+        attachments,
+        reply_to,
+        system,
+        at,
+        hops,
+        quote,
+    ) = fields
     return Message(
         mid,
         chat_id,
@@ -54,6 +70,8 @@ def _message_from(fields: list[Any]) -> Message:
         attachments,
         reply_to,
         system,
+        hops,
+        quote,
     )
 
 

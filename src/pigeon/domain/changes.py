@@ -14,6 +14,15 @@ from enum import StrEnum
 
 import emoji
 
+# A message forwarded this many times or more is "forwarded many times": clients
+# label it so, and it may be forwarded to one chat at a time (WhatsApp's rule
+# against viral spam). Part of the protocol's meaning, as the flag shows it.
+FORWARDED_MANY_TIMES = 5
+
+
+def forwarded_many_times(hops: int) -> bool:
+    return hops >= FORWARDED_MANY_TIMES
+
 
 class ChangeKind(StrEnum):
     REACTION = "reaction"

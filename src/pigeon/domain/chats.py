@@ -61,6 +61,9 @@ class Message:
     attachments: list[Any] = field(default_factory=list)
     reply_to: str | None = None
     system: dict[str, Any] | None = None
+    forward_hops: int = 0  # 0: not forwarded
+    # A reply's quote: the excerpt the sender's client gave, and the quoted sender.
+    quote: dict[str, Any] | None = None
 
 
 def direct_key(user_a: str, user_b: str) -> str:

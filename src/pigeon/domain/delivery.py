@@ -26,6 +26,7 @@ class SentRecord:
     sender_id: str | None = None  # None in records older than the sender column
     has_attachments: bool = False
     forward_hops: int = 0
+    forwarded_from: str | None = None
 
 
 @dataclass(slots=True)

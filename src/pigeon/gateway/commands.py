@@ -50,6 +50,10 @@ def ping(conn: DeviceConnection, data: Any) -> Awaitable[None]:
 
 
 def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    reply, excerpt = data.replyTo, None
+    if reply is not None and not isinstance(reply, str):  # a reply with its quote
+        reply, excerpt = reply.messageId, reply.excerpt
+    forwarded = data.forwardedFrom
     return conn.services.messaging.send(
         SendMessage(
             principal=conn.principal,
@@ -57,7 +61,9 @@ def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
             client_message_id=data.clientMessageId,
             body=data.message,
             attachments=list(data.attachments),
-            reply_to=data.replyTo,
+            reply_to=reply,
+            reply_excerpt=excerpt,
+            forwarded_from=(forwarded.chatId, forwarded.messageId) if forwarded else None,
         )
     )
 

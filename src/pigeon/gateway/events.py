@@ -29,7 +29,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from pigeon.domain.changes import ChangeKind, MessageChange
+from pigeon.domain.changes import ChangeKind, MessageChange, forwarded_many_times
 from pigeon.domain.chats import Chat, Member, Message
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
@@ -416,6 +416,23 @@ SystemInfo = Annotated[
 ]
 
 
+class Forwarded(Payload):
+    hops: int = Field(ge=1, description="How many times it was forwarded to get here.")
+    manyTimes: bool = Field(
+        description='Forwarded 5 times or more: show "Forwarded many times"; it may be '
+        "forwarded to one chat at a time."
+    )
+
+
+class Quote(Payload):
+    senderId: EntityId | None = Field(
+        description="Who sent the quoted message (null when the server no longer knows)."
+    )
+    excerpt: str = Field(
+        description="The start of the quoted text, as the replier's client gave it."
+    )
+
+
 class TextMessageData(Payload):
     """A message a member sent."""
 
@@ -435,6 +452,13 @@ class TextMessageData(Payload):
     inboxSeq: InboxSeq
     replyTo: EntityId | SkipJsonSchema[None] = _optional(
         description="The messageId this message answers, as the sender gave it (not checked)."
+    )
+    quote: Quote | SkipJsonSchema[None] = _optional(
+        description="A reply sent with its quote: enough to show it when the quoted message "
+        "is gone."
+    )
+    forwarded: Forwarded | SkipJsonSchema[None] = _optional(
+        description="Present when the message was forwarded."
     )
 
 
@@ -658,6 +682,11 @@ def message_data(message: Message) -> dict[str, Any]:
         data["replyTo"] = message.reply_to
     if message.system is not None:
         data["system"] = message.system
+    if message.quote is not None:
+        data["quote"] = message.quote
+    if message.forward_hops:
+        hops = message.forward_hops
+        data["forwarded"] = {"hops": hops, "manyTimes": forwarded_many_times(hops)}
     if len(_MESSAGE_DATA) >= _MESSAGE_DATA_MAX:
         _MESSAGE_DATA.clear()
     _MESSAGE_DATA[message.id] = data

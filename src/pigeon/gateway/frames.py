@@ -70,12 +70,30 @@ class UpdateChatData(Data):
     name: Annotated[Text, Field(min_length=1, max_length=GROUP_NAME_MAX_LENGTH)]
 
 
+class ReplyTo(Data):
+    """A reply with its quote: the server never reads text, so the excerpt comes from the
+    sender's client; the server adds the quoted message's sender."""
+
+    messageId: EntityId
+    excerpt: Text = Field(
+        description="The start of the quoted text (at most PIGEON_REPLY_EXCERPT_MAX_LENGTH, 200)."
+    )
+
+
+class ForwardedFrom(Data):
+    """The message this one forwards: one the sender can see (a member of its chat)."""
+
+    chatId: EntityId
+    messageId: EntityId
+
+
 class SendMessageData(Data):
     chatId: EntityId
     clientMessageId: Annotated[Text, Field(min_length=1, max_length=64)]
     message: Text = ""
     attachments: list[EntityId] = Field(default_factory=list, max_length=10)
-    replyTo: EntityId | None = None
+    replyTo: EntityId | ReplyTo | None = None
+    forwardedFrom: ForwardedFrom | None = None
 
 
 class AckData(Data):

@@ -20,11 +20,12 @@ from pigeon.domain.delivery import InboxEntry, SentRecord
 from pigeon.domain.errors import InvalidInput, NotFound, PigeonError
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.domain.ids import new_id
-from pigeon.services import changes, fanout
+from pigeon.services import changes, fanout, forwarding
 from pigeon.services.accounts import Principal
 from pigeon.services.changes import ChangeOperation, ChangePolicy, ChangeResult
 from pigeon.services.committer import GatherPolicy, GroupCommitter, Publish
 from pigeon.services.fanout import Queued
+from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
 
 
@@ -41,6 +42,10 @@ class SendMessage:
     body: str
     attachments: list[Any] = field(default_factory=list)
     reply_to: str | None = None
+    # A reply's excerpt of the quoted message, from the sender's client (the
+    # server never reads text); and the (chat, message) a forward forwards.
+    reply_excerpt: str | None = None
+    forwarded_from: tuple[str, str] | None = None
     # The id the message gets if this send is new. Made with the command, on
     # the caller's task, so the one committer task does not spend ~8 us per
     # message on it while every other send waits (a retry's id goes unused).
@@ -98,6 +103,7 @@ class DeliveryPolicy:
     on_commit: Callable[[int, float], None] = lambda size, seconds: None
     # Reactions, edits and deletes for everyone (services/changes.py).
     changes: ChangePolicy = field(default_factory=ChangePolicy)
+    forwarding: ForwardPolicy = field(default_factory=ForwardPolicy)
 
 
 class MessagingService:
@@ -132,6 +138,7 @@ class MessagingService:
             raise InvalidInput("message_too_long", f"A message has at most {limit} characters.")
         if not command.body.strip() and not command.attachments:
             raise InvalidInput("empty_message", "A message needs text or an attachment.")
+        forwarding.check(command, self._policy.forwarding)
         return self.committer.submit(command)
 
     def change(self, command: ChangeOperation) -> asyncio.Future[ChangeResult]:
@@ -169,7 +176,7 @@ class MessagingService:
 
     async def _apply_batch(self, ops: Sequence[Operation]) -> tuple[list[BatchResult], Publish]:
         now = self._clock.now()
-        batch = _Batch(ops, now, now + self._policy.undelivered_ttl)
+        batch = _Batch(ops, now, now + self._policy.undelivered_ttl, self._policy.forwarding)
         async with self._batch_uow() as uow:
             await batch.apply_acks(uow)
             members = await uow.delivery.member_devices(batch.chat_ids())
@@ -188,8 +195,15 @@ class MessagingService:
 class _Batch:
     """The state of one batch while it is applied; results line up with ``ops``."""
 
-    def __init__(self, ops: Sequence[Operation], now: datetime, expires_at: datetime) -> None:
+    def __init__(
+        self,
+        ops: Sequence[Operation],
+        now: datetime,
+        expires_at: datetime,
+        forwarding: ForwardPolicy,
+    ) -> None:
         self.ops = ops
+        self.forwarding = forwarding
         self.now = now
         self.expires_at = expires_at
         self.results: list[BatchResult] = [None] * len(ops)
@@ -308,6 +322,7 @@ class _Batch:
             else:
                 first_in_batch[key] = index
                 fresh.append((index, op, _new_message(op, self.now)))
+        fresh = await self._settle_forwards(uow, fresh)
         fresh = await self._attach(uow, fresh)
         await fanout.assign_seqs(uow, [message for _, _, message in fresh])
         for index, op, message in fresh:
@@ -320,6 +335,8 @@ class _Batch:
                 created_at=message.created_at,
                 sender_id=op.principal.user_id,
                 has_attachments=bool(message.attachments),
+                forward_hops=message.forward_hops,
+                forwarded_from=op.forwarded_from[1] if op.forwarded_from else None,
             )
             self.sent_records.append(record)
             self.messages.append(message)
@@ -338,6 +355,18 @@ class _Batch:
                 if isinstance(original, SendResult)
                 else original
             )
+
+    async def _settle_forwards(
+        self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
+    ) -> list[tuple[int, SendMessage, Message]]:
+        """Count forwards' hops and quote replies; refuse forwards of what the sender cannot see."""
+        wanted = [f for f in fresh if f[1].forwarded_from is not None or f[1].reply_excerpt]
+        if not wanted:
+            return fresh
+        refused = await forwarding.settle(uow, wanted, self.now, self.forwarding)
+        for index, error in refused.items():
+            self.results[index] = error
+        return [f for f in fresh if f[0] not in refused]
 
     async def _attach(
         self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]

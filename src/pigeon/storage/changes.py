@@ -50,6 +50,17 @@ class SqlMessageChangeRepository:
             deleted=row.deleted_at is not None,
         )
 
+    async def last_forward(self, message_id: str, user_id: str, since: datetime) -> datetime | None:
+        """When ``user_id`` last forwarded ``message_id`` after ``since`` (None: not since)."""
+        s = sent_messages.c
+        found = await self._conn.execute(
+            sa.select(sa.func.max(s.created_at)).where(
+                s.forwarded_from == message_id, s.sender_id == user_id, s.created_at > since
+            )
+        )
+        last: datetime | None = found.scalar()
+        return last
+
     async def mark_deleted(self, message_id: str, at: datetime) -> None:
         await self._conn.execute(
             sa.update(sent_messages)

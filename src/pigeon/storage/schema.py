@@ -127,6 +127,10 @@ messages = sa.Table(
     sa.Column("reply_to", ID),
     sa.Column("system", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Forwarding and replies (migration 0009): how many times it was forwarded
+    # (0: not), and the quote of a reply as the sender's client gave it.
+    sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("quote", sa.JSON),
     sa.UniqueConstraint("chat_id", "seq", name="uq_messages_chat_id_seq"),
 )
 
@@ -154,7 +158,11 @@ sent_messages = sa.Table(
     sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"),
     # Set when it was deleted for everyone: later changes find no message.
     sa.Column("deleted_at", UtcDateTime),
+    # The message this one forwards: a message forwarded many times goes to
+    # one chat at a time, which the sender's earlier forwards of it tell.
+    sa.Column("forwarded_from", ID),
     sa.Index("ix_sent_messages_message_id", "message_id"),
+    sa.Index("ix_sent_messages_forwarded_from", "forwarded_from"),
 )
 
 # Each device's durable delivery queue. A row is deleted when the device acks it.

@@ -68,6 +68,8 @@ def message_row(m: Message, time: StoreTime) -> tuple[Any, ...]:
         m.reply_to,
         stored_json(m.system),
         time(m.created_at),
+        m.forward_hops,
+        stored_json(m.quote),
     )
 
 
@@ -83,6 +85,7 @@ def sent_row(r: SentRecord, time: StoreTime) -> tuple[Any, ...]:
         r.has_attachments,
         r.forward_hops,
         None,  # deleted_at: a new message is not deleted
+        r.forwarded_from,
     )
 
 
@@ -181,6 +184,8 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         reply_to,
         system,
         created_at,
+        forward_hops,
+        quote,
     ) = row
     return Message(
         id=message_id,
@@ -194,6 +199,8 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         attachments=list(load_json(attachments) or []),
         reply_to=reply_to,
         system=load_json(system),
+        forward_hops=forward_hops or 0,
+        quote=load_json(quote),
     )
 
 

@@ -1,10 +1,12 @@
-"""Send records say what a change to a message needs: attachments, forwards, deletion.
+"""Send records say what a change to a message needs; messages carry forwards and quotes.
 
 A reaction, an edit or a delete for everyone names a message that may be
 gone from every queue. Its send record, kept for the undelivered TTL, is
 what the server still knows of it (never its text): who sent it and when,
 found by message id, whether it carried attachments (only text can be
-edited), how many times it had been forwarded, and whether it was deleted.
+edited), how many times it had been forwarded and from which message, and
+whether it was deleted. A message carries its forward count and the quote
+of a reply (the excerpt its sender's client gave) to its recipients.
 
 Revision ID: 0009
 Revises: 0007
@@ -29,12 +31,22 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"))
         batch.add_column(sa.Column("deleted_at", UtcDateTime(), nullable=True))
+        batch.add_column(sa.Column("forwarded_from", sa.String(26), nullable=True))
     op.create_index("ix_sent_messages_message_id", "sent_messages", ["message_id"])
+    op.create_index("ix_sent_messages_forwarded_from", "sent_messages", ["forwarded_from"])
+    with op.batch_alter_table("messages") as batch:
+        batch.add_column(sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("quote", sa.JSON, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("quote")
+        batch.drop_column("forward_hops")
+    op.drop_index("ix_sent_messages_forwarded_from", table_name="sent_messages")
     op.drop_index("ix_sent_messages_message_id", table_name="sent_messages")
     with op.batch_alter_table("sent_messages") as batch:
+        batch.drop_column("forwarded_from")
         batch.drop_column("deleted_at")
         batch.drop_column("forward_hops")
         batch.drop_column("has_attachments")
