@@ -351,3 +351,39 @@ async def test_react_edit_and_delete_from_the_terminal(
     assert deleted.exit_code == 0, deleted.output
     assert "deleted for everyone" in deleted.output
     assert (await bob.next(MessageDeletedEvent)).message_id == mine
+
+
+async def test_forward_from_the_terminal(
+    server: LiveServer,
+    outbox: Outbox,
+    session_file: Path,
+    pipe: Pipe,
+    register: Register,
+    open_device: OpenDevice,
+) -> None:
+    await login(server, outbox, session_file, pipe)
+    alice_id = stored(session_file)["user_id"]
+    bob = await open_device(await register())
+    carol = await open_device(await register())
+    from_bob = await bob.conn.create_chat([alice_id])
+    to_carol = await carol.conn.create_chat([alice_id])
+    theirs = await bob.conn.send_message(from_bob.chat_id, "the menu")
+    where = ("--session-file", str(session_file))
+
+    result = await pigeon_chat(
+        "forward", from_bob.chat_id, theirs.message_id, to_carol.chat_id, *where
+    )
+    assert result.exit_code == 0, result.output
+    assert "forwarded as #1" in result.output
+    got = await carol.next(MessageEvent)
+    assert (got.text, got.sender_id, got.forward_hops, got.forwarded_many_times) == (
+        "the menu",
+        alice_id,
+        1,
+        False,
+    )
+    missing = await pigeon_chat(
+        "forward", from_bob.chat_id, "01JQ81NOSUCH", to_carol.chat_id, *where
+    )
+    assert missing.exit_code != 0
+    assert "does not have that message" in missing.output

@@ -47,3 +47,32 @@ async def test_react_edit_and_delete_through_the_sdk(
     with pytest.raises(CommandError) as not_one:
         await bob.conn.react(chat.chat_id, sent.message_id, "👍👍")
     assert not_one.value.code == "invalid_reaction"
+
+
+async def test_forward_and_quoted_reply_through_the_sdk(
+    register: Register, open_device: OpenDevice
+) -> None:
+    alice, bob = await open_device(await register()), await open_device(await register())
+    carol = await open_device(await register())
+    with_bob = await alice.conn.create_chat([bob.user_id])
+    with_carol = await bob.conn.create_chat([carol.user_id])
+    sent = await alice.conn.send_message(with_bob.chat_id, "lunch at noon? the usual")
+    original = await bob.next(MessageEvent)
+    assert (original.forward_hops, original.quote_excerpt) == (0, None)
+
+    await bob.conn.forward(with_carol.chat_id, original)
+    forwarded = await carol.next(MessageEvent)
+    assert (forwarded.text, forwarded.forward_hops, forwarded.forwarded_many_times) == (
+        original.text,
+        1,
+        False,
+    )
+    await bob.conn.send_message(
+        with_bob.chat_id, "yes", reply_to=sent.message_id, reply_excerpt="lunch at noon?"
+    )
+    reply = await alice.next(MessageEvent)
+    assert (reply.reply_to, reply.quote_sender_id, reply.quote_excerpt) == (
+        sent.message_id,
+        alice.user_id,
+        "lunch at noon?",
+    )

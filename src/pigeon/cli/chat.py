@@ -431,6 +431,34 @@ def delete(chat_id: ChatId, message_id: MessageId, session_file: SessionFile = N
     say(f"✓ deleted for everyone ({message_id})")
 
 
+@chat.command()
+def forward(
+    chat_id: ChatId,
+    message_id: MessageId,
+    to: Annotated[
+        str,
+        typer.Argument(help="The chat to forward it to.", callback=chat_input.chat_id),
+    ],
+    session_file: SessionFile = None,
+) -> None:
+    """Forward a message this device has (its text and files) to another chat."""
+
+    async def deliver(
+        conn: Connection, client: PigeonClient, store: LocalStore
+    ) -> SentMessage | None:
+        await receive_backlog(conn, client, None, lambda line: None)  # it may be queued still
+        message = await store.message(chat_id, message_id)
+        return None if message is None else await conn.forward(to, message)
+
+    sent = with_connection(session_file, deliver)
+    if sent is None:
+        fail(
+            "This device does not have that message: `pigeon chat open CHAT_ID` shows the "
+            "ones it has, with their ids."
+        )
+    say(f"✓ forwarded as #{sent.seq} ({sent.message_id})")
+
+
 @chat.command("send-file")
 def send_file(
     chat_id: ChatId,

@@ -115,4 +115,6 @@ def _command(exc: CommandError) -> str:
 
 
 # Message changes whose server message already says it all.
-_MESSAGE_CHANGES = frozenset({"message_not_editable", "edit_window_closed", "delete_window_closed"})
+_MESSAGE_CHANGES = frozenset(
+    {"message_not_editable", "edit_window_closed", "delete_window_closed", "forward_limited"}
+)

@@ -250,6 +250,12 @@ class MessageEvent:
     inbox_seq: int
     reply_to: str | None = None
     system: dict[str, Any] | None = None
+    # A reply sent with its quote: who sent the quoted message, and its start.
+    quote_sender_id: str | None = None
+    quote_excerpt: str | None = None
+    # Forwards: how many hops, and whether to show "Forwarded many times".
+    forward_hops: int = 0
+    forwarded_many_times: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +367,10 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
             inbox_seq=int(data["inboxSeq"]),
             reply_to=data.get("replyTo"),
             system=data.get("system"),
+            quote_sender_id=(data.get("quote") or {}).get("senderId"),
+            quote_excerpt=(data.get("quote") or {}).get("excerpt"),
+            forward_hops=int((data.get("forwarded") or {}).get("hops", 0)),
+            forwarded_many_times=bool((data.get("forwarded") or {}).get("manyTimes", False)),
         )
     if name == "receipt":
         return ReceiptEvent(
