@@ -414,6 +414,26 @@ async def test_frames_of_a_live_server_match_the_schema(
     await a.call("deleteMessage", ref)
     events.append(await b.client.next_event("messageDeleted"))
 
+    # Disappearing messages: the system message, then a message that carries its expiry.
+    await a.call("setDisappearing", {"chatId": direct["chatId"], "seconds": 86400})
+    events.append(await b.client.next_event("message"))
+    assert events[-1]["data"]["system"]["action"] == "disappearing"
+    await a.call(
+        "sendMessage",
+        {
+            "chatId": direct["chatId"],
+            "clientMessageId": "m-3",
+            "message": "gone tomorrow",
+            "replyTo": {"messageId": sent["messageId"], "excerpt": "a photo"},
+            "forwardedFrom": {"chatId": direct["chatId"], "messageId": sent["messageId"]},
+        },
+    )
+    expiring = await b.client.next_event("message")
+    assert "expiresAt" in expiring["data"] and "quote" in expiring["data"]
+    assert expiring["data"]["forwarded"] == {"hops": 1, "manyTimes": False}
+    events.append(expiring)
+    await a.call("getChat", {"chatId": direct["chatId"]})
+
     # Ephemeral events and the small commands.
     await a.call("typing", {"chatId": direct["chatId"], "state": "composing"})
     events.append(await b.client.next_event("typing"))

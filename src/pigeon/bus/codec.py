@@ -39,6 +39,7 @@ def _message(m: Message) -> list[Any]:
         _time(m.created_at),
         m.forward_hops,
         m.quote,
+        _time(m.expires_at) if m.expires_at else None,
     ]
 
 
@@ -57,6 +58,7 @@ def _message_from(fields: list[Any]) -> Message:
         at,
         hops,
         quote,
+        expires,
     ) = fields
     return Message(
         mid,
@@ -72,6 +74,7 @@ def _message_from(fields: list[Any]) -> Message:
         system,
         hops,
         quote,
+        datetime.fromisoformat(expires) if expires else None,
     )
 
 

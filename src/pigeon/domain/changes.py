@@ -59,6 +59,11 @@ class MessageRecord:
     has_attachments: bool
     forward_hops: int
     deleted: bool
+    expires_at: datetime | None = None  # a disappearing message's expiry
+
+    def gone(self, now: datetime) -> bool:
+        """Deleted for everyone, or a disappearing message past its time: nothing to change."""
+        return self.deleted or (self.expires_at is not None and self.expires_at <= now)
 
 
 def is_reaction(value: str) -> bool:

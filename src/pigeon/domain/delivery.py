@@ -27,6 +27,7 @@ class SentRecord:
     has_attachments: bool = False
     forward_hops: int = 0
     forwarded_from: str | None = None
+    expires_at: datetime | None = None  # a disappearing message's expiry
 
 
 @dataclass(slots=True)

@@ -152,6 +152,10 @@ def delete_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
     )
 
 
+async def set_disappearing(conn: DeviceConnection, data: Any) -> None:
+    await conn.services.chats.set_disappearing(conn.principal, data.chatId, data.seconds)
+
+
 # Every command a connection accepts once authenticated ("auth" is the endpoint's).
 COMMANDS: dict[str, Command] = {
     "ping": Command(ping, events.pong_data),
@@ -171,4 +175,5 @@ COMMANDS: dict[str, Command] = {
     "react": Command(react, events.change_data),
     "editMessage": Command(edit_message, events.change_data),
     "deleteMessage": Command(delete_message, events.change_data),
+    "setDisappearing": Command(set_disappearing, events.status_data),
 }

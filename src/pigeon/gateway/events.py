@@ -203,6 +203,9 @@ class GetChatResult(Payload):
     createdAt: Timestamp
     lastSeq: Seq
     members: list[ChatMember] = Field(description="Oldest member first.")
+    disappearingSeconds: Literal[86400, 604800, 7776000] | SkipJsonSchema[None] = _optional(
+        description="Only while messages disappear: the timer (`setDisappearing`)."
+    )
 
 
 class SetPresenceResult(Payload):
@@ -246,7 +249,7 @@ class CreateChatAnswer(_OkAnswer):
 
 
 class StatusAnswer(_OkAnswer):
-    """Answer to `modifyChatParticipants`, `setRole` and `updateChat`."""
+    """Answer to `modifyChatParticipants`, `setRole`, `updateChat` and `setDisappearing`."""
 
     data: StatusResult
 
@@ -341,6 +344,7 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "react": ChangeMessageAnswer,
     "editMessage": ChangeMessageAnswer,
     "deleteMessage": ChangeMessageAnswer,
+    "setDisappearing": StatusAnswer,
 }
 
 
@@ -410,8 +414,25 @@ class SystemRenamed(Payload):
     name: str
 
 
+class SystemDisappearing(Payload):
+    """A member (of a 1:1 chat) or an admin (of a group) set the disappearing timer:
+    messages sent from now on disappear `seconds` after they were sent (0: off)."""
+
+    action: Literal["disappearing"]
+    actorId: EntityId
+    seconds: Literal[0, 86400, 604800, 7776000]
+
+
 SystemInfo = Annotated[
-    Union[SystemCreated, SystemAdded, SystemRemoved, SystemLeft, SystemRole, SystemRenamed],  # noqa: UP007
+    Union[  # noqa: UP007
+        SystemCreated,
+        SystemAdded,
+        SystemRemoved,
+        SystemLeft,
+        SystemRole,
+        SystemRenamed,
+        SystemDisappearing,
+    ],
     Field(discriminator="action"),
 ]
 
@@ -459,6 +480,10 @@ class TextMessageData(Payload):
     )
     forwarded: Forwarded | SkipJsonSchema[None] = _optional(
         description="Present when the message was forwarded."
+    )
+    expiresAt: Timestamp | SkipJsonSchema[None] = _optional(
+        description="Sent while the chat's disappearing timer was on: delete it then. The "
+        "server deletes its copies at that time."
     )
 
 
@@ -687,6 +712,8 @@ def message_data(message: Message) -> dict[str, Any]:
     if message.forward_hops:
         hops = message.forward_hops
         data["forwarded"] = {"hops": hops, "manyTimes": forwarded_many_times(hops)}
+    if message.expires_at is not None:
+        data["expiresAt"] = timestamp(message.expires_at)
     if len(_MESSAGE_DATA) >= _MESSAGE_DATA_MAX:
         _MESSAGE_DATA.clear()
     _MESSAGE_DATA[message.id] = data
@@ -818,7 +845,7 @@ def chats_data(memberships: Sequence[tuple[Chat, Member]]) -> dict[str, Any]:
 
 def chat_data(result: tuple[Chat, Sequence[Member]]) -> dict[str, Any]:
     chat, members = result
-    return {
+    data = {
         "chatId": chat.id,
         "kind": chat.kind.value,
         "name": chat.name,
@@ -835,6 +862,9 @@ def chat_data(result: tuple[Chat, Sequence[Member]]) -> dict[str, Any]:
             for m in members
         ],
     }
+    if chat.disappear_seconds:
+        data["disappearingSeconds"] = chat.disappear_seconds
+    return data
 
 
 def presence_state_data(online: bool) -> dict[str, Any]:

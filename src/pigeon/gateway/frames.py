@@ -149,6 +149,15 @@ class DeleteMessageData(Data):
     messageId: EntityId
 
 
+class SetDisappearingData(Data):
+    chatId: EntityId
+    seconds: int = Field(
+        ge=0,
+        le=MAX_SAFE_INTEGER,
+        description="0 (off), 86400 (24 hours), 604800 (7 days) or 7776000 (90 days).",
+    )
+
+
 def _command(name: str, data: type[BaseModel], optional: bool = False) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "id": (RequestId | None, None),
@@ -181,6 +190,7 @@ COMMANDS: dict[str, type[BaseModel]] = {
     "react": _command("react", ReactData),
     "editMessage": _command("editMessage", EditMessageData),
     "deleteMessage": _command("deleteMessage", DeleteMessageData),
+    "setDisappearing": _command("setDisappearing", SetDisappearingData),
 }
 
 

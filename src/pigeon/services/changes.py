@@ -112,7 +112,7 @@ async def apply(
         record = None
         if actor in chat_members:
             record = await uow.changes.find(op.chat_id, op.message_id)
-        if record is None or record.deleted or record.message_id in applied.deleted:
+        if record is None or record.gone(now) or record.message_id in applied.deleted:
             applied.results[index] = message_not_found()
             continue
         outcome = await _change(uow, op, record, now, policy)
@@ -124,7 +124,11 @@ async def apply(
         applied.results[index] = ChangeResult(now)
         device = op.principal.device_id
         for user_id, device_ids in chat_members.items():
-            queued += [Queued(d, user_id, event=outcome) for d in device_ids if d != device]
+            queued += [
+                Queued(d, user_id, event=outcome, expires_at=record.expires_at)
+                for d in device_ids
+                if d != device
+            ]
     applied.entries = await fanout.enqueue(uow, queued, expires_at)
     return applied
 

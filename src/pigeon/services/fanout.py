@@ -26,6 +26,8 @@ class Queued:
     user_id: str
     message: Message | None = None
     event: QueuedEvent | None = None
+    # Sooner than the queue's usual expiry: a disappearing message, or a change to one.
+    expires_at: datetime | None = None
 
 
 async def assign_seqs(uow: UnitOfWork, messages: Sequence[Message]) -> None:
@@ -62,11 +64,12 @@ async def assign_inbox_seqs(
     for item in items:
         if item.device_id not in next_seq:  # the device was removed meanwhile
             continue
+        expires = item.expires_at or (item.message.expires_at if item.message else None)
         entries.append(
             InboxEntry(
                 device_id=item.device_id,
                 seq=next_seq[item.device_id],
-                expires_at=expires_at,
+                expires_at=min(expires, expires_at) if expires else expires_at,
                 message=item.message,
                 event=item.event,
                 user_id=item.user_id,

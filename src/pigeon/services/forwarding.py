@@ -93,7 +93,7 @@ async def _forward(
     chat_id, message_id = send.forwarded_from
     user = send.principal.user_id
     original = await uow.changes.find(chat_id, message_id)
-    if original is None or original.deleted or await uow.chats.member(chat_id, user) is None:
+    if original is None or original.gone(now) or await uow.chats.member(chat_id, user) is None:
         return message_not_found()
     if forwarded_many_times(original.forward_hops):
         key = (user, original.message_id)

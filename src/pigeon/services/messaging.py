@@ -324,6 +324,7 @@ class _Batch:
                 fresh.append((index, op, _new_message(op, self.now)))
         fresh = await self._settle_forwards(uow, fresh)
         fresh = await self._attach(uow, fresh)
+        await self._set_expiry(uow, fresh)
         await fanout.assign_seqs(uow, [message for _, _, message in fresh])
         for index, op, message in fresh:
             record = SentRecord(
@@ -337,6 +338,7 @@ class _Batch:
                 has_attachments=bool(message.attachments),
                 forward_hops=message.forward_hops,
                 forwarded_from=op.forwarded_from[1] if op.forwarded_from else None,
+                expires_at=message.expires_at,
             )
             self.sent_records.append(record)
             self.messages.append(message)
@@ -355,6 +357,18 @@ class _Batch:
                 if isinstance(original, SendResult)
                 else original
             )
+
+    async def _set_expiry(
+        self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
+    ) -> None:
+        """Messages sent while their chat's disappearing timer is on expire with it."""
+        if not fresh:
+            return
+        timers = await uow.chats.disappearing(sorted({m.chat_id for _, _, m in fresh}))
+        for _, _, message in fresh:
+            seconds = timers.get(message.chat_id)
+            if seconds:
+                message.expires_at = self.now + timedelta(seconds=seconds)
 
     async def _settle_forwards(
         self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]

@@ -32,6 +32,7 @@ class SqlMessageChangeRepository:
                 s.has_attachments,
                 s.forward_hops,
                 s.deleted_at,
+                s.expires_at,
             )
             .where(s.message_id == message_id, s.chat_id == chat_id)
             .limit(1)
@@ -48,6 +49,7 @@ class SqlMessageChangeRepository:
             has_attachments=bool(row.has_attachments),
             forward_hops=row.forward_hops,
             deleted=row.deleted_at is not None,
+            expires_at=row.expires_at,
         )
 
     async def last_forward(self, message_id: str, user_id: str, since: datetime) -> datetime | None:

@@ -99,6 +99,8 @@ chats = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     # The last message seq handed out in this chat; seqs increase strictly.
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # Disappearing messages (migration 0009): seconds a message lives, 0 for off.
+    sa.Column("disappear_seconds", sa.Integer, nullable=False, server_default="0"),
 )
 
 chat_members = sa.Table(
@@ -131,6 +133,8 @@ messages = sa.Table(
     # (0: not), and the quote of a reply as the sender's client gave it.
     sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"),
     sa.Column("quote", sa.JSON),
+    # Sent while the chat's disappearing timer was on: gone from every queue then.
+    sa.Column("expires_at", UtcDateTime),
     sa.UniqueConstraint("chat_id", "seq", name="uq_messages_chat_id_seq"),
 )
 
@@ -161,6 +165,8 @@ sent_messages = sa.Table(
     # The message this one forwards: a message forwarded many times goes to
     # one chat at a time, which the sender's earlier forwards of it tell.
     sa.Column("forwarded_from", ID),
+    # A disappearing message's expiry: its send record goes then too.
+    sa.Column("expires_at", UtcDateTime, index=True),
     sa.Index("ix_sent_messages_message_id", "message_id"),
     sa.Index("ix_sent_messages_forwarded_from", "forwarded_from"),
 )

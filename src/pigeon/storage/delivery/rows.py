@@ -70,6 +70,7 @@ def message_row(m: Message, time: StoreTime) -> tuple[Any, ...]:
         time(m.created_at),
         m.forward_hops,
         stored_json(m.quote),
+        time(m.expires_at) if m.expires_at else None,
     )
 
 
@@ -86,6 +87,7 @@ def sent_row(r: SentRecord, time: StoreTime) -> tuple[Any, ...]:
         r.forward_hops,
         None,  # deleted_at: a new message is not deleted
         r.forwarded_from,
+        time(r.expires_at) if r.expires_at else None,
     )
 
 
@@ -186,6 +188,7 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         created_at,
         forward_hops,
         quote,
+        expires_at,
     ) = row
     return Message(
         id=message_id,
@@ -201,6 +204,7 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         system=load_json(system),
         forward_hops=forward_hops or 0,
         quote=load_json(quote),
+        expires_at=time(expires_at) if expires_at is not None else None,
     )
 
 
