@@ -429,7 +429,8 @@ async def test_frames_of_a_live_server_match_the_schema(
         },
     )
     expiring = await b.client.next_event("message")
-    assert "expiresAt" in expiring["data"] and "quote" in expiring["data"]
+    assert "expiresAt" in expiring["data"]
+    assert "quote" in expiring["data"]
     assert expiring["data"]["forwarded"] == {"hops": 1, "manyTimes": False}
     events.append(expiring)
     await a.call("getChat", {"chatId": direct["chatId"]})
