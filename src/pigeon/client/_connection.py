@@ -549,6 +549,11 @@ class Connection:
         answer = await self._call("deleteMessage", data)
         return parse_time(answer["at"]) or _missing("at")
 
+    async def set_disappearing(self, chat_id: str, seconds: int) -> None:
+        """Make messages sent from now on disappear after ``seconds`` (86400, 604800 or
+        7776000; 0 turns it off): any member of a 1:1 chat, an admin of a group."""
+        await self._call("setDisappearing", {"chatId": chat_id, "seconds": seconds}, retry=True)
+
     async def create_chat(
         self, participants: Sequence[str], name: str | None = None
     ) -> CreatedChat:

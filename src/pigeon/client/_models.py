@@ -256,6 +256,8 @@ class MessageEvent:
     # Forwards: how many hops, and whether to show "Forwarded many times".
     forward_hops: int = 0
     forwarded_many_times: bool = False
+    # Sent while the chat's disappearing timer was on: delete it then.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +373,7 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
             quote_excerpt=(data.get("quote") or {}).get("excerpt"),
             forward_hops=int((data.get("forwarded") or {}).get("hops", 0)),
             forwarded_many_times=bool((data.get("forwarded") or {}).get("manyTimes", False)),
+            expires_at=parse_time(data.get("expiresAt")),
         )
     if name == "receipt":
         return ReceiptEvent(
