@@ -132,7 +132,7 @@ class CreateAttachmentData(Data):
 class ReactData(Data):
     chatId: EntityId
     messageId: EntityId
-    emoji: str = Field(
+    emoji: Text = Field(
         max_length=64,
         description="One emoji (a single grapheme cluster); empty removes your reaction.",
     )
