@@ -39,9 +39,11 @@ from pigeon.services import accounts, contacts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
 from pigeon.services.blocks import BlockService
+from pigeon.services.changes import ChangePolicy
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
 from pigeon.services.contacts import ContactService, ContactsPolicy
+from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
 from pigeon.services.ports import (
@@ -459,6 +461,15 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ack_delay=timedelta(milliseconds=settings.ack_commit_delay_ms),
             gather=GatherPolicy(wait=settings.commit_gather_ms / 1000),
             on_commit=metrics.record_commit,
+            changes=ChangePolicy(
+                edit_window=timedelta(seconds=settings.edit_window_seconds),
+                delete_window=timedelta(seconds=settings.delete_window_seconds),
+                max_message_length=settings.max_message_length,
+            ),
+            forwarding=ForwardPolicy(
+                many_interval=timedelta(seconds=settings.forward_many_interval_seconds),
+                excerpt_max_length=settings.reply_excerpt_max_length,
+            ),
         ),
         batch_uow=storage.batch_uow,
     )

@@ -346,7 +346,8 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
             "clientMessageId": "c-1",
             "message": "hello",
             "attachments": [new_id()],
-            "replyTo": new_id(),
+            "replyTo": {"messageId": new_id(), "excerpt": "you said"},
+            "forwardedFrom": {"chatId": group, "messageId": new_id()},
         },
         "ack": {"upTo": 0},
         "markRead": {"chatId": group, "upToSeq": 1},
@@ -360,6 +361,10 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
             "mimeType": "application/pdf",
             "fileName": "a.pdf",
         },
+        "react": {"chatId": group, "messageId": new_id(), "emoji": "👍"},
+        "editMessage": {"chatId": group, "messageId": new_id(), "text": "new text"},
+        "deleteMessage": {"chatId": group, "messageId": new_id()},
+        "setDisappearing": {"chatId": group, "seconds": 86400},
     }
 
 
