@@ -176,9 +176,11 @@ class PigeonClient:
         504) the upload asks the server how far it got and goes on from
         there; ``max_retries`` failures in a row without progress raise
         ``NetworkError`` (or the last ``ApiError``). ``file_name`` defaults
-        to the file's name. The server sniffs the type and refuses types it
-        does not accept (``ApiError`` ``unsupported_media_type``, 400) and
-        files above its limit (``attachment_too_large``, 413).
+        to the file's name. Any file may be sent: the server sniffs the type,
+        and anything not an image, video or audio is a document
+        (``Attachment.is_document``). A server whose operator restricted the
+        types refuses others (``ApiError`` ``unsupported_media_type``, 400);
+        files above its limit are ``attachment_too_large`` (413).
         """
         if chunk_size < 1 or resumable_over < 0 or max_retries < 0 or retry_delay < 0:
             raise ValueError("chunk_size must be positive; the others not negative")

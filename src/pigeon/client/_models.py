@@ -184,6 +184,11 @@ class Attachment:
     def is_image(self) -> bool:
         return self.mime_type.startswith("image/")
 
+    @property
+    def is_document(self) -> bool:
+        """Not an image, video or audio: a file to save and open, not to show inline."""
+        return not self.mime_type.startswith(("image/", "video/", "audio/"))
+
 
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
