@@ -31,6 +31,7 @@ from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
+from pigeon.services.deletion import AccountDeletionService
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
 from pigeon.services.ports import (
@@ -167,6 +168,7 @@ class Container:
     gateway: Gateway
     blobs: BlobStore
     media: MediaService
+    deletion: AccountDeletionService
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -411,6 +413,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         gateway=gateway,
         blobs=blobs,
         media=media,
+        deletion=AccountDeletionService(uow, accounts_service, chats, bus, clock),
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

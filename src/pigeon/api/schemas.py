@@ -186,3 +186,16 @@ class Health(Body):
         "its connections reading their queues until the bus is back."
     )
     node: str = Field(description="This node's id, as the bus and its logs know it.")
+
+
+# -- account deletion ---------------------------------------------------------------
+
+
+class DeletionCodeRequest(Strict):
+    locale: str | None = Field(
+        None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
+    )
+
+
+class AccountDeletion(Strict):
+    code: str = Field(pattern=DIGITS_6, description="The code texted by /v1/me/deletion-code.")

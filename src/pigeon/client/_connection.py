@@ -90,7 +90,9 @@ CLOSE_ABNORMAL = 1006
 # Closes that mean this client sent something the server cannot take: a new
 # socket would not fare better.
 _PROTOCOL_CLOSES = frozenset({1002, 1003, 1007, 1009, 1010})
-_AUTH_REASONS = frozenset({"invalid_token", "device_revoked", "auth_timeout", "auth_required"})
+_AUTH_REASONS = frozenset(
+    {"invalid_token", "device_revoked", "auth_timeout", "auth_required", "account_deleted"}
+)
 # Queued events stored in one transaction at most (the server sends at most 256 unacked).
 _STORE_BATCH = 256
 

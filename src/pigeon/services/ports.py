@@ -181,6 +181,16 @@ class MediaRepository(Protocol):
     ) -> tuple[list[str], list[str]]: ...
 
 
+class ErasureRepository(Protocol):
+    async def erase_user(self, user_id: str, phone: str) -> list[str]:
+        """Delete the user and every row naming them or their devices; their device ids.
+
+        The user must have left their chats first. Attachments other people's
+        messages carry stay, without their uploader.
+        """
+        ...
+
+
 class BlobStore(Protocol):
     """Content-addressed object storage: the key of an object is its SHA-256."""
 
@@ -212,6 +222,8 @@ class UnitOfWork(Protocol):
     def delivery(self) -> DeliveryRepository: ...
     @property
     def media(self) -> MediaRepository: ...
+    @property
+    def erasure(self) -> ErasureRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

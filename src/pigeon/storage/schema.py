@@ -188,7 +188,8 @@ attachments = sa.Table(
     "attachments",
     metadata,
     sa.Column("id", ID, primary_key=True),
-    sa.Column("uploader_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # Null once the uploader's account is deleted while others' messages carry it.
+    sa.Column("uploader_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE")),
     sa.Column("blob_hash", sa.String(64), sa.ForeignKey("blobs.hash"), nullable=False, index=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("mime_type", sa.String(127), nullable=False),

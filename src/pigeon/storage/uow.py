@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnreachable
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.engine import READ_ONLY
+from pigeon.storage.erasure import SqlErasureRepository
 from pigeon.storage.media import SqlMediaRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 
@@ -31,6 +32,7 @@ class BoundRepositories:
     chats: SqlChatRepository
     delivery: DeliveryRepository
     media: SqlMediaRepository
+    erasure: SqlErasureRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -39,6 +41,7 @@ class BoundRepositories:
         self.chats = SqlChatRepository(conn)
         self.delivery = delivery
         self.media = SqlMediaRepository(conn)
+        self.erasure = SqlErasureRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:
