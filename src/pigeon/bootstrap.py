@@ -29,6 +29,7 @@ from pigeon.security.pins import Argon2PinHasher
 from pigeon.services import accounts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
+from pigeon.services.broadcasts import BroadcastPolicy, BroadcastService
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
 from pigeon.services.deletion import AccountDeletionService
@@ -169,6 +170,7 @@ class Container:
     blobs: BlobStore
     media: MediaService
     deletion: AccountDeletionService
+    broadcasts: BroadcastService
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -387,8 +389,19 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         inspect=inspect_file,
         secret_key=policy.secret_key,
     )
+    broadcasts = BroadcastService(
+        uow,
+        messaging,
+        clock,
+        BroadcastPolicy(
+            max_recipients=settings.broadcast_max_recipients,
+            max_message_length=settings.max_message_length,
+        ),
+    )
     gateway = Gateway(
-        services=GatewayServices(accounts_service, messaging, chats, presence, bus, media),
+        services=GatewayServices(
+            accounts_service, messaging, chats, presence, bus, media, broadcasts=broadcasts
+        ),
         limits=ConnectionLimits(
             max_in_flight=settings.ws_max_in_flight,
             max_pending_commands=settings.ws_max_pending_commands,
@@ -414,6 +427,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         blobs=blobs,
         media=media,
         deletion=AccountDeletionService(uow, accounts_service, chats, bus, clock),
+        broadcasts=broadcasts,
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     media_unattached_ttl_hours: float = Field(24, gt=0)
     media_link_ttl_seconds: int = Field(300, ge=10)
 
+    # -- broadcast lists (issue 19) ----------------------------------------------
+    broadcast_max_recipients: int = Field(
+        256, ge=1, le=10_000, description="Recipients per broadcast list."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -199,3 +199,39 @@ class DeletionCodeRequest(Strict):
 
 class AccountDeletion(Strict):
     code: str = Field(pattern=DIGITS_6, description="The code texted by /v1/me/deletion-code.")
+
+
+# -- broadcast lists -----------------------------------------------------------------
+
+ListName = Annotated[str, StringConstraints(max_length=100), _NO_NUL, _NO_NUL_DOC]
+UserIdField = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+]
+
+
+class BroadcastListCreate(Strict):
+    name: ListName = ""
+    recipients: list[UserIdField] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="User ids; at most PIGEON_BROADCAST_MAX_RECIPIENTS (256) once duplicates "
+        "are dropped, else 400 too_many_recipients.",
+    )
+
+
+class BroadcastListUpdate(Strict):
+    name: ListName | None = None
+    recipients: list[UserIdField] | None = Field(
+        None, min_length=1, max_length=10_000, description="Replaces the recipients."
+    )
+
+
+class BroadcastListOut(Body):
+    id: str
+    name: str
+    recipients: list[str]
+    created_at: datetime
+
+
+class BroadcastListsOut(Body):
+    lists: list[BroadcastListOut]

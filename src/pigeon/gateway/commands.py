@@ -49,6 +49,10 @@ def ping(conn: DeviceConnection, data: Any) -> Awaitable[None]:
 
 
 def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    if data.listId is not None:
+        return conn.services.broadcasts.send(
+            conn.principal, data.listId, data.clientMessageId, data.message, list(data.attachments)
+        )
     return conn.services.messaging.send(
         SendMessage(
             principal=conn.principal,

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
+from pigeon.domain.broadcasts import BroadcastList
 from pigeon.domain.chats import Chat, Member, Message, Role
 from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
 from pigeon.domain.events import LiveEvent
@@ -191,6 +192,29 @@ class ErasureRepository(Protocol):
         ...
 
 
+class BroadcastRepository(Protocol):
+    async def add(self, broadcast: BroadcastList) -> None: ...
+    async def get(self, list_id: str) -> BroadcastList | None:
+        """The list with its recipients (whoever owns it: the caller checks)."""
+        ...
+
+    async def list_for_owner(self, owner_id: str) -> Sequence[BroadcastList]: ...
+    async def update(self, list_id: str, name: str | None, recipients: list[str] | None) -> None:
+        """Rename and/or replace the recipients (None leaves that part as it is)."""
+        ...
+
+    async def delete(self, list_id: str) -> None: ...
+
+
+class ContactBook(Protocol):
+    """Who has whom in their address book (the contacts table)."""
+
+    async def has_contact(self, owner_id: str, contact_id: str) -> bool: ...
+    async def owners_having(self, owner_ids: Sequence[str], contact_id: str) -> set[str]:
+        """Those of ``owner_ids`` who have ``contact_id`` among their contacts (one query)."""
+        ...
+
+
 class BlobStore(Protocol):
     """Content-addressed object storage: the key of an object is its SHA-256."""
 
@@ -224,6 +248,10 @@ class UnitOfWork(Protocol):
     def media(self) -> MediaRepository: ...
     @property
     def erasure(self) -> ErasureRepository: ...
+    @property
+    def broadcasts(self) -> BroadcastRepository: ...
+    @property
+    def contacts(self) -> ContactBook: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

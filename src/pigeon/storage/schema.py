@@ -235,3 +235,44 @@ uploads = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
+
+# -- broadcast lists and contacts ---------------------------------------------------
+
+# A user's broadcast lists: private to their owner, who sends to every recipient
+# at once as separate 1:1 messages.
+broadcast_lists = sa.Table(
+    "broadcast_lists",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column(
+        "owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+broadcast_recipients = sa.Table(
+    "broadcast_recipients",
+    metadata,
+    sa.Column(
+        "list_id", ID, sa.ForeignKey("broadcast_lists.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
+)
+
+# Who has whom in their address book (the contacts issue fills it). A broadcast
+# reaches only recipients who have its sender among their contacts.
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "contact_id",
+        ID,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)

@@ -12,7 +12,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnreachable
+from pigeon.storage.broadcasts import SqlBroadcastRepository
 from pigeon.storage.chats import SqlChatRepository
+from pigeon.storage.contacts import SqlContactBook
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.erasure import SqlErasureRepository
 from pigeon.storage.media import SqlMediaRepository
@@ -33,6 +35,8 @@ class BoundRepositories:
     delivery: DeliveryRepository
     media: SqlMediaRepository
     erasure: SqlErasureRepository
+    broadcasts: SqlBroadcastRepository
+    contacts: SqlContactBook
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -42,6 +46,8 @@ class BoundRepositories:
         self.delivery = delivery
         self.media = SqlMediaRepository(conn)
         self.erasure = SqlErasureRepository(conn)
+        self.broadcasts = SqlBroadcastRepository(conn)
+        self.contacts = SqlContactBook(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:
