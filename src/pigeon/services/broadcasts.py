@@ -184,9 +184,10 @@ async def _direct_chats(
 ) -> dict[str, str]:
     """Each recipient's 1:1 chat with the sender, made where there is none yet."""
     chats: dict[str, str] = {}
-    for user_id in recipients:
-        key = direct_key(sender, user_id)
-        existing = await uow.chats.get_direct(key)
+    keys = {user_id: direct_key(sender, user_id) for user_id in recipients}
+    found = await uow.chats.get_directs(sorted(keys.values()))
+    for user_id, key in keys.items():
+        existing = found.get(key)
         if existing is None:
             chat = Chat(new_id(), ChatKind.DIRECT, "", sender, now, direct_key=key)
             members = [Member(chat.id, u, Role.MEMBER, now) for u in (sender, user_id)]

@@ -85,6 +85,13 @@ class SqlChatRepository:
         row = (await self._conn.execute(query)).first()
         return _chat(row._mapping) if row else None
 
+    async def get_directs(self, keys: Sequence[str]) -> dict[str, Chat]:
+        if not keys:
+            return {}
+        query = sa.select(chats).where(chats.c.direct_key.in_(list(keys)))
+        found = [_chat(row._mapping) for row in await self._conn.execute(query)]
+        return {chat.direct_key: chat for chat in found if chat.direct_key is not None}
+
     async def rename(self, chat_id: str, name: str) -> None:
         await self._conn.execute(chats.update().where(chats.c.id == chat_id).values(name=name))
 
