@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from pigeon.bootstrap import Container
 from pigeon.domain.ids import new_id
-from pigeon.storage.schema import messages, metadata
+from pigeon.storage.schema import contacts, messages, metadata
 from tests.gateway.conftest import Connect, Register
 from tests.media.conftest import png, sha256
 from tests.support import Outbox, bearer, before_message, mark, online
@@ -135,6 +135,22 @@ async def test_deleting_an_account_leaves_nothing_of_it(
         headers=bearer(alice),
     )
     assert response.status_code == 201, response.text
+    # Alice has a broadcast list and contacts; bob has her in his list and his contacts.
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            contacts.insert(),
+            [
+                {"owner_id": alice["user_id"], "contact_id": bob["user_id"]},
+                {"owner_id": bob["user_id"], "contact_id": alice["user_id"]},
+            ],
+        )
+    for owner, member in ((alice, bob), (bob, alice)):
+        listed = await client.post(
+            "/v1/broadcast-lists",
+            json={"name": "l", "recipients": [member["user_id"]]},
+            headers=bearer(owner),
+        )
+        assert listed.status_code == 201, listed.text
     ids = {alice["user_id"], alice["device_id"], alice_laptop["device_id"]}
 
     assert (await ask_code(client, alice)).status_code == 202
@@ -172,6 +188,9 @@ async def test_deleting_an_account_leaves_nothing_of_it(
     assert any(s["action"] == "role" and s["userId"] == bob["user_id"] for s in systems)
 
     assert await rows_naming(container, ids) == {}
+    # Bob's list is still there, now without anyone on it.
+    [kept] = (await client.get("/v1/broadcast-lists", headers=bearer(bob))).json()["lists"]
+    assert kept["recipients"] == []
 
 
 @pytest.mark.parametrize(
