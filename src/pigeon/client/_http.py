@@ -17,10 +17,12 @@ import httpx
 from pigeon.client._errors import ApiError, AuthenticationError, NetworkError, PigeonError
 from pigeon.client._models import (
     Attachment,
+    BroadcastList,
     CodeSent,
     Profile,
     Session,
     UploadStatus,
+    broadcast_list,
     parse_attachment,
     upload_status,
 )
@@ -152,6 +154,32 @@ class PigeonClient:
         }
         data = await self._request("PATCH", "/v1/me", json=changes, session=session)
         return Profile(user_id=data["id"], name=data.get("name", ""), about=data.get("about", ""))
+
+    # -- broadcast lists and account deletion ------------------------------------
+
+    async def create_broadcast_list(
+        self, session: Session, recipients: list[str], name: str = ""
+    ) -> BroadcastList:
+        """A list of user ids to send one message to, each as a 1:1 message."""
+        body = {"name": name, "recipients": recipients}
+        data = await self._request("POST", "/v1/broadcast-lists", json=body, session=session)
+        return broadcast_list(data)
+
+    async def broadcast_lists(self, session: Session) -> list[BroadcastList]:
+        data = await self._request("GET", "/v1/broadcast-lists", session=session)
+        return [broadcast_list(item) for item in data["lists"]]
+
+    async def delete_broadcast_list(self, session: Session, list_id: str) -> None:
+        path = f"/v1/broadcast-lists/{quote(list_id, safe='')}"
+        await self._request("DELETE", path, session=session)
+
+    async def request_account_deletion(self, session: Session) -> None:
+        """Have the server text this number the code that confirms ``delete_account``."""
+        await self._request("POST", "/v1/me/deletion-code", json={}, session=session)
+
+    async def delete_account(self, session: Session, code: str) -> None:
+        """Delete this account for good (every device, chat membership and queued message)."""
+        await self._request("DELETE", "/v1/me", json={"code": code}, session=session)
 
     # -- attachments ---------------------------------------------------------------
 
