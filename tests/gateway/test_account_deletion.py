@@ -186,6 +186,12 @@ async def test_deleting_an_account_leaves_nothing_of_it(
         {k: s.get(k) for k in ("action", "actorId", "userId")} for s in systems
     ]
     assert any(s["action"] == "role" and s["userId"] == bob["user_id"] for s in systems)
+    details = await b.call("getChat", {"chatId": group})
+    assert details["createdBy"] is None
+    assert [(m["userId"], m["role"]) for m in details["members"]] == [
+        (bob["user_id"], "admin"),
+        (carol["user_id"], "member"),
+    ]
 
     assert await rows_naming(container, ids) == {}
     # Bob's list is still there, now without anyone on it.

@@ -214,7 +214,7 @@ class GetChatResult(Payload):
     chatId: EntityId
     kind: ChatKind
     name: str = Field(description="Empty for 1:1 chats.")
-    createdBy: EntityId
+    createdBy: EntityId | None = Field(description="Null once the creator deleted their account.")
     createdAt: Timestamp
     lastSeq: Seq
     members: list[ChatMember] = Field(description="Oldest member first.")
@@ -740,7 +740,7 @@ def chat_data(result: tuple[Chat, Sequence[Member]]) -> dict[str, Any]:
         "chatId": chat.id,
         "kind": chat.kind.value,
         "name": chat.name,
-        "createdBy": chat.created_by,
+        "createdBy": chat.created_by or None,  # empty once the creator's account is deleted
         "createdAt": timestamp(chat.created_at),
         "lastSeq": chat.last_seq,
         "members": [
