@@ -183,17 +183,17 @@ async def _direct_chats(
     uow: UnitOfWork, sender: str, recipients: list[str], now: datetime
 ) -> dict[str, str]:
     """Each recipient's 1:1 chat with the sender, made where there is none yet."""
-    chats: dict[str, str] = {}
     keys = {user_id: direct_key(sender, user_id) for user_id in recipients}
     found = await uow.chats.get_directs(sorted(keys.values()))
+    missing = []
     for user_id, key in keys.items():
-        existing = found.get(key)
-        if existing is None:
+        if key not in found:
             chat = Chat(new_id(), ChatKind.DIRECT, "", sender, now, direct_key=key)
-            members = [Member(chat.id, u, Role.MEMBER, now) for u in (sender, user_id)]
-            existing = await uow.chats.add_direct(chat, members)
-        chats[user_id] = existing.id
-    return chats
+            missing.append(
+                (chat, [Member(chat.id, u, Role.MEMBER, now) for u in (sender, user_id)])
+            )
+    found |= await uow.chats.add_directs(missing)
+    return {user_id: found[key].id for user_id, key in keys.items()}
 
 
 def _check_name(name: str) -> None:
