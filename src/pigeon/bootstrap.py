@@ -39,10 +39,12 @@ from pigeon.services import accounts, contacts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
 from pigeon.services.blocks import BlockService
+from pigeon.services.broadcasts import BroadcastPolicy, BroadcastService
 from pigeon.services.changes import ChangePolicy
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
 from pigeon.services.contacts import ContactService, ContactsPolicy
+from pigeon.services.deletion import AccountDeletionService
 from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
@@ -197,6 +199,8 @@ class Container:
     contacts: ContactService
     blocks: BlockService
     push: PushService
+    deletion: AccountDeletionService
+    broadcasts: BroadcastService
     push_worker: PushWorker | None = None
     push_clients: list[httpx.AsyncClient] = field(default_factory=list)
     sqlite_writer: SqliteWriter | None = None
@@ -502,8 +506,19 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         secret_key=policy.secret_key,
     )
     push = PushService(uow, clock, guard, vapid.public_key)
+    broadcasts = BroadcastService(
+        uow,
+        messaging,
+        clock,
+        BroadcastPolicy(
+            max_recipients=settings.broadcast_max_recipients,
+            max_message_length=settings.max_message_length,
+        ),
+    )
     gateway = Gateway(
-        services=GatewayServices(accounts_service, messaging, chats, presence, bus, media),
+        services=GatewayServices(
+            accounts_service, messaging, chats, presence, bus, media, broadcasts=broadcasts
+        ),
         limits=ConnectionLimits(
             max_in_flight=settings.ws_max_in_flight,
             max_pending_commands=settings.ws_max_pending_commands,
@@ -538,6 +553,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         push=push,
         push_worker=push_worker,
         push_clients=push_clients,
+        deletion=AccountDeletionService(uow, accounts_service, chats, bus, clock),
+        broadcasts=broadcasts,
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

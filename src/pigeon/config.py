@@ -126,15 +126,9 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1, description="Largest createAttachment over the WebSocket."
     )
     media_allowed_types: list[str] = Field(
-        default_factory=lambda: [
-            "image/*",
-            "video/*",
-            "audio/*",
-            "application/pdf",
-            "application/zip",
-            "text/plain",
-        ],
-        description="Sniffed MIME types accepted (shell-style patterns).",
+        default_factory=lambda: ["*"],
+        description="Sniffed MIME types accepted (shell-style patterns); the default takes "
+        "every file, images, video and audio as media and anything else as a document.",
     )
     media_unattached_ttl_hours: float = Field(24, gt=0)
     media_link_ttl_seconds: int = Field(300, ge=10)
@@ -206,6 +200,10 @@ class Settings(BaseSettings):
     )
     reply_excerpt_max_length: int = Field(
         200, ge=1, description="Characters of the quoted message a reply's excerpt may carry."
+    )
+    # -- broadcast lists (issue 19) ----------------------------------------------
+    broadcast_max_recipients: int = Field(
+        256, ge=1, le=10_000, description="Recipients per broadcast list."
     )
 
     @classmethod

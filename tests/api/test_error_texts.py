@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -41,26 +40,6 @@ async def test_a_name_too_long_is_counted_in_characters(
     assert field["location"] == ["body", "name"]
     assert "at most 64 characters" in field["problem"]
     assert "items" not in field["problem"]
-
-
-async def test_an_unsupported_file_names_the_accepted_types_and_the_setting(
-    client: httpx.AsyncClient, outbox: Outbox
-) -> None:
-    session = await register(client, outbox, PHONE)
-    program = b"\x7fELF\x02\x01\x01\x00" + bytes(56)
-    response = await client.post(
-        "/v1/attachments",
-        content=program,
-        headers={
-            **bearer(session),
-            "X-Content-SHA256": hashlib.sha256(program).hexdigest(),
-            "X-File-Name": "tool",
-        },
-    )
-    message = assert_error(response, 400, "unsupported_media_type")["message"]
-    assert "image/*" in message
-    assert "application/pdf" in message
-    assert "PIGEON_MEDIA_ALLOWED_TYPES" in message
 
 
 def _snake_case_names(schema: Any) -> set[str]:

@@ -228,7 +228,7 @@ async def test_unknown_route_is_404(client: httpx.AsyncClient, path: str) -> Non
     [
         ("GET", "/v1/auth/code", "POST"),
         ("DELETE", "/v1/auth/verify", "POST"),
-        ("PUT", "/v1/me", "GET, PATCH"),
+        ("PUT", "/v1/me", "DELETE, GET, PATCH"),
         ("GET", "/v1/me/pin", "DELETE, PUT"),
         ("POST", "/v1/devices", "GET"),
         ("POST", "/health", "GET"),

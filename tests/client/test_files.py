@@ -424,6 +424,33 @@ async def test_a_non_member_gets_not_found(
     assert (work / "bob.png").read_bytes() == (work / "photo.png").read_bytes()
 
 
+async def test_any_file_goes_as_a_document_through_the_sdk_and_the_cli(
+    server: LiveServer,
+    sdk: PigeonClient,
+    register: Register,
+    open_device: OpenDevice,
+    tmp_path: Path,
+) -> None:
+    alice, bob = await register(), await register()
+    chat_id = await chat_between(open_device, alice, bob)
+    sheet = tmp_path / "sums.xlsx"
+    sheet.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + random.Random(3).randbytes(2000))
+    attachment = await sdk.upload_file(alice, sheet)
+    assert attachment.is_document
+    assert not attachment.is_image
+    sender = await open_device(alice)
+    await sender.conn.send_message(chat_id, "numbers", attachments=[attachment])
+    await sdk.download_attachment(bob, attachment.attachment_id, tmp_path / "bob.xlsx")
+    assert (tmp_path / "bob.xlsx").read_bytes() == sheet.read_bytes()
+
+    program = tmp_path / "tool"
+    program.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(200))
+    alice_file = session_file_for(server, alice, tmp_path / "alice.json")
+    sent = await pigeon_chat("send-file", chat_id, str(program), "--session-file", str(alice_file))
+    assert sent.exit_code == 0, sent.output
+    assert "sent #" in sent.output
+
+
 # -- pigeon chat -------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from pigeon.bootstrap import Container
+from pigeon.domain.ids import new_id
 from tests.media.conftest import (
     Connect,
     Register,
@@ -60,7 +61,8 @@ async def test_http_upload_then_download(
     got = await download(client, alice, meta["attachmentId"])
     assert got.status_code == 200
     assert got.content == body
-    assert got.headers["content-type"] == "application/pdf"
+    # A PDF is a document: offered as opaque bytes to save, whatever it holds.
+    assert got.headers["content-type"] == "application/octet-stream"
     assert got.headers["content-length"] == str(len(body))
     assert got.headers["accept-ranges"] == "bytes"
     assert got.headers["x-content-type-options"] == "nosniff"
@@ -120,7 +122,14 @@ async def test_websocket_create_attachment_then_download(
     assert blob_names(await stored_objects()) == [sha256(body)]
 
 
-@pytest.mark.parametrize("media_settings", [{"media_max_inline_bytes": 1000}])
+RESTRICTED = ["image/*", "video/*", "audio/*", "application/pdf", "text/plain"]
+
+
+@pytest.mark.parametrize(
+    "media_settings",
+    [{"media_max_inline_bytes": 1000, "media_allowed_types": RESTRICTED}],
+    ids=["restricted"],
+)
 async def test_websocket_create_attachment_refusals(
     user: Register,
     connect: Connect,
@@ -267,7 +276,10 @@ async def test_oversized_upload_is_refused_and_nothing_is_kept(
         pytest.param(random.Random(7).randbytes(4096), id="noise"),
     ],
 )
-async def test_unsupported_types_are_refused_and_nothing_is_kept(
+@pytest.mark.parametrize(
+    "media_settings", [{"media_allowed_types": RESTRICTED}], ids=["restricted"]
+)
+async def test_types_off_a_restricted_list_are_refused_and_nothing_is_kept(
     body: bytes,
     client: httpx.AsyncClient,
     user: Register,
@@ -279,7 +291,49 @@ async def test_unsupported_types_are_refused_and_nothing_is_kept(
     response = await upload(client, alice, body, name="holiday.jpg")
     assert response.status_code == 400
     assert error_code(response) == "unsupported_media_type"
+    # The refusal names what this server accepts and the setting that says so.
+    message = response.json()["error"]["message"]
+    assert "image/*" in message
+    assert "application/pdf" in message
+    assert "PIGEON_MEDIA_ALLOWED_TYPES" in message
     await assert_nothing_kept(stored_objects, row_counts, staged)
+
+
+DOCUMENTS = [
+    pytest.param(b"\x7fELF\x02\x01\x01\x00" + bytes(120), "tool", id="elf"),
+    pytest.param(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00" + bytes(120), "setup.exe", id="exe"),
+    pytest.param(b"PK\x03\x04\x14\x00\x06\x00" + bytes(120), "letter.docx", id="docx"),
+    pytest.param(b"name,amount\nalice,3\n", "sums.csv", id="csv"),
+    pytest.param(random.Random(7).randbytes(4096), "noise.bin", id="noise"),
+]
+
+
+@pytest.mark.parametrize(("body", "name"), DOCUMENTS)
+async def test_any_file_is_accepted_and_served_as_a_download(
+    body: bytes, name: str, client: httpx.AsyncClient, user: Register, connect: Connect
+) -> None:
+    alice, bob = await user(), await user()
+    meta = await uploaded(client, alice, body, name=name)
+    assert meta["fileName"] == name
+    assert "thumbnail" not in meta or meta["thumbnail"] is None
+    # Bob gets it in a message and downloads the same bytes, as a file to save.
+    ws = await online(connect, alice)
+    chat = await ws.call("createChat", {"participants": [bob["user_id"]]})
+    await ws.call(
+        "sendMessage",
+        {
+            "chatId": chat["chatId"],
+            "clientMessageId": new_id(),
+            "message": "",
+            "attachments": [meta["attachmentId"]],
+        },
+    )
+    got = await download(client, bob, meta["attachmentId"])
+    assert got.status_code == 200
+    assert got.content == body
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert got.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_types_are_sniffed_not_taken_from_the_client(
@@ -297,15 +351,32 @@ async def test_types_are_sniffed_not_taken_from_the_client(
     assert got.headers["content-type"] == "image/png"
 
 
-async def test_html_is_served_as_inert_text(client: httpx.AsyncClient, user: Register) -> None:
+async def signed_link(
+    client: httpx.AsyncClient, session: dict[str, Any], attachment_id: str
+) -> str:
+    response = await client.get(f"/v1/attachments/{attachment_id}/link", headers=bearer(session))
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    return url
+
+
+async def test_html_named_jpg_is_served_as_a_download(
+    client: httpx.AsyncClient, user: Register
+) -> None:
     alice = await user()
     body = b"<!doctype html><html><script>alert(document.cookie)</script></html>\n"
-    meta = await uploaded(client, alice, body, name="page.html")
-    assert meta["mimeType"] == "text/plain"
-    got = await download(client, alice, meta["attachmentId"])
-    assert got.headers["content-type"].startswith("text/plain")
-    assert got.headers["x-content-type-options"] == "nosniff"
-    assert got.headers["content-disposition"].startswith("attachment;")
+    meta = await uploaded(client, alice, body, name="holiday.jpg")
+    assert meta["mimeType"] == "text/plain"  # sniffed: the name's .jpg is not believed
+    assert "thumbnail" not in meta or meta["thumbnail"] is None
+    for got in (
+        await download(client, alice, meta["attachmentId"]),
+        await client.get(await signed_link(client, alice, meta["attachmentId"])),
+    ):
+        assert got.status_code == 200
+        assert got.content == body
+        assert got.headers["content-type"] == "application/octet-stream"
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert got.headers["content-disposition"] == "attachment; filename*=UTF-8''holiday.jpg"
 
 
 async def test_an_empty_file_is_refused(

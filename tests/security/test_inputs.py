@@ -143,6 +143,20 @@ def json_routes(session: dict[str, Any]) -> list[Route]:
         ),
         Route("PUT", "/v1/me/pin", {"pin": "123456"}, token=True),
         Route("POST", "/v1/uploads", {"size": 10, "sha256": "0" * 64, "fileName": "a.pdf"}, True),
+        Route("POST", "/v1/me/deletion-code", {"locale": "en"}, token=True),
+        # Alice on her own list is refused too: no mutation can make a list.
+        Route(
+            "POST",
+            "/v1/broadcast-lists",
+            {"name": "news", "recipients": [session.get("user_id", "x")]},
+            token=True,
+        ),
+        Route(
+            "PATCH",
+            "/v1/broadcast-lists/{list_id}",
+            {"name": "news", "recipients": [session.get("user_id", "x")]},
+            token=True,
+        ),
     ]
 
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pigeon.bootstrap import units_of_work
+from pigeon.domain.chats import Chat, ChatKind, Member, Role, direct_key
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 from pigeon.services.ports import CodeAttempt, StorageError
@@ -451,3 +452,36 @@ async def test_concurrent_read_then_write_units_all_succeed(engine: AsyncEngine)
 
     counts = await asyncio.gather(*(read_then_claim() for _ in range(30)))
     assert sorted(counts) == list(range(1, 31))
+
+
+async def test_add_directs_keeps_a_chat_another_request_made_first(engine: AsyncEngine) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    alice, bob, carol = (
+        make_user("+14155550101"),
+        make_user("+14155550102"),
+        make_user("+14155550103"),
+    )
+    async with units_of_work(engine)() as uow:
+        for person in (alice, bob, carol):
+            await uow.users.add(person)
+        await uow.commit()
+
+    def pair(other: User) -> tuple[Chat, list[Member]]:
+        key = direct_key(alice.id, other.id)
+        chat = Chat(new_id(), ChatKind.DIRECT, "", alice.id, now, direct_key=key)
+        return chat, [Member(chat.id, u, Role.MEMBER, now) for u in (alice.id, other.id)]
+
+    first, _ = earlier = pair(bob)
+    async with units_of_work(engine)() as uow:
+        await uow.chats.add_directs([earlier])
+        await uow.commit()
+    late, fresh = pair(bob), pair(carol)
+    async with units_of_work(engine)() as uow:
+        stored = await uow.chats.add_directs([late, fresh])
+        await uow.commit()
+    assert stored[first.direct_key or ""].id == first.id  # the first one stays
+    assert stored[fresh[0].direct_key or ""].id == fresh[0].id
+    async with units_of_work(engine)() as uow:
+        assert await uow.chats.get(late[0].id) is None
+        assert {m.user_id for m in await uow.chats.members(first.id)} == {alice.id, bob.id}
+        assert {m.user_id for m in await uow.chats.members(fresh[0].id)} == {alice.id, carol.id}

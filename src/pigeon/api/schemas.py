@@ -230,3 +230,52 @@ class BlockOut(Body):
 
 class BlockList(Body):
     blocks: list[BlockOut]
+
+
+# -- account deletion ---------------------------------------------------------------
+
+
+class DeletionCodeRequest(Strict):
+    locale: str | None = Field(
+        None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
+    )
+
+
+class AccountDeletion(Strict):
+    code: str = Field(pattern=DIGITS_6, description="The code texted by /v1/me/deletion-code.")
+
+
+# -- broadcast lists -----------------------------------------------------------------
+
+ListName = Annotated[str, StringConstraints(max_length=100), _NO_NUL, _NO_NUL_DOC]
+UserIdField = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+]
+
+
+class BroadcastListCreate(Strict):
+    name: ListName = ""
+    recipients: list[UserIdField] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="User ids; at most PIGEON_BROADCAST_MAX_RECIPIENTS (256) once duplicates "
+        "are dropped, else 400 too_many_recipients.",
+    )
+
+
+class BroadcastListUpdate(Strict):
+    name: ListName | None = None
+    recipients: list[UserIdField] | None = Field(
+        None, min_length=1, max_length=10_000, description="Replaces the recipients."
+    )
+
+
+class BroadcastListOut(Body):
+    id: str
+    name: str
+    recipients: list[str]
+    created_at: datetime
+
+
+class BroadcastListsOut(Body):
+    lists: list[BroadcastListOut]

@@ -60,6 +60,7 @@ def explain(exc: PigeonError, saved: SavedSession | None = None) -> str:
 def _why(code: str) -> str:
     return {
         "device_revoked": "this device was removed",
+        "account_deleted": "the account was deleted",
         "invalid_token": "the session expired or was revoked",
     }.get(code, code)
 

@@ -44,6 +44,8 @@ from pigeon.client._errors import (
 from pigeon.client._http import PigeonClient, websocket_url
 from pigeon.client._models import (
     Attachment,
+    BroadcastList,
+    BroadcastSent,
     ChatDetails,
     ChatMember,
     ChatSummary,
@@ -73,6 +75,8 @@ __all__ = [
     "ApiError",
     "Attachment",
     "AuthenticationError",
+    "BroadcastList",
+    "BroadcastSent",
     "ChatDetails",
     "ChatMember",
     "ChatSummary",

@@ -62,6 +62,7 @@ from pigeon.client._errors import (
 )
 from pigeon.client._models import (
     Attachment,
+    BroadcastSent,
     ChatDetails,
     ChatSummary,
     CreatedChat,
@@ -91,7 +92,9 @@ CLOSE_ABNORMAL = 1006
 # Closes that mean this client sent something the server cannot take: a new
 # socket would not fare better.
 _PROTOCOL_CLOSES = frozenset({1002, 1003, 1007, 1009, 1010})
-_AUTH_REASONS = frozenset({"invalid_token", "device_revoked", "auth_timeout", "auth_required"})
+_AUTH_REASONS = frozenset(
+    {"invalid_token", "device_revoked", "auth_timeout", "auth_required", "account_deleted"}
+)
 # Queued events stored in one transaction at most (the server sends at most 256 unacked).
 _STORE_BATCH = 256
 
@@ -476,6 +479,43 @@ class Connection:
         if self._store is not None:
             await self._keep_sent(self._store, sent, text, reply_to, attachments)
         return sent
+
+    async def send_broadcast(
+        self,
+        list_id: str,
+        text: str = "",
+        *,
+        attachments: Sequence[str | Attachment] = (),
+        client_message_id: str | None = None,
+    ) -> BroadcastSent:
+        """Send to a broadcast list: each recipient who has this user as a contact gets it
+        as a 1:1 message. Retried with the same ``clientMessageId`` like ``send_message``."""
+        cmid = client_message_id or str(uuid.uuid4())
+        data: dict[str, Any] = {
+            "listId": list_id,
+            "clientMessageId": cmid,
+            "message": text,
+            "attachments": [
+                item.attachment_id if isinstance(item, Attachment) else item for item in attachments
+            ],
+        }
+        try:
+            answer = await self._call("sendMessage", data, retry=True)
+        except RequestTimeout as exc:
+            raise SendFailed(exc.code, exc.message, cmid) from exc
+        created = parse_time(answer.get("createdAt"))
+        messages = [
+            SentMessage(
+                chat_id=copy["chatId"],
+                message_id=copy["messageId"],
+                seq=int(copy["seq"]),
+                created_at=created or _missing("createdAt"),
+                client_message_id=cmid,
+                duplicate=bool(copy.get("duplicate", False)),
+            )
+            for copy in answer.get("messages", [])
+        ]
+        return BroadcastSent(list_id, messages, int(answer.get("skipped", 0)))
 
     async def _keep_sent(
         self,

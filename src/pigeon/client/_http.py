@@ -17,6 +17,7 @@ import httpx
 from pigeon.client._errors import ApiError, AuthenticationError, NetworkError, PigeonError
 from pigeon.client._models import (
     Attachment,
+    BroadcastList,
     CodeSent,
     Contact,
     ContactLookup,
@@ -24,6 +25,7 @@ from pigeon.client._models import (
     Profile,
     Session,
     UploadStatus,
+    broadcast_list,
     parse_attachment,
     upload_status,
 )
@@ -177,6 +179,32 @@ class PigeonClient:
         found = await self.lookup_contacts(session, [phone])
         return found.matches[0].contact if found.matches else None
 
+    # -- broadcast lists and account deletion ------------------------------------
+
+    async def create_broadcast_list(
+        self, session: Session, recipients: list[str], name: str = ""
+    ) -> BroadcastList:
+        """A list of user ids to send one message to, each as a 1:1 message."""
+        body = {"name": name, "recipients": recipients}
+        data = await self._request("POST", "/v1/broadcast-lists", json=body, session=session)
+        return broadcast_list(data)
+
+    async def broadcast_lists(self, session: Session) -> list[BroadcastList]:
+        data = await self._request("GET", "/v1/broadcast-lists", session=session)
+        return [broadcast_list(item) for item in data["lists"]]
+
+    async def delete_broadcast_list(self, session: Session, list_id: str) -> None:
+        path = f"/v1/broadcast-lists/{quote(list_id, safe='')}"
+        await self._request("DELETE", path, session=session)
+
+    async def request_account_deletion(self, session: Session) -> None:
+        """Have the server text this number the code that confirms ``delete_account``."""
+        await self._request("POST", "/v1/me/deletion-code", json={}, session=session)
+
+    async def delete_account(self, session: Session, code: str) -> None:
+        """Delete this account for good (every device, chat membership and queued message)."""
+        await self._request("DELETE", "/v1/me", json={"code": code}, session=session)
+
     # -- attachments ---------------------------------------------------------------
 
     async def upload_file(
@@ -200,9 +228,11 @@ class PigeonClient:
         504) the upload asks the server how far it got and goes on from
         there; ``max_retries`` failures in a row without progress raise
         ``NetworkError`` (or the last ``ApiError``). ``file_name`` defaults
-        to the file's name. The server sniffs the type and refuses types it
-        does not accept (``ApiError`` ``unsupported_media_type``, 400) and
-        files above its limit (``attachment_too_large``, 413).
+        to the file's name. Any file may be sent: the server sniffs the type,
+        and anything not an image, video or audio is a document
+        (``Attachment.is_document``). A server whose operator restricted the
+        types refuses others (``ApiError`` ``unsupported_media_type``, 400);
+        files above its limit are ``attachment_too_large`` (413).
         """
         if chunk_size < 1 or resumable_over < 0 or max_retries < 0 or retry_delay < 0:
             raise ValueError("chunk_size must be positive; the others not negative")

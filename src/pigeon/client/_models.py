@@ -133,6 +133,33 @@ class SentMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class BroadcastList:
+    """One of this user's broadcast lists (only its owner sees it)."""
+
+    list_id: str
+    name: str
+    recipients: list[str]  # user ids
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastSent:
+    """A send to a broadcast list: one 1:1 message per recipient who has the sender as a
+    contact (``messages``); ``skipped`` recipients do not have the sender."""
+
+    list_id: str
+    messages: list[SentMessage]
+    skipped: int
+
+
+def broadcast_list(data: dict[str, Any]) -> BroadcastList:
+    return BroadcastList(
+        list_id=str(data["id"]),
+        name=str(data.get("name", "")),
+        recipients=[str(user_id) for user_id in data.get("recipients", [])],
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class CreatedChat:
     chat_id: str
     created: bool
@@ -209,6 +236,11 @@ class Attachment:
     @property
     def is_image(self) -> bool:
         return self.mime_type.startswith("image/")
+
+    @property
+    def is_document(self) -> bool:
+        """Not an image, video or audio: a file to save and open, not to show inline."""
+        return not self.mime_type.startswith(("image/", "video/", "audio/"))
 
 
 @dataclass(frozen=True, slots=True)

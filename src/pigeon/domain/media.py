@@ -14,7 +14,7 @@ class Attachment:
     """One upload. Many attachments may share one blob; each has its own random id."""
 
     id: str
-    uploader_id: str
+    uploader_id: str | None  # None once the uploader's account was deleted
     blob_hash: str
     size: int
     mime_type: str
@@ -52,6 +52,26 @@ class Upload:
     offset: int
     created_at: datetime
     expires_at: datetime
+
+
+# Types a client may show inline (with a thumbnail, a player); every other file
+# is a document, kept and offered as a download whatever its type.
+MEDIA_PREFIXES = ("image/", "video/", "audio/")
+DOCUMENT_TYPE = "application/octet-stream"
+
+
+def is_media(mime_type: str) -> bool:
+    """Whether a sniffed type is an image, a video or audio (anything else is a document)."""
+    return mime_type.startswith(MEDIA_PREFIXES)
+
+
+def served_type(mime_type: str) -> str:
+    """The Content-Type a download gets: media as sniffed, documents as opaque bytes.
+
+    A document is never given a type a browser would render (an HTML page named
+    .jpg sniffs as text), so whatever it holds arrives as a download.
+    """
+    return mime_type if is_media(mime_type) else DOCUMENT_TYPE
 
 
 def type_allowed(mime_type: str, patterns: list[str]) -> bool:

@@ -25,6 +25,7 @@ class Platform(StrEnum):
 
 class CodePurpose(StrEnum):
     REGISTRATION = "registration"
+    DELETION = "deletion"  # confirms DELETE /v1/me
 
 
 @dataclass(slots=True)

@@ -50,6 +50,10 @@ def ping(conn: DeviceConnection, data: Any) -> Awaitable[None]:
 
 
 def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    if data.listId is not None:
+        return conn.services.broadcasts.send(
+            conn.principal, data.listId, data.clientMessageId, data.message, list(data.attachments)
+        )
     reply, excerpt = data.replyTo, None
     if reply is not None and not isinstance(reply, str):  # a reply with its quote
         reply, excerpt = reply.messageId, reply.excerpt

@@ -35,7 +35,7 @@ from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
 from pigeon.domain.media import Attachment
 from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
-from pigeon.services import presence
+from pigeon.services import broadcasts, presence
 from pigeon.services.changes import ChangeResult
 from pigeon.services.messaging import ReadResult, SendResult
 
@@ -167,6 +167,24 @@ class SendMessageResult(Payload):
     )
 
 
+class BroadcastCopy(Payload):
+    userId: EntityId = Field(description="The recipient.")
+    chatId: EntityId = Field(description="The 1:1 chat of the sender and the recipient.")
+    messageId: EntityId
+    seq: ChatSeq
+    duplicate: bool
+
+
+class BroadcastResult(Payload):
+    listId: EntityId
+    delivered: int = Field(ge=0, description="Recipients the message was queued for.")
+    skipped: int = Field(
+        ge=0, description="Recipients who do not have the sender among their contacts."
+    )
+    createdAt: Timestamp | None = Field(description="When the copies were stored; null if none.")
+    messages: list[BroadcastCopy] = Field(description="One 1:1 message per recipient reached.")
+
+
 class AckResult(Payload):
     upTo: Seq
 
@@ -199,7 +217,7 @@ class GetChatResult(Payload):
     chatId: EntityId
     kind: ChatKind
     name: str = Field(description="Empty for 1:1 chats.")
-    createdBy: EntityId
+    createdBy: EntityId | None = Field(description="Null once the creator deleted their account.")
     createdAt: Timestamp
     lastSeq: Seq
     members: list[ChatMember] = Field(description="Oldest member first.")
@@ -255,9 +273,12 @@ class StatusAnswer(_OkAnswer):
 
 
 class SendMessageAnswer(_OkAnswer):
-    """Answer to `sendMessage`: sent only once the message is durably committed."""
+    """Answer to `sendMessage`: sent only once the message is durably committed.
 
-    data: SendMessageResult
+    A send to a broadcast list (`listId`) is answered with the list's counts.
+    """
+
+    data: SendMessageResult | BroadcastResult
 
 
 class AckAnswer(_OkAnswer):
@@ -804,13 +825,35 @@ def nothing(_: None) -> None:
     return None
 
 
-def send_data(result: SendResult) -> dict[str, Any]:
+def send_data(result: SendResult | broadcasts.BroadcastResult) -> dict[str, Any]:
+    if isinstance(result, broadcasts.BroadcastResult):
+        return broadcast_data(result)
     return {
         "status": "SUCCESS",
         "messageId": result.message_id,
         "seq": result.seq,
         "createdAt": timestamp(result.created_at),
         "duplicate": result.duplicate,
+    }
+
+
+def broadcast_data(result: broadcasts.BroadcastResult) -> dict[str, Any]:
+    first = min((d.result.created_at for d in result.delivered), default=None)
+    return {
+        "listId": result.list_id,
+        "delivered": len(result.delivered),
+        "skipped": result.skipped,
+        "createdAt": timestamp(first) if first else None,
+        "messages": [
+            {
+                "userId": d.user_id,
+                "chatId": d.result.chat_id,
+                "messageId": d.result.message_id,
+                "seq": d.result.seq,
+                "duplicate": d.result.duplicate,
+            }
+            for d in result.delivered
+        ],
     }
 
 
@@ -849,7 +892,7 @@ def chat_data(result: tuple[Chat, Sequence[Member]]) -> dict[str, Any]:
         "chatId": chat.id,
         "kind": chat.kind.value,
         "name": chat.name,
-        "createdBy": chat.created_by,
+        "createdBy": chat.created_by or None,  # empty once the creator's account is deleted
         "createdAt": timestamp(chat.created_at),
         "lastSeq": chat.last_seq,
         "members": [

@@ -16,6 +16,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     create_model,
+    model_validator,
 )
 
 from pigeon.domain.chats import GROUP_NAME_MAX_LENGTH
@@ -88,12 +89,24 @@ class ForwardedFrom(Data):
 
 
 class SendMessageData(Data):
-    chatId: EntityId
+    chatId: EntityId | None = Field(None, description="The chat; or give `listId`.")
     clientMessageId: Annotated[Text, Field(min_length=1, max_length=64)]
     message: Text = ""
     attachments: list[EntityId] = Field(default_factory=list, max_length=10)
     replyTo: EntityId | ReplyTo | None = None
     forwardedFrom: ForwardedFrom | None = None
+    # Broadcast lists (issue 19): one 1:1 message to each recipient, instead of a chat.
+    listId: EntityId | None = Field(None, description="A broadcast list, instead of `chatId`.")
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> SendMessageData:
+        if (self.chatId is None) == (self.listId is None):
+            raise ValueError("give exactly one of chatId and listId")
+        if self.listId is not None and self.replyTo is not None:
+            raise ValueError("a broadcast cannot reply to a message (replyTo)")
+        if self.listId is not None and self.forwardedFrom is not None:
+            raise ValueError("a broadcast cannot forward a message (forwardedFrom)")
+        return self
 
 
 class AckData(Data):

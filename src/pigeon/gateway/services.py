@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pigeon.services.accounts import AccountService
+from pigeon.services.broadcasts import BroadcastService
 from pigeon.services.chats import ChatService
 from pigeon.services.media import MediaService
 from pigeon.services.messaging import MessagingService
@@ -20,3 +21,4 @@ class GatewayServices:
     presence: PresenceService
     bus: Bus
     media: MediaService
+    broadcasts: BroadcastService

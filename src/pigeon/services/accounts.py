@@ -19,7 +19,14 @@ from pigeon.domain.errors import (
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.domain.phone import normalize_phone
-from pigeon.services.ports import Bus, Clock, PinHasher, RateLimiter, UnitOfWorkFactory
+from pigeon.services.ports import (
+    Bus,
+    Clock,
+    PinHasher,
+    RateLimiter,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from pigeon.services.sms import SmsService
 
 PIN_PATTERN = re.compile(r"^[0-9]{6}$")
@@ -158,7 +165,9 @@ class AccountService:
             await uow.commit()
         return session
 
-    async def _check_code(self, phone: str, code: str) -> User | None:
+    async def _check_code(
+        self, phone: str, code: str, purpose: CodePurpose = CodePurpose.REGISTRATION
+    ) -> User | None:
         """Count the attempt, then check the code; the number's account (None: none yet).
 
         The account is read in the attempt's unit of work: a read-only unit of
@@ -169,10 +178,8 @@ class AccountService:
             raise InvalidInput("invalid_code_format", "A code is six digits.")
         candidate = secrets.hash_code(self._policy.secret_key, phone, code)
         async with self._uow() as uow:
-            attempt = await uow.codes.claim_attempt(
-                phone, CodePurpose.REGISTRATION, self._policy.max_code_attempts
-            )
-            exists = attempt is not None or await uow.codes.exists(phone, CodePurpose.REGISTRATION)
+            attempt = await uow.codes.claim_attempt(phone, purpose, self._policy.max_code_attempts)
+            exists = attempt is not None or await uow.codes.exists(phone, purpose)
             user = await uow.users.get_by_phone(phone) if attempt is not None else None
             await uow.commit()
         if attempt is None and exists:
@@ -277,6 +284,53 @@ class AccountService:
             await uow.commit()
         if self._bus is not None:
             self._bus.disconnect(device_id, DEVICE_REVOKED_CLOSE, "device_revoked")
+
+    # -- account deletion ------------------------------------------------------
+
+    async def request_deletion_code(
+        self, principal: Principal, client_ip: str, locale: str | None
+    ) -> None:
+        """Text a code that confirms deleting the account: a stolen token alone cannot.
+
+        The same limits as registration codes apply, per number and per address.
+        """
+        async with self._uow(read_only=True) as uow:
+            user = await uow.users.get(principal.user_id)
+        if user is None:
+            raise Unauthenticated("invalid_token", "The access token is invalid or expired.")
+        await self._limiter.hit(SEND_CODE_PER_IP, client_ip)
+        await self._limiter.hit(SEND_CODE_PER_NUMBER, user.phone)
+        code = secrets.new_code()
+        now = self._clock.now()
+        async with self._uow() as uow:
+            await uow.codes.put(
+                VerificationCode(
+                    phone=user.phone,
+                    purpose=CodePurpose.DELETION,
+                    code_hash=secrets.hash_code(self._policy.secret_key, user.phone, code),
+                    created_at=now,
+                    expires_at=now + self._policy.code_ttl,
+                )
+            )
+            await uow.commit()
+        minutes = str(int(self._policy.code_ttl.total_seconds() // 60))
+        await self._sms.send(user.phone, "deletion_code", locale, code=code, minutes=minutes)
+
+    async def check_deletion_code(self, principal: Principal, code: str, client_ip: str) -> str:
+        """Count a guess at the deletion code (limited like any code); the account's number."""
+        await self._limiter.hit(VERIFY_PER_IP, client_ip)
+        async with self._uow(read_only=True) as uow:
+            user = await uow.users.get(principal.user_id)
+        if user is None:
+            raise Unauthenticated("invalid_token", "The access token is invalid or expired.")
+        await self._check_code(user.phone, code, CodePurpose.DELETION)
+        return user.phone
+
+    async def consume_deletion_code(self, uow: UnitOfWork, phone: str, code: str) -> None:
+        """Use the code up inside the deletion's own transaction: exactly one caller wins."""
+        code_hash = secrets.hash_code(self._policy.secret_key, phone, code)
+        if not await uow.codes.consume(phone, CodePurpose.DELETION, code_hash):
+            raise Forbidden("invalid_code", "The code is wrong, expired or already used.")
 
     # -- two-step PIN --------------------------------------------------------
 

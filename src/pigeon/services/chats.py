@@ -240,6 +240,25 @@ class ChatService:
             await uow.commit()
         self._bus.publish(entries)
 
+    async def leave_all(self, uow: UnitOfWork, user_id: str, now: datetime) -> list[InboxEntry]:
+        """Take a user out of every chat (their account is being deleted), in ``uow``.
+
+        Groups are told with a ``left`` system message, and one left without
+        an admin gets its longest-standing member promoted. The other person
+        of a 1:1 chat keeps it, as a chat no one else will join.
+        Returns the queue entries to publish after the commit.
+        """
+        entries: list[InboxEntry] = []
+        for chat, _ in await uow.chats.memberships(user_id):
+            await uow.chats.remove_member(chat.id, user_id)
+            self.members_cache.forget(chat.id)
+            if chat.kind is not ChatKind.GROUP:
+                continue
+            system = {"action": "left", "actorId": user_id, "userId": user_id}
+            entries += await self._system_message(uow, chat.id, system, now)
+            entries += await self._keep_an_admin(uow, chat.id, now)
+        return entries
+
     # -- reading -------------------------------------------------------------
 
     async def list_chats(self, principal: Principal) -> list[tuple[Chat, Member]]:

@@ -46,9 +46,7 @@ class Inspection:
 class MediaPolicy:
     max_upload_bytes: int = 100 * 1024 * 1024
     max_inline_bytes: int = 1024 * 1024
-    allowed_types: list[str] = field(
-        default_factory=lambda: ["image/*", "video/*", "audio/*", "application/pdf", "text/plain"]
-    )
+    allowed_types: list[str] = field(default_factory=lambda: ["*"])  # every file, by default
     unattached_ttl: timedelta = timedelta(days=1)
     upload_ttl: timedelta = timedelta(days=1)
     blob_grace: timedelta = timedelta(hours=1)

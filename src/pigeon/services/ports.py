@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
+from pigeon.domain.broadcasts import BroadcastList
 from pigeon.domain.changes import MessageRecord
 from pigeon.domain.chats import Chat, Member, Message, Role
 from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
@@ -108,6 +109,14 @@ class ChatRepository(Protocol):
 
     async def get(self, chat_id: str) -> Chat | None: ...
     async def get_direct(self, key: str) -> Chat | None: ...
+    async def add_directs(self, pairs: Sequence[tuple[Chat, Sequence[Member]]]) -> dict[str, Chat]:
+        """Add many 1:1 chats at once; by key, the chat stored (ours or an earlier one)."""
+        ...
+
+    async def get_directs(self, keys: Sequence[str]) -> dict[str, Chat]:
+        """The 1:1 chats of these keys that exist, by key (one query)."""
+        ...
+
     async def rename(self, chat_id: str, name: str) -> None: ...
     async def set_disappearing(self, chat_id: str, seconds: int) -> None: ...
     async def disappearing(self, chat_ids: Sequence[str]) -> dict[str, int]: ...
@@ -213,6 +222,30 @@ class PeopleRepository(Protocol):
     async def set_privacy(self, user_id: str, privacy: Privacy, now: datetime) -> None: ...
 
 
+class ErasureRepository(Protocol):
+    async def erase_user(self, user_id: str, phone: str) -> list[str]:
+        """Delete the user and every row naming them or their devices; their device ids.
+
+        The user must have left their chats first. Attachments other people's
+        messages carry stay, without their uploader.
+        """
+        ...
+
+
+class BroadcastRepository(Protocol):
+    async def add(self, broadcast: BroadcastList) -> None: ...
+    async def get(self, list_id: str) -> BroadcastList | None:
+        """The list with its recipients (whoever owns it: the caller checks)."""
+        ...
+
+    async def list_for_owner(self, owner_id: str) -> Sequence[BroadcastList]: ...
+    async def update(self, list_id: str, name: str | None, recipients: list[str] | None) -> None:
+        """Rename and/or replace the recipients (None leaves that part as it is)."""
+        ...
+
+    async def delete(self, list_id: str) -> None: ...
+
+
 class BlobStore(Protocol):
     """Content-addressed object storage: the key of an object is its SHA-256."""
 
@@ -262,6 +295,10 @@ class UnitOfWork(Protocol):
     def push(self) -> PushRepository: ...
     @property
     def changes(self) -> MessageChangeRepository: ...
+    @property
+    def erasure(self) -> ErasureRepository: ...
+    @property
+    def broadcasts(self) -> BroadcastRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,6 +78,38 @@ class SqlChatRepository:
             return existing
         return chat
 
+    async def add_directs(self, pairs: Sequence[tuple[Chat, Sequence[Member]]]) -> dict[str, Chat]:
+        """Add many 1:1 chats in a few statements; by key, each stored chat (ours, or the one
+        another request made first: a key already taken is skipped, not an error)."""
+        if not pairs:
+            return {}
+        insert = postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert
+        rows = [
+            {
+                "id": chat.id,
+                "kind": chat.kind.value,
+                "name": chat.name,
+                "direct_key": chat.direct_key,
+                "created_by": chat.created_by,
+                "created_at": chat.created_at,
+                "last_seq": chat.last_seq,
+            }
+            for chat, _ in pairs
+        ]
+        await self._conn.execute(
+            insert(chats).on_conflict_do_nothing(index_elements=["direct_key"]), rows
+        )
+        stored = await self.get_directs([chat.direct_key for chat, _ in pairs if chat.direct_key])
+        mine = [
+            _member_row(member)
+            for chat, members in pairs
+            if chat.direct_key and stored[chat.direct_key].id == chat.id
+            for member in members
+        ]
+        if mine:
+            await self._conn.execute(chat_members.insert(), mine)
+        return stored
+
     async def get(self, chat_id: str) -> Chat | None:
         row = (await self._conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
         return _chat(row._mapping) if row else None
@@ -85,6 +118,13 @@ class SqlChatRepository:
         query = sa.select(chats).where(chats.c.direct_key == key)
         row = (await self._conn.execute(query)).first()
         return _chat(row._mapping) if row else None
+
+    async def get_directs(self, keys: Sequence[str]) -> dict[str, Chat]:
+        if not keys:
+            return {}
+        query = sa.select(chats).where(chats.c.direct_key.in_(list(keys)))
+        found = [_chat(row._mapping) for row in await self._conn.execute(query)]
+        return {chat.direct_key: chat for chat in found if chat.direct_key is not None}
 
     async def rename(self, chat_id: str, name: str) -> None:
         await self._conn.execute(chats.update().where(chats.c.id == chat_id).values(name=name))

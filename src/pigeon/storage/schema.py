@@ -211,7 +211,8 @@ attachments = sa.Table(
     "attachments",
     metadata,
     sa.Column("id", ID, primary_key=True),
-    sa.Column("uploader_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # Null once the uploader's account is deleted while others' messages carry it.
+    sa.Column("uploader_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE")),
     sa.Column("blob_hash", sa.String(64), sa.ForeignKey("blobs.hash"), nullable=False, index=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("mime_type", sa.String(127), nullable=False),
@@ -256,6 +257,32 @@ uploads = sa.Table(
     sa.Column("offset", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# -- broadcast lists ---------------------------------------------------------------
+
+# A user's broadcast lists: private to their owner, who sends to every recipient
+# at once as separate 1:1 messages.
+broadcast_lists = sa.Table(
+    "broadcast_lists",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column(
+        "owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+broadcast_recipients = sa.Table(
+    "broadcast_recipients",
+    metadata,
+    sa.Column(
+        "list_id", ID, sa.ForeignKey("broadcast_lists.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
 )
 
 # -- people (contacts, blocks, privacy) -------------------------------------------

@@ -12,9 +12,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnreachable
+from pigeon.storage.broadcasts import SqlBroadcastRepository
 from pigeon.storage.changes import SqlMessageChangeRepository
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.engine import READ_ONLY
+from pigeon.storage.erasure import SqlErasureRepository
 from pigeon.storage.media import SqlMediaRepository
 from pigeon.storage.people import SqlPeopleRepository
 from pigeon.storage.push import SqlPushRepository
@@ -37,6 +39,8 @@ class BoundRepositories:
     people: SqlPeopleRepository
     push: SqlPushRepository
     changes: SqlMessageChangeRepository
+    erasure: SqlErasureRepository
+    broadcasts: SqlBroadcastRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -48,6 +52,8 @@ class BoundRepositories:
         self.people = SqlPeopleRepository(conn)
         self.push = SqlPushRepository(conn)
         self.changes = SqlMessageChangeRepository(conn)
+        self.erasure = SqlErasureRepository(conn)
+        self.broadcasts = SqlBroadcastRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pigeon.api.deps import ContainerDep, PrincipalDep
 from pigeon.api.errors import error_responses
-from pigeon.domain.media import Attachment, Upload
+from pigeon.domain.media import Attachment, Upload, served_type
 from pigeon.services.media import Download
 
 router = APIRouter(tags=["attachments"])
@@ -222,5 +222,8 @@ def _stream(download: Download) -> StreamingResponse:
         status = 206
         headers["Content-Range"] = f"bytes {download.start}-{download.end}/{attachment.size}"
     return StreamingResponse(
-        download.chunks, status_code=status, media_type=attachment.mime_type, headers=headers
+        download.chunks,
+        status_code=status,
+        media_type=served_type(attachment.mime_type),
+        headers=headers,
     )

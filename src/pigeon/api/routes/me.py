@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from pigeon.api.deps import ContainerDep, PrincipalDep
+from pigeon.api.deps import ClientIp, ContainerDep, PrincipalDep
 from pigeon.api.errors import error_responses
-from pigeon.api.schemas import DeviceList, DeviceOut, Me, PinRequest, ProfileUpdate
+from pigeon.api.schemas import (
+    AccountDeletion,
+    CodeSent,
+    DeletionCodeRequest,
+    DeviceList,
+    DeviceOut,
+    Me,
+    PinRequest,
+    ProfileUpdate,
+)
 from pigeon.domain.errors import NotFound
 from pigeon.domain.ids import is_valid_id
 from pigeon.domain.models import User
@@ -37,6 +46,30 @@ async def update_me(body: ProfileUpdate, principal: PrincipalDep, container: Con
     """Change name, about, country or location; other fields are refused."""
     changes = body.model_dump(exclude_unset=True)
     return _me(await container.profiles.update_own(principal.user_id, changes))
+
+
+@router.post(
+    "/me/deletion-code",
+    status_code=202,
+    response_model=CodeSent,
+    responses=error_responses(400, 401, 413, 422, 429, 503),
+)
+async def request_deletion_code(
+    body: DeletionCodeRequest, principal: PrincipalDep, container: ContainerDep, ip: ClientIp
+) -> CodeSent:
+    """Text the account's number a code that confirms ``DELETE /v1/me``."""
+    await container.accounts.request_deletion_code(principal, ip, body.locale)
+    me = await container.profiles.get_own(principal.user_id)
+    return CodeSent(phone=me.phone, expires_in=container.settings.code_ttl_seconds)
+
+
+@router.delete("/me", status_code=204, responses=error_responses(400, 401, 403, 413, 422, 429))
+async def delete_me(
+    body: AccountDeletion, principal: PrincipalDep, container: ContainerDep, ip: ClientIp
+) -> Response:
+    """Delete the account for good, with the texted code; every device is signed out."""
+    await container.deletion.delete(principal, body.code, ip)
+    return Response(status_code=204)
 
 
 @router.put("/me/pin", status_code=204, responses=error_responses(400, 401, 413, 422))
