@@ -9,6 +9,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError
@@ -203,7 +204,12 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
             base_url=settings.twilio_base_url,
             timeout=settings.sms_timeout_seconds,
         )
-    return ConsoleSmsProvider(settings.data_dir / "sms-outbox.jsonl")
+    return ConsoleSmsProvider(console_outbox(settings))
+
+
+def console_outbox(settings: Settings) -> Path:
+    """Where the console SMS provider writes codes (shown by the login page, never the code)."""
+    return settings.data_dir / "sms-outbox.jsonl"
 
 
 def build_limiter(settings: Settings) -> LimitsRateLimiter:

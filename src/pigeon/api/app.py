@@ -17,6 +17,7 @@ from pigeon.api.errors import install_error_handlers
 from pigeon.api.middleware import BodySizeLimit, RequestContext
 from pigeon.api.routes import attachments, auth, me, system, users
 from pigeon.api.routes.docs import install_docs
+from pigeon.api.routes.web import install_web
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
 from pigeon.gateway import endpoint
@@ -68,6 +69,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     for module in (auth, me, users, attachments, system):
         app.include_router(module.router)
     install_docs(app)
+    install_web(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

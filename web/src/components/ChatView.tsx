@@ -1,0 +1,148 @@
+// One chat: header with presence or typing, the timeline, the composer and attachments.
+import { useEffect, useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import type { Engine, Snapshot } from "../lib/engine";
+import { messageStatus } from "../lib/state";
+import type { Chat } from "../lib/types";
+import { strings } from "../strings";
+import { GroupPanel } from "./GroupPanel";
+import { MessageBubble } from "./MessageBubble";
+import { chatTitle, formatTime, peerOf, userName } from "./names";
+
+/** Messages drawn at once; older ones come with "show earlier" (the rest stay in IndexedDB). */
+const PAGE = 200;
+
+interface Props {
+  engine: Engine;
+  snap: Snapshot;
+  chat: Chat;
+}
+
+export function ChatView({ engine, snap, chat }: Props) {
+  const [draft, setDraft] = useState("");
+  const [shown, setShown] = useState(PAGE);
+  const timeline = useRef<HTMLOListElement>(null);
+  const peer = peerOf(snap, chat);
+  const presence = peer ? snap.presence[peer] : undefined;
+  const typist = snap.typing[chat.chatId];
+  const messages = snap.messages.slice(-shown);
+
+  useLayoutEffect(() => {
+    const list = timeline.current;
+    if (list) list.scrollTop = list.scrollHeight;
+  }, [snap.messages.length]);
+
+  useEffect(() => setShown(PAGE), [chat.chatId]);
+
+  function send(event?: FormEvent) {
+    event?.preventDefault();
+    const text = draft;
+    if (!text.trim()) return;
+    setDraft("");
+    void engine.sendText(chat.chatId, text);
+  }
+
+  function onKeyDown(event: KeyboardEvent<HTMLTextAreaElement>) {
+    if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  }
+
+  const status = typist
+    ? chat.kind === "group"
+      ? strings.someoneTyping(userName(snap, typist))
+      : strings.typing
+    : presence
+      ? presence.state === "online"
+        ? strings.online
+        : presence.lastSeen
+          ? strings.lastSeen(formatTime(presence.lastSeen))
+          : ""
+      : "";
+
+  return (
+    <main className="chat" aria-labelledby="chat-title">
+      <header className="chat-header">
+        <button type="button" className="back" onClick={() => void engine.openChat(null)}>
+          <span aria-hidden="true">←</span>
+          <span className="visually-hidden">{strings.back}</span>
+        </button>
+        <div>
+          <h2 id="chat-title" data-testid="chat-title">
+            {chatTitle(snap, chat)}
+          </h2>
+          {typist ? (
+            <p className="subtitle" data-testid="typing">
+              {status}
+            </p>
+          ) : (
+            <p className="subtitle" data-testid="presence" data-state={presence?.state ?? "unknown"}>
+              {status}
+            </p>
+          )}
+        </div>
+      </header>
+      {chat.kind === "group" && <GroupPanel engine={engine} snap={snap} chat={chat} />}
+      <ol className="timeline" ref={timeline} aria-live="polite">
+        {snap.messages.length > shown && (
+          <li>
+            <button type="button" onClick={() => setShown(shown + PAGE)}>
+              …
+            </button>
+          </li>
+        )}
+        {messages.map((message) => (
+          <MessageBubble
+            key={message.key}
+            engine={engine}
+            snap={snap}
+            message={message}
+            status={messageStatus(message, chat, snap.me)}
+          />
+        ))}
+      </ol>
+      {snap.upload && (
+        <div className="upload">
+          <label htmlFor="upload-progress">{snap.upload.fileName}</label>
+          <progress id="upload-progress" data-testid="upload-progress" max={1} value={snap.upload.fraction} />
+          <button type="button" onClick={() => engine.cancelUpload()}>
+            {strings.cancel}
+          </button>
+        </div>
+      )}
+      <form className="composer" onSubmit={send}>
+        <label className="attach">
+          <span aria-hidden="true">📎</span>
+          <span className="visually-hidden">{strings.attach}</span>
+          <input
+            type="file"
+            data-testid="attach-input"
+            onChange={(e) => {
+              const file = e.target.files?.[0];
+              e.target.value = "";
+              if (file) void engine.sendFile(chat.chatId, file);
+            }}
+          />
+        </label>
+        <label htmlFor="composer" className="visually-hidden">
+          {strings.composer}
+        </label>
+        <textarea
+          id="composer"
+          data-testid="composer"
+          rows={1}
+          placeholder={strings.composer}
+          value={draft}
+          onChange={(e) => {
+            setDraft(e.target.value);
+            engine.composing(chat.chatId);
+          }}
+          onKeyDown={onKeyDown}
+        />
+        <button type="submit" data-testid="send">
+          {strings.send}
+        </button>
+      </form>
+    </main>
+  );
+}
