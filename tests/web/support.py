@@ -118,9 +118,20 @@ class Web:
     def person(self, phone: str, name: str, **context_args: Any) -> Person:
         """A new browser profile on the login page, not logged in yet."""
         context = self.browser.new_context(base_url=self.url, **context_args)
+        # Any CSP violation is a bug: the app needs no inline script, style or eval.
+        context.add_init_script(
+            "document.addEventListener('securitypolicyviolation',"
+            " e => console.error('csp violation: ' + e.violatedDirective));"
+        )
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: (
+                message.text.startswith("csp violation") and errors.append(message.text)
+            ),
+        )
         page.goto("/")
         person = Person(context, page, phone, name)
         person.page_errors = errors  # type: ignore[attr-defined]

@@ -1,0 +1,75 @@
+"""What the browser enforces: text stays text, the CSP holds, the login page never shows a code."""
+
+from __future__ import annotations
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.web.support import WAIT_MS, Web
+
+ALICE = "+14155550111"
+BOB = "+14155550112"
+
+HOSTILE = [
+    '<img src=x onerror="window.__pwned = 1">',
+    "<script>window.__pwned = 2</script>",
+    "**bold** _it_ [link](javascript:window.__pwned=3) <b>b</b> &amp; 😀",
+]
+
+
+def test_message_markup_is_shown_as_text_and_nothing_runs(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "hi")
+    bob.open_chat("Alice")
+    alice.open_chat("Bob")
+    for text in HOSTILE:
+        bob.send(text)
+    for text in HOSTILE:
+        bubble = alice.by("message").locator(".text").filter(has_text=text)
+        expect(bubble).to_have_text(text, timeout=WAIT_MS)
+    timeline = alice.page.locator(".timeline")
+    expect(timeline.locator("img, script, b, a[href^='javascript']")).to_have_count(0)
+    assert alice.page.evaluate("() => window.__pwned") is None
+    # The chat list's preview is text too.
+    expect(alice.by("chat-item").first).to_contain_text("**bold**")
+    assert alice.page.evaluate("() => window.__pwned") is None
+
+
+def test_login_page_says_where_the_code_is_never_the_code(web: Web) -> None:
+    person = web.person(ALICE, "Alice")
+    web.screenshot(person, "login")
+    person.by("phone-input").fill(ALICE)
+    person.by("request-code").click()
+    hint = person.by("code-hint")
+    expect(hint).to_contain_text(str(web.outbox.path.resolve()), timeout=WAIT_MS)
+    code = web.outbox.last_code(ALICE)
+    assert code not in person.page.locator("body").inner_text()
+    web.screenshot(person, "login-code")
+
+
+def test_the_app_is_served_with_a_strict_policy(web: Web) -> None:
+    page = httpx.get(web.url + "/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    directives = {}
+    for part in policy.split(";"):
+        name, _, value = part.strip().partition(" ")
+        directives[name] = value
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'"  # no 'unsafe-inline', no 'unsafe-eval'
+    assert directives["frame-ancestors"] == "'none'"
+    host = web.url.removeprefix("http://")
+    assert directives["connect-src"] == f"'self' ws://{host} wss://{host}"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "<script>" not in page.text  # the only script is a file: /assets/...
+    asset = page.text.split('src="', 1)[1].split('"', 1)[0]
+    script = httpx.get(web.url + asset)
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["content-security-policy"] == policy
+    assert script.headers["x-content-type-options"] == "nosniff"
+    # The API keeps its own answers: an unknown path under /v1 is still a JSON 404.
+    missing = httpx.get(web.url + "/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"]
