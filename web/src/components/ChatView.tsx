@@ -5,6 +5,7 @@ import { messageStatus } from "../lib/state";
 import type { Chat } from "../lib/types";
 import { strings } from "../strings";
 import { GroupPanel } from "./GroupPanel";
+import { ClipIcon } from "./icons";
 import { MessageBubble } from "./MessageBubble";
 import { chatTitle, formatTime, peerOf, userName } from "./names";
 
@@ -112,7 +113,7 @@ export function ChatView({ engine, snap, chat }: Props) {
       )}
       <form className="composer" onSubmit={send}>
         <label className="attach">
-          <span aria-hidden="true">📎</span>
+          <ClipIcon />
           <span className="visually-hidden">{strings.attach}</span>
           <input
             type="file"

@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
 import type { Attachment, Status, StoredMessage } from "../lib/types";
 import { strings } from "../strings";
+import { ClockIcon } from "./icons";
 import { formatTime, userName } from "./names";
 
 interface Props {
@@ -12,7 +13,7 @@ interface Props {
   status: Status;
 }
 
-const TICKS: Record<Status, string> = { pending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓" };
+const TICKS: Record<Status, string> = { pending: "", sent: "✓", delivered: "✓✓", read: "✓✓" };
 
 export function MessageBubble({ engine, snap, message, status }: Props) {
   if (message.kind === "system") {
@@ -39,7 +40,7 @@ export function MessageBubble({ engine, snap, message, status }: Props) {
         <time dateTime={message.createdAt}>{formatTime(message.createdAt)}</time>
         {mine && (
           <span className={`tick ${status}`} aria-label={strings.statusLabel[status]}>
-            {TICKS[status]}
+            {status === "pending" ? <ClockIcon /> : TICKS[status]}
           </span>
         )}
       </span>
@@ -56,7 +57,7 @@ function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot
   if (file.mimeType.startsWith("image/")) {
     const src = url ?? (file.thumbnail ? `data:image/jpeg;base64,${file.thumbnail}` : undefined);
     return src ? (
-      <img className="image" data-testid="message-image" src={src} alt={file.fileName} width={file.width ?? undefined} height={file.height ?? undefined} />
+      <img className="image" data-testid="message-image" data-attachment-id={file.attachmentId} src={src} alt={file.fileName} width={file.width ?? undefined} height={file.height ?? undefined} />
     ) : (
       <span>{file.fileName}</span>
     );

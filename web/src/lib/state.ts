@@ -87,7 +87,7 @@ export function markedRead(chat: Chat, upToSeq: number): Chat {
 export function preview(message: StoredMessage): string {
   if (message.text) return message.text.split("\n")[0].slice(0, 80);
   const file: Attachment | undefined = message.attachments[0];
-  if (file) return (file.mimeType.startsWith("image/") ? "📷 " : "📎 ") + file.fileName;
+  if (file) return file.fileName;
   return "";
 }
 
