@@ -444,6 +444,7 @@ export class Engine {
 
   async rename(chatId: string, name: string): Promise<void> {
     await this.socket.request("updateChat", { chatId, name });
+    await this.learnChat(chatId);
   }
 
   async addMember(chatId: string, phone: string): Promise<void> {
@@ -454,10 +455,12 @@ export class Engine {
       userId: matches[0].userId,
       operation: "ADD",
     });
+    await this.learnChat(chatId);
   }
 
   async removeMember(chatId: string, userId: string): Promise<void> {
     await this.socket.request("modifyChatParticipants", { chatId, userId, operation: "REMOVE" });
+    await this.learnChat(chatId);
   }
 
   async setName(name: string): Promise<void> {
