@@ -25,6 +25,7 @@ export const strings = {
   noChats: "No chats yet. Start one with New chat.",
   noChatOpen: "Select a chat to read and send messages.",
   back: "Back to chats",
+  showEarlier: "Show earlier messages",
   composer: "Type a message",
   send: "Send",
   attach: "Attach a file",

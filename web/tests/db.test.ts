@@ -40,6 +40,19 @@ describe("Store", () => {
     wiped.close();
   });
 
+  it("reads the newest messages of a chat in order, unsent ones last", async () => {
+    const store = await Store.open("t3");
+    for (const seq of [5, 1, 3, 2, 4]) {
+      await store.putMessage({ ...message(`m${seq}`, false, true), seq });
+    }
+    await store.putMessage(message("local:x", true, false));
+    await store.putMessage({ ...message("other", false, true), chatId: "c2", seq: 9 });
+    const latest = await store.latest("c1", 3);
+    expect(latest.map((m) => m.key)).toEqual(["m4", "m5", "local:x"]);
+    expect((await store.latest("c1", 100)).length).toBe(6);
+    store.close();
+  });
+
   it("lists only our unanswered sends as pending", async () => {
     const store = await Store.open("t2");
     await store.putMessage(message("local:a", true, false));

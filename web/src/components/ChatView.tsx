@@ -1,5 +1,5 @@
 // One chat: header with presence or typing, the timeline, the composer and attachments.
-import { useEffect, useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
 import { messageStatus } from "../lib/state";
 import type { Chat } from "../lib/types";
@@ -9,9 +9,6 @@ import { ClipIcon } from "./icons";
 import { MessageBubble } from "./MessageBubble";
 import { chatTitle, formatTime, peerOf, userName } from "./names";
 
-/** Messages drawn at once; older ones come with "show earlier" (the rest stay in IndexedDB). */
-const PAGE = 200;
-
 interface Props {
   engine: Engine;
   snap: Snapshot;
@@ -20,19 +17,18 @@ interface Props {
 
 export function ChatView({ engine, snap, chat }: Props) {
   const [draft, setDraft] = useState("");
-  const [shown, setShown] = useState(PAGE);
   const timeline = useRef<HTMLOListElement>(null);
   const peer = peerOf(snap, chat);
   const presence = peer ? snap.presence[peer] : undefined;
   const typist = snap.typing[chat.chatId];
-  const messages = snap.messages.slice(-shown);
+  const messages = snap.messages;
 
+  // Follow the newest message; showing earlier ones keeps the reader where they are.
+  const newest = snap.messages.at(-1)?.key;
   useLayoutEffect(() => {
     const list = timeline.current;
     if (list) list.scrollTop = list.scrollHeight;
-  }, [snap.messages.length]);
-
-  useEffect(() => setShown(PAGE), [chat.chatId]);
+  }, [newest]);
 
   function send(event?: FormEvent) {
     event?.preventDefault();
@@ -85,10 +81,10 @@ export function ChatView({ engine, snap, chat }: Props) {
       </header>
       {chat.kind === "group" && <GroupPanel engine={engine} snap={snap} chat={chat} />}
       <ol className="timeline" ref={timeline} aria-live="polite">
-        {snap.messages.length > shown && (
-          <li>
-            <button type="button" onClick={() => setShown(shown + PAGE)}>
-              …
+        {snap.hasEarlier && (
+          <li className="earlier">
+            <button type="button" data-testid="show-earlier" onClick={() => void engine.showEarlier()}>
+              {strings.showEarlier}
             </button>
           </li>
         )}

@@ -1,5 +1,6 @@
 // IndexedDB: the server deletes messages once delivered, so this device keeps its own history.
 import { openDB, type DBSchema, type IDBPDatabase } from "idb";
+import { orderOf } from "./state";
 import type { Chat, Session, StoredMessage } from "./types";
 
 export const DB_NAME = "pigeon";
@@ -7,7 +8,11 @@ export const DB_NAME = "pigeon";
 interface Schema extends DBSchema {
   kv: { key: string; value: unknown };
   chats: { key: string; value: Chat };
-  messages: { key: string; value: StoredMessage; indexes: { byChat: string; byMessageId: string } };
+  messages: {
+    key: string;
+    value: StoredMessage;
+    indexes: { byChatOrder: [string, number]; byMessageId: string };
+  };
   users: { key: string; value: { id: string; name: string } };
   media: { key: string; value: { attachmentId: string; blob: Blob } };
 }
@@ -21,7 +26,7 @@ export class Store {
         db.createObjectStore("kv");
         db.createObjectStore("chats", { keyPath: "chatId" });
         const messages = db.createObjectStore("messages", { keyPath: "key" });
-        messages.createIndex("byChat", "chatId");
+        messages.createIndex("byChatOrder", ["chatId", "order"]);
         messages.createIndex("byMessageId", "messageId");
         db.createObjectStore("users", { keyPath: "id" });
         db.createObjectStore("media", { keyPath: "attachmentId" });
@@ -54,8 +59,16 @@ export class Store {
     await this.db.delete("chats", chatId);
   }
 
-  async messages(chatId: string): Promise<StoredMessage[]> {
-    return this.db.getAllFromIndex("messages", "byChat", chatId);
+  /** The newest `limit` messages of a chat, oldest first: a long chat opens as fast as a short one. */
+  async latest(chatId: string, limit: number): Promise<StoredMessage[]> {
+    const range = IDBKeyRange.bound([chatId, -Infinity], [chatId, Infinity]);
+    const found: StoredMessage[] = [];
+    let cursor = await this.db.transaction("messages").store.index("byChatOrder").openCursor(range, "prev");
+    while (cursor && found.length < limit) {
+      found.push(cursor.value);
+      cursor = await cursor.continue();
+    }
+    return found.reverse();
   }
 
   /** Whether a message with this server id is stored already (events may come twice). */
@@ -65,7 +78,7 @@ export class Store {
   }
 
   async putMessage(message: StoredMessage): Promise<void> {
-    await this.db.put("messages", message);
+    await this.db.put("messages", { ...message, order: orderOf(message) });
   }
 
   /** Our sends the server has not answered yet, to send again after a reconnect. */

@@ -13,6 +13,8 @@ import {
 import type { Attachment, Chat, ConnectionState, Session, StoredMessage } from "./types";
 
 const TYPING_SEND_EVERY_MS = 3000;
+/** Messages of the open chat read from IndexedDB at a time ("show earlier" reads more). */
+export const PAGE = 200;
 const TYPING_SHOWN_MS = 5000;
 /** Attachments at most this large are fetched before the message is acked (the server forgets them after). */
 const AUTO_DOWNLOAD_BYTES = 16 * 1024 * 1024;
@@ -30,6 +32,8 @@ export interface Snapshot {
   users: Record<string, string>;
   openChatId: string | null;
   messages: StoredMessage[];
+  /** More messages of the open chat are stored than `messages` holds. */
+  hasEarlier: boolean;
   typing: Record<string, string | undefined>;
   presence: Record<string, Presence>;
   media: Record<string, string>;
@@ -61,6 +65,7 @@ export class Engine {
       users: {},
       openChatId: null,
       messages: [],
+      hasEarlier: false,
       typing: {},
       presence: {},
       media: {},
@@ -296,11 +301,11 @@ export class Engine {
   // --- what the person does ---
 
   async openChat(chatId: string | null): Promise<void> {
-    this.set({ openChatId: chatId, messages: [] });
+    this.set({ openChatId: chatId, messages: [], hasEarlier: false });
     if (!chatId) return;
-    const messages = sortMessages(await this.store.messages(chatId));
+    const messages = await this.store.latest(chatId, PAGE);
     if (this.snapshot.openChatId !== chatId) return;
-    this.set({ messages });
+    this.set({ messages, hasEarlier: messages.length === PAGE });
     this.markOpenChatRead();
     const chat = this.chats.get(chatId);
     const peers = (chat?.members ?? []).filter((m) => m !== this.snapshot.me);
@@ -315,6 +320,16 @@ export class Engine {
       } catch {
         // Presence is a nicety: without it the header just shows no status.
       }
+    }
+  }
+
+  async showEarlier(): Promise<void> {
+    const chatId = this.snapshot.openChatId;
+    if (!chatId) return;
+    const limit = this.snapshot.messages.length + PAGE;
+    const messages = await this.store.latest(chatId, limit);
+    if (this.snapshot.openChatId === chatId) {
+      this.set({ messages, hasEarlier: messages.length === limit });
     }
   }
 

@@ -136,3 +136,11 @@ export function fromEvent(data: Record<string, unknown>, me: string): StoredMess
     sent: data.senderId === me,
   };
 }
+
+/** Unsent messages sort after every seq (seqs stay far below this), oldest first. */
+const UNSENT_BASE = 2 ** 50;
+
+/** The position of a message in its chat's index: by seq, unsent ones last. */
+export function orderOf(message: StoredMessage): number {
+  return message.seq ?? UNSENT_BASE + Date.parse(message.createdAt);
+}

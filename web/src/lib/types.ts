@@ -31,6 +31,8 @@ export interface StoredMessage {
   own: boolean;
   /** The server answered the send (it is committed). */
   sent: boolean;
+  /** Position in the chat for the index: the seq, or after every seq while unsent. */
+  order?: number;
 }
 
 export interface Chat {
