@@ -73,3 +73,17 @@ def test_the_app_is_served_with_a_strict_policy(web: Web) -> None:
     missing = httpx.get(web.url + "/v1/nothing-here")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"]
+
+
+def test_logout_revokes_the_device_and_forgets_its_history(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "something private")
+    expect(bob.by("chat-item")).to_contain_text("something private", timeout=WAIT_MS)
+    token = bob.session()["accessToken"]
+    bob.by("logout").click()
+    expect(bob.by("phone-input")).to_be_visible(timeout=WAIT_MS)
+    assert bob.session() is None  # IndexedDB was wiped with the history
+    assert "something private" not in bob.page.content()
+    me = httpx.get(web.url + "/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 401
