@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
+from tests.conftest import _run_in_thread, _truncate
 from tests.web.support import CHROMIUM, Web, WebServer
 
 ARTIFACTS = Path(os.environ.get("PIGEON_WEB_ARTIFACTS", "test-artifacts/web"))
@@ -41,8 +42,19 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[WebServer]:
-    running = WebServer(tmp_path / "data", RELAXED_LIMITS)
+def backend() -> str:
+    """SQLite, like `make run`; a test parametrizes ``backend`` to run on PostgreSQL too."""
+    return "sqlite"
+
+
+@pytest.fixture
+def server(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[WebServer]:
+    env = dict(RELAXED_LIMITS)
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
+        _run_in_thread(lambda: _truncate(url))
+        env["PIGEON_DATABASE_URL"] = url
+    running = WebServer(tmp_path / "data", env)
     try:
         running.start()
         yield running

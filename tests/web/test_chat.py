@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.web.support import WAIT_MS, Web
@@ -10,6 +11,7 @@ ALICE = "+14155550101"
 BOB = "+14155550102"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_people_chat_both_ways_with_ticks_sent_delivered_read(web: Web) -> None:
     alice = web.register(ALICE, "Alice")
     bob = web.register(BOB, "Bob")

@@ -87,3 +87,45 @@ def test_logout_revokes_the_device_and_forgets_its_history(web: Web) -> None:
     assert "something private" not in bob.page.content()
     me = httpx.get(web.url + "/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 401
+
+
+def test_an_expired_access_token_is_refreshed_without_logging_out(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "before")
+    old = bob.session()
+    # As if the access token had expired: the server refuses it, the refresh token still works.
+    bob.page.evaluate(
+        """() => new Promise((resolve) => {
+            const open = indexedDB.open("pigeon");
+            open.onsuccess = () => {
+                const tx = open.result.transaction("kv", "readwrite");
+                const kv = tx.objectStore("kv");
+                kv.get("session").onsuccess = (e) => {
+                    kv.put({...e.target.result, accessToken: "pga_expired"}, "session");
+                };
+                tx.oncomplete = () => { open.result.close(); resolve(null); };
+            };
+        })"""
+    )
+    bob.page.reload()
+    expect(bob.by("connection-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    fresh = bob.session()
+    assert fresh["accessToken"] not in (old["accessToken"], "pga_expired")
+    assert fresh["refreshToken"] != old["refreshToken"]
+    bob.open_chat("Alice")
+    bob.send("after the refresh")
+    expect(bob.bubble("after the refresh")).to_have_attribute(
+        "data-status", "delivered", timeout=WAIT_MS
+    )
+
+
+def test_a_second_tab_takes_over_and_the_first_offers_to_come_back(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    second = alice.context.new_page()
+    second.goto("/")
+    expect(second.get_by_test_id("chat-list")).to_be_visible(timeout=WAIT_MS)
+    expect(alice.page.get_by_text("Pigeon is open in another tab.")).to_be_visible(timeout=WAIT_MS)
+    alice.page.get_by_role("button", name="Use here").click()
+    expect(alice.by("connection-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    expect(second.get_by_text("Pigeon is open in another tab.")).to_be_visible(timeout=WAIT_MS)

@@ -1,6 +1,7 @@
 // Picks the screen: login, or the chats of the logged-in device; one active tab per profile.
 import { useEffect, useState } from "react";
 import { Store } from "../lib/db";
+import { newId } from "../lib/ids";
 import { Engine } from "../lib/engine";
 import { Api } from "../lib/http";
 import type { Session } from "../lib/types";
@@ -9,6 +10,8 @@ import { Login } from "./Login";
 import { Main } from "./Main";
 
 const TAB_CHANNEL = "pigeon-tabs";
+/** This tab, so it ignores its own "active" (a page's channels hear each other). */
+const TAB_ID = newId();
 
 export function App() {
   const [store, setStore] = useState<Store | null>(null);
@@ -41,12 +44,12 @@ export function App() {
     if (!engine) return;
     const channel = new BroadcastChannel(TAB_CHANNEL);
     channel.onmessage = (event) => {
-      if (event.data === "active") {
+      if (event.data?.active && event.data.tab !== TAB_ID) {
         engine.stop();
         setElsewhere(true);
       }
     };
-    channel.postMessage("active");
+    channel.postMessage({ active: true, tab: TAB_ID });
     void engine.start();
     const onVisible = () => !document.hidden && engine.visible();
     document.addEventListener("visibilitychange", onVisible);
@@ -59,7 +62,7 @@ export function App() {
 
   function useHere() {
     const channel = new BroadcastChannel(TAB_CHANNEL);
-    channel.postMessage("active");
+    channel.postMessage({ active: true, tab: TAB_ID });
     channel.close();
     setElsewhere(false);
     engine?.resume();

@@ -1,6 +1,7 @@
 // The logged-in device: socket events into IndexedDB (then acked), sends, receipts, typing, presence.
 import { Store, wipe } from "./db";
 import { Api } from "./http";
+import { newId } from "./ids";
 import { CommandError, Socket } from "./socket";
 import {
   applyMessage,
@@ -352,7 +353,7 @@ export class Engine {
   }
 
   async sendText(chatId: string, text: string, attachments: Attachment[] = []): Promise<void> {
-    const clientMessageId = crypto.randomUUID();
+    const clientMessageId = newId();
     const message: StoredMessage = {
       key: `local:${clientMessageId}`,
       chatId,

@@ -53,8 +53,19 @@ export class Api {
     return this.session.accessToken;
   }
 
-  /** New tokens from the refresh token; false when the device is gone (log out). */
-  async refresh(): Promise<boolean> {
+  private refreshing: Promise<boolean> | null = null;
+
+  /** New tokens from the refresh token; false when the device is gone (log out).
+   * Callers at the same moment (the socket and an HTTP call) share one refresh: the
+   * server rotates the refresh token, so a second use of the old one would fail. */
+  refresh(): Promise<boolean> {
+    this.refreshing ??= this.rotate().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async rotate(): Promise<boolean> {
     try {
       const fresh = (await post("/v1/auth/refresh", {
         refreshToken: this.session.refreshToken,
