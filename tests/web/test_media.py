@@ -97,3 +97,32 @@ def test_a_file_of_a_type_the_server_refuses_is_explained(web: Web) -> None:
     )
     expect(alice.page.get_by_role("alert")).to_contain_text("not accepted", timeout=WAIT_MS)
     expect(alice.messages()).to_have_count(1)
+
+
+# A DataTransfer holding one PNG file, made in the page (as a drag or a paste would carry it).
+FILES = """([bytes, name]) => {
+    const data = new DataTransfer();
+    data.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
+    return data;
+}"""
+
+
+def test_images_can_be_dropped_on_the_chat_or_pasted_into_the_composer(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "drop one")
+    alice.open_chat("Bob")
+    photo = a_photo()
+
+    dropped = alice.page.evaluate_handle(FILES, [list(photo), "dropped.png"])
+    alice.page.locator("main.chat").dispatch_event("drop", {"dataTransfer": dropped})
+    pasted = alice.page.evaluate_handle(FILES, [list(photo), "pasted.png"])
+    alice.by("composer").evaluate(
+        """(composer, data) => composer.dispatchEvent(
+            new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}))""",
+        pasted,
+    )
+    bob.open_chat("Alice")
+    for name in ("dropped.png", "pasted.png"):
+        expect(bob.page.get_by_alt_text(name)).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
+    expect(alice.by("composer")).to_have_value("")

@@ -17,6 +17,7 @@ interface Props {
 
 export function ChatView({ engine, snap, chat }: Props) {
   const [draft, setDraft] = useState("");
+  const [dragging, setDragging] = useState(false);
   const timeline = useRef<HTMLOListElement>(null);
   const peer = peerOf(snap, chat);
   const presence = peer ? snap.presence[peer] : undefined;
@@ -36,6 +37,11 @@ export function ChatView({ engine, snap, chat }: Props) {
     if (!text.trim()) return;
     setDraft("");
     void engine.sendText(chat.chatId, text);
+  }
+
+  /** Files dropped on the chat or pasted into the composer go like picked ones. */
+  function attach(files: FileList) {
+    for (const file of Array.from(files)) void engine.sendFile(chat.chatId, file);
   }
 
   function onKeyDown(event: KeyboardEvent<HTMLTextAreaElement>) {
@@ -58,7 +64,21 @@ export function ChatView({ engine, snap, chat }: Props) {
       : "";
 
   return (
-    <main className="chat" aria-labelledby="chat-title">
+    <main
+      className={dragging ? "chat dragging" : "chat"}
+      aria-labelledby="chat-title"
+      onDragOver={(e) => {
+        if (!e.dataTransfer.types.includes("Files")) return;
+        e.preventDefault();
+        setDragging(true);
+      }}
+      onDragLeave={() => setDragging(false)}
+      onDrop={(e) => {
+        e.preventDefault();
+        setDragging(false);
+        attach(e.dataTransfer.files);
+      }}
+    >
       <header className="chat-header">
         <button type="button" className="back" onClick={() => void engine.openChat(null)}>
           <span aria-hidden="true">←</span>
@@ -115,9 +135,8 @@ export function ChatView({ engine, snap, chat }: Props) {
             type="file"
             data-testid="attach-input"
             onChange={(e) => {
-              const file = e.target.files?.[0];
+              if (e.target.files) attach(e.target.files);
               e.target.value = "";
-              if (file) void engine.sendFile(chat.chatId, file);
             }}
           />
         </label>
@@ -135,6 +154,11 @@ export function ChatView({ engine, snap, chat }: Props) {
             engine.composing(chat.chatId);
           }}
           onKeyDown={onKeyDown}
+          onPaste={(e) => {
+            if (e.clipboardData.files.length === 0) return; // text pastes as text
+            e.preventDefault();
+            attach(e.clipboardData.files);
+          }}
         />
         <button type="submit" data-testid="send">
           {strings.send}
