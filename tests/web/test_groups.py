@@ -39,6 +39,14 @@ def test_group_of_three_rename_and_a_removed_member_sees_nothing_new(web: Web) -
     expect(alice.bubble("everyone")).to_have_attribute("data-status", "read", timeout=WAIT_MS)
     web.screenshot(bob, "group")
 
+    # Alice makes Bob an admin: he is told, and can now manage the group himself.
+    member = '.group-panel [data-testid="group-member"][data-user-id="{}"]'
+    alice.page.locator(member.format(bob.user_id)).get_by_test_id("make-admin").click()
+    expect(alice.page.locator(member.format(bob.user_id))).to_contain_text("admin")
+    expect(bob.by("message").filter(has_text="You are now admin")).to_have_count(1, timeout=WAIT_MS)
+    bob.page.get_by_text("Members (3)").click()
+    expect(bob.by("rename-group")).to_be_visible()
+
     alice.page.locator(
         f'[data-testid="group-member"][data-user-id="{carol.user_id}"]'
     ).get_by_test_id("remove-member").click()

@@ -45,7 +45,15 @@ export function GroupPanel({ engine, snap, chat }: { engine: Engine; snap: Snaps
       <ul>
         {chat.members.map((id) => (
           <li key={id} data-testid="group-member" data-user-id={id}>
-            {userName(snap, id)}
+            <span>
+              {userName(snap, id)}
+              {chat.admins?.includes(id) && <span className="muted-label"> · {strings.admin}</span>}
+            </span>
+            {admin && id !== snap.me && !chat.admins?.includes(id) && (
+              <button type="button" data-testid="make-admin" onClick={() => void run(() => engine.makeAdmin(chat.chatId, id))}>
+                {strings.makeAdmin}
+              </button>
+            )}
             {admin && id !== snap.me && (
               <button type="button" data-testid="remove-member" onClick={() => void run(() => engine.removeMember(chat.chatId, id))}>
                 {strings.removeMember}

@@ -87,7 +87,9 @@ function systemText(snap: Snapshot, message: StoredMessage): string {
     case "renamed":
       return strings.renamed(who, String(s.name ?? ""));
     case "role":
-      return strings.roleChanged(whom, String(s.role ?? ""));
+      return s.userId === snap.me
+        ? strings.yourRoleChanged(String(s.role ?? ""))
+        : strings.roleChanged(whom, String(s.role ?? ""));
     default:
       return "";
   }

@@ -195,8 +195,11 @@ export class Engine {
       readSeq: Number(summary?.readSeq ?? me?.readSeq ?? 0),
       members: info.members.map((m) => m.userId),
     });
+    chat.admins = info.members.filter((m) => m.role === "admin").map((m) => m.userId);
     const existing = this.chats.get(chatId);
-    const merged = existing ? { ...existing, members: chat.members, name: chat.name, role: chat.role } : chat;
+    const merged = existing
+      ? { ...existing, members: chat.members, admins: chat.admins, name: chat.name, role: chat.role }
+      : chat;
     await this.saveChat(merged);
     await Promise.all(chat.members.map((id) => this.learnUser(id)));
     return merged;
@@ -471,6 +474,11 @@ export class Engine {
       userId: matches[0].userId,
       operation: "ADD",
     });
+    await this.learnChat(chatId);
+  }
+
+  async makeAdmin(chatId: string, userId: string): Promise<void> {
+    await this.socket.request("setRole", { chatId, userId, role: "admin" });
     await this.learnChat(chatId);
   }
 

@@ -46,6 +46,8 @@ export interface Chat {
   lastText: string;
   lastAt: string;
   members: string[];
+  /** The members who are admins (groups). */
+  admins?: string[];
   /** Highest seq each other member's devices acked (delivered) or marked read. */
   delivered: Record<string, number>;
   read: Record<string, number>;
