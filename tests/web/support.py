@@ -115,9 +115,13 @@ class Web:
     def url(self) -> str:
         return self.server.base_url
 
-    def person(self, phone: str, name: str, **context_args: Any) -> Person:
+    def person(
+        self, phone: str, name: str, init_script: str | None = None, **context_args: Any
+    ) -> Person:
         """A new browser profile on the login page, not logged in yet."""
         context = self.browser.new_context(base_url=self.url, **context_args)
+        if init_script is not None:
+            context.add_init_script(init_script)
         # Any CSP violation is a bug: the app needs no inline script, style or eval.
         context.add_init_script(
             "document.addEventListener('securitypolicyviolation',"

@@ -30,6 +30,7 @@ export const strings = {
   send: "Send",
   attach: "Attach a file",
   logout: "Log out",
+  enableNotifications: "Notify me",
   typing: "typing…",
   someoneTyping: (name: string) => `${name} is typing…`,
   online: "online",

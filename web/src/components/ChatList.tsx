@@ -13,6 +13,10 @@ export function ChatList({ engine, snap }: { engine: Engine; snap: Snapshot }) {
   const [phone, setPhone] = useState("");
   const [groupName, setGroupName] = useState("");
   const [error, setError] = useState<string | null>(null);
+  // Permission is asked only on a click, never on load.
+  const [canAsk, setCanAsk] = useState(
+    () => typeof Notification !== "undefined" && Notification.permission === "default",
+  );
   const chats = filterChats(sortChats(snap.chats), query, (c) => chatTitle(snap, c));
 
   async function run(task: () => Promise<string>) {
@@ -50,6 +54,15 @@ export function ChatList({ engine, snap }: { engine: Engine; snap: Snapshot }) {
         <button type="button" data-testid="new-group" onClick={() => setForm(form === "group" ? "none" : "group")}>
           {strings.newGroup}
         </button>
+        {canAsk && (
+          <button
+            type="button"
+            data-testid="enable-notifications"
+            onClick={() => void Notification.requestPermission().then(() => setCanAsk(false))}
+          >
+            {strings.enableNotifications}
+          </button>
+        )}
         <button type="button" data-testid="logout" onClick={() => void engine.logout()}>
           {strings.logout}
         </button>

@@ -9,6 +9,7 @@ import {
   fromEvent,
   markedRead,
   newChat,
+  preview,
   sortMessages,
 } from "./state";
 import type { Attachment, Chat, ConnectionState, Session, StoredMessage } from "./types";
@@ -250,6 +251,15 @@ export class Engine {
       this.markOpenChatRead();
     }
     if (message.senderId) this.clearTyping(message.chatId);
+    this.notify(message);
+  }
+
+  /** A system notification for a message from someone else while the tab is hidden. */
+  private notify(message: StoredMessage): void {
+    if (message.kind !== "text" || message.senderId === this.snapshot.me || !document.hidden) return;
+    if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
+    const sender = (message.senderId && this.snapshot.users[message.senderId]) || "Pigeon";
+    new Notification(sender, { body: preview(message), tag: message.chatId });
   }
 
   private async fetchMedia(file: Attachment): Promise<void> {
