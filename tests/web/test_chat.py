@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -55,6 +57,15 @@ def test_two_people_chat_both_ways_with_ticks_sent_delivered_read(web: Web) -> N
     # Alice has the chat open, so Bob's message is read at once.
     expect(bob.bubble("how are you?")).to_have_attribute("data-status", "read", timeout=WAIT_MS)
     web.screenshot(alice, "chat")
+
+    # Alice answers Bob's message: both see which one it answers.
+    answer.get_by_test_id("reply").click()
+    expect(alice.by("replying")).to_contain_text("Replying to Bob: Hi")  # its first line
+    alice.send("fine, thanks")
+    expect(alice.by("replying")).to_have_count(0)
+    for person in (alice, bob):
+        quoted = person.bubble("fine, thanks").get_by_test_id("quote")
+        expect(quoted).to_have_text(re.compile(r"^(Bob|You)\s*Hi$"), timeout=WAIT_MS)
 
     # Each message shows exactly once on each side.
     for person in (alice, bob):

@@ -60,5 +60,8 @@ export const strings = {
   yourRoleChanged: (role: string) => `You are now ${role}`,
   someone: "Someone",
   download: "Download",
+  reply: "Reply",
+  replyingTo: "Replying to",
+  earlierMessage: "An earlier message",
   error: (message: string) => `Error: ${message}`,
 } as const;

@@ -1,8 +1,8 @@
 // One chat: header with presence or typing, the timeline, the composer and attachments.
 import { useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
-import { messageStatus } from "../lib/state";
-import type { Chat } from "../lib/types";
+import { messageStatus, preview } from "../lib/state";
+import type { Chat, StoredMessage } from "../lib/types";
 import { strings } from "../strings";
 import { GroupPanel } from "./GroupPanel";
 import { ClipIcon } from "./icons";
@@ -18,6 +18,8 @@ interface Props {
 export function ChatView({ engine, snap, chat }: Props) {
   const [draft, setDraft] = useState("");
   const [dragging, setDragging] = useState(false);
+  const [replyTo, setReplyTo] = useState<StoredMessage | null>(null);
+  const composer = useRef<HTMLTextAreaElement>(null);
   const timeline = useRef<HTMLOListElement>(null);
   const peer = peerOf(snap, chat);
   const presence = peer ? snap.presence[peer] : undefined;
@@ -36,7 +38,8 @@ export function ChatView({ engine, snap, chat }: Props) {
     const text = draft;
     if (!text.trim()) return;
     setDraft("");
-    void engine.sendText(chat.chatId, text);
+    setReplyTo(null);
+    void engine.sendText(chat.chatId, text, [], replyTo?.messageId ?? undefined);
   }
 
   /** Files dropped on the chat or pasted into the composer go like picked ones. */
@@ -115,6 +118,10 @@ export function ChatView({ engine, snap, chat }: Props) {
             snap={snap}
             message={message}
             status={messageStatus(message, chat, snap.me)}
+            onReply={(original) => {
+              setReplyTo(original);
+              composer.current?.focus();
+            }}
           />
         ))}
       </ol>
@@ -123,6 +130,16 @@ export function ChatView({ engine, snap, chat }: Props) {
           <label htmlFor="upload-progress">{snap.upload.fileName}</label>
           <progress id="upload-progress" data-testid="upload-progress" max={1} value={snap.upload.fraction} />
           <button type="button" onClick={() => engine.cancelUpload()}>
+            {strings.cancel}
+          </button>
+        </div>
+      )}
+      {replyTo && (
+        <div className="replying" data-testid="replying">
+          <span>
+            {strings.replyingTo} {userName(snap, replyTo.senderId)}: {preview(replyTo)}
+          </span>
+          <button type="button" onClick={() => setReplyTo(null)}>
             {strings.cancel}
           </button>
         </div>
@@ -145,6 +162,7 @@ export function ChatView({ engine, snap, chat }: Props) {
         </label>
         <textarea
           id="composer"
+          ref={composer}
           data-testid="composer"
           rows={1}
           placeholder={strings.composer}

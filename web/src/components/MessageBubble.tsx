@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
 import type { Attachment, Status, StoredMessage } from "../lib/types";
 import { strings } from "../strings";
+import { preview } from "../lib/state";
 import { ClockIcon } from "./icons";
 import { formatTime, userName } from "./names";
 
@@ -11,11 +12,12 @@ interface Props {
   snap: Snapshot;
   message: StoredMessage;
   status: Status;
+  onReply(message: StoredMessage): void;
 }
 
 const TICKS: Record<Status, string> = { pending: "", sent: "✓", delivered: "✓✓", read: "✓✓" };
 
-export function MessageBubble({ engine, snap, message, status }: Props) {
+export function MessageBubble({ engine, snap, message, status, onReply }: Props) {
   if (message.kind === "system") {
     return (
       <li className="system" data-testid="message" data-message-id={message.messageId ?? message.key}>
@@ -35,8 +37,14 @@ export function MessageBubble({ engine, snap, message, status }: Props) {
       {message.attachments.map((file) => (
         <AttachmentView key={file.attachmentId} engine={engine} snap={snap} file={file} />
       ))}
+      {message.replyTo && <Quote snap={snap} messageId={message.replyTo} />}
       {message.text && <p className="text">{message.text}</p>}
       <span className="meta">
+        {message.messageId && (
+          <button type="button" className="reply" data-testid="reply" onClick={() => onReply(message)}>
+            {strings.reply}
+          </button>
+        )}
         <time dateTime={message.createdAt}>{formatTime(message.createdAt)}</time>
         {mine && (
           <span className={`tick ${status}`} aria-label={strings.statusLabel[status]}>
@@ -93,4 +101,21 @@ function systemText(snap: Snapshot, message: StoredMessage): string {
     default:
       return "";
   }
+}
+
+/** The message answered, as far as this device has it (the server does not check replyTo). */
+function Quote({ snap, messageId }: { snap: Snapshot; messageId: string }) {
+  const original = snap.messages.find((m) => m.messageId === messageId);
+  return (
+    <blockquote className="quote" data-testid="quote">
+      {original ? (
+        <>
+          <span className="sender">{userName(snap, original.senderId)}</span>
+          {preview(original)}
+        </>
+      ) : (
+        strings.earlierMessage
+      )}
+    </blockquote>
+  );
 }

@@ -365,7 +365,12 @@ export class Engine {
     this.markOpenChatRead();
   }
 
-  async sendText(chatId: string, text: string, attachments: Attachment[] = []): Promise<void> {
+  async sendText(
+    chatId: string,
+    text: string,
+    attachments: Attachment[] = [],
+    replyTo?: string,
+  ): Promise<void> {
     const clientMessageId = newId();
     const message: StoredMessage = {
       key: `local:${clientMessageId}`,
@@ -377,6 +382,7 @@ export class Engine {
       senderId: this.snapshot.me,
       text,
       attachments,
+      replyTo,
       createdAt: new Date().toISOString(),
       own: true,
       sent: false,
@@ -403,6 +409,7 @@ export class Engine {
       message: message.text,
     };
     if (message.attachments.length > 0) data.attachments = message.attachments.map((a) => a.attachmentId);
+    if (message.replyTo) data.replyTo = message.replyTo;
     try {
       const answer = (await this.socket.request("sendMessage", data)) as {
         messageId: string;
