@@ -7,9 +7,9 @@ import io
 import re
 
 from PIL import Image
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 
-from tests.web.support import WAIT_MS, Web
+from tests.web.support import WAIT_MS, Person, Web
 
 ALICE = "+14155550121"
 BOB = "+14155550122"
@@ -42,6 +42,11 @@ SHOWN_IMAGE = """async (img) => {
 }"""
 
 
+def shown_image(person: Person, name: str) -> Locator:
+    """The image in the timeline (the viewer holds a copy of it)."""
+    return person.page.locator(f'[data-testid="message-image"][alt="{name}"]')
+
+
 def a_photo() -> bytes:
     image = Image.new("RGB", (160, 120))
     for x in range(160):
@@ -68,7 +73,7 @@ def test_an_image_goes_through_with_progress_and_arrives_byte_for_byte(web: Web)
     expect(sent).to_have_attribute("data-status", "read", timeout=WAIT_MS)
     assert alice.page.evaluate("() => window.__sawProgress") is True
 
-    received = bob.page.get_by_alt_text("garden.png")
+    received = shown_image(bob, "garden.png")
     expect(received).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
     assert received.evaluate(SHOWN_IMAGE) == {
         "sha256": hashlib.sha256(photo).hexdigest(),
@@ -76,10 +81,17 @@ def test_an_image_goes_through_with_progress_and_arrives_byte_for_byte(web: Web)
     }
     web.screenshot(bob, "image")
 
+    # A click opens it full size; Escape closes it, back to the chat.
+    received.click()
+    expect(bob.by("image-viewer")).to_be_visible()
+    web.screenshot(bob, "image-viewer")
+    bob.page.keyboard.press("Escape")
+    expect(bob.by("image-viewer")).to_be_hidden()
+
     # The image stays after a reload, from IndexedDB (the server no longer has the message).
     bob.page.reload()
     bob.open_chat("Alice")
-    again = bob.page.get_by_alt_text("garden.png")
+    again = shown_image(bob, "garden.png")
     expect(again).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
     assert again.evaluate(SHOWN_IMAGE)["sha256"] == hashlib.sha256(photo).hexdigest()
 
@@ -124,5 +136,5 @@ def test_images_can_be_dropped_on_the_chat_or_pasted_into_the_composer(web: Web)
     )
     bob.open_chat("Alice")
     for name in ("dropped.png", "pasted.png"):
-        expect(bob.page.get_by_alt_text(name)).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
+        expect(shown_image(bob, name)).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
     expect(alice.by("composer")).to_have_value("")

@@ -60,6 +60,7 @@ export const strings = {
   yourRoleChanged: (role: string) => `You are now ${role}`,
   someone: "Someone",
   download: "Download",
+  close: "Close",
   reply: "Reply",
   replyingTo: "Replying to",
   earlierMessage: "An earlier message",

@@ -1,5 +1,5 @@
 // One message. Text is rendered as text (React escapes it), never as HTML.
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
 import type { Attachment, Status, StoredMessage } from "../lib/types";
 import { strings } from "../strings";
@@ -59,13 +59,31 @@ export function MessageBubble({ engine, snap, message, status, onReply }: Props)
 function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot; file: Attachment }) {
   const url = snap.media[file.attachmentId];
   const [missing, setMissing] = useState(false);
+  const viewer = useRef<HTMLDialogElement>(null);
   useEffect(() => {
     if (!url) void engine.mediaUrl(file.attachmentId).then((found) => setMissing(!found));
   }, [engine, url, file.attachmentId]);
   if (file.mimeType.startsWith("image/")) {
     const src = url ?? (file.thumbnail ? `data:image/jpeg;base64,${file.thumbnail}` : undefined);
     return src ? (
-      <img className="image" data-testid="message-image" data-attachment-id={file.attachmentId} src={src} alt={file.fileName} width={file.width ?? undefined} height={file.height ?? undefined} />
+      <>
+        <button type="button" className="image-button" onClick={() => viewer.current?.showModal()}>
+          <img className="image" data-testid="message-image" data-attachment-id={file.attachmentId} src={src} alt={file.fileName} width={file.width ?? undefined} height={file.height ?? undefined} />
+        </button>
+        <dialog ref={viewer} className="viewer" data-testid="image-viewer" aria-label={file.fileName}>
+          <img src={src} alt={file.fileName} />
+          <form method="dialog">
+            <button type="submit" autoFocus>
+              {strings.close}
+            </button>
+            {url && (
+              <a href={url} download={file.fileName}>
+                {strings.download}
+              </a>
+            )}
+          </form>
+        </dialog>
+      </>
     ) : (
       <span>{file.fileName}</span>
     );
