@@ -195,6 +195,7 @@ def test_serve_says_where_it_listens_and_when_it_stopped(tmp_path: Path) -> None
         [listening] = [line for line in server.output().splitlines() if "pigeon.listening" in line]
         assert f"url={server.base_url}" in listening
         assert f"docs={server.base_url}/docs" in listening
+        assert f"web={server.base_url}/" in listening  # the web client, to open in a browser
         assert "pigeon.stopped" not in server.output()
 
         assert server.stop() == 0, server.output()

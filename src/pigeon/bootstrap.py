@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -248,7 +249,12 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
             base_url=settings.twilio_base_url,
             timeout=settings.sms_timeout_seconds,
         )
-    return ConsoleSmsProvider(settings.data_dir / "sms-outbox.jsonl")
+    return ConsoleSmsProvider(console_outbox(settings))
+
+
+def console_outbox(settings: Settings) -> Path:
+    """Where the console SMS provider writes codes (shown by the login page, never the code)."""
+    return settings.data_dir / "sms-outbox.jsonl"
 
 
 def build_push_senders(

@@ -218,7 +218,10 @@ async def test_small_streamed_body_is_accepted(client: httpx.AsyncClient, outbox
 # -- routes and methods --------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/v1", "/v1/nope", "/v2/me", "/v1/auth/code/extra"])
+# "/" is the web client (tests/api/test_web_static.py); a missing asset is a 404 like the rest.
+@pytest.mark.parametrize(
+    "path", ["/assets/nothing.js", "/v1", "/v1/nope", "/v2/me", "/v1/auth/code/extra"]
+)
 async def test_unknown_route_is_404(client: httpx.AsyncClient, path: str) -> None:
     assert_error(await client.get(path), 404, "not_found")
 

@@ -205,6 +205,7 @@ async def test_verification_code_arrives_by_twilio_and_registers(
     assert sms["from"] == SENDER
     assert "Your Pigeon code is" in sms["body"]
     assert outbox.messages() == []  # nothing went to the console outbox
+    assert response.json()["outbox"] is None  # so a login page points at no file
 
     response = await client.post(
         "/v1/auth/verify",

@@ -27,6 +27,7 @@ from pigeon.api.routes import (
     users,
 )
 from pigeon.api.routes.docs import install_docs
+from pigeon.api.routes.web import install_web
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
 from pigeon.gateway import endpoint
@@ -78,6 +79,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     for module in (auth, me, users, attachments, system, contacts, blocks, push, broadcasts):
         app.include_router(module.router)
     install_docs(app)
+    install_web(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

@@ -100,6 +100,11 @@ class CodeRequest(Strict):
 class CodeSent(Body):
     phone: str
     expires_in: int = Field(description="Seconds the code stays valid.")
+    outbox: str | None = Field(
+        None,
+        description="With the console SMS provider, the server file the code was written to "
+        "(so a login page can say where to look); null with a real SMS provider.",
+    )
 
 
 class DeviceRegistration(Strict):

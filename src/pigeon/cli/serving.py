@@ -41,6 +41,7 @@ class AnnouncingServer(uvicorn.Server):
                 url=url,
                 websocket=f"ws{url[4:]}/v1/ws",
                 docs=f"{url}/docs",
+                web=f"{url}/",
             )
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

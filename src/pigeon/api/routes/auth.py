@@ -14,6 +14,7 @@ from pigeon.api.schemas import (
     SessionOut,
     VerifyRequest,
 )
+from pigeon.bootstrap import console_outbox
 from pigeon.services.accounts import DeviceInfo, Session
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -39,7 +40,13 @@ def _session_out(session: Session, container: ContainerDep) -> SessionOut:
 async def request_code(body: CodeRequest, container: ContainerDep, ip: ClientIp) -> CodeSent:
     """Send a six-digit verification code by SMS to the number."""
     phone = await container.accounts.request_code(body.phone, ip, body.locale)
-    return CodeSent(phone=phone, expires_in=container.settings.code_ttl_seconds)
+    settings = container.settings
+    outbox = console_outbox(settings).resolve() if settings.sms_provider == "console" else None
+    return CodeSent(
+        phone=phone,
+        expires_in=settings.code_ttl_seconds,
+        outbox=str(outbox) if outbox else None,
+    )
 
 
 @router.post(

@@ -1,0 +1,140 @@
+"""Images and files from the page's file picker: progress, and the receiver gets the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+
+from PIL import Image
+from playwright.sync_api import Locator, expect
+
+from tests.web.support import WAIT_MS, Person, Web
+
+ALICE = "+14155550121"
+BOB = "+14155550122"
+BLOB_URL = re.compile(r"^blob:")  # the device's own stored copy, not the thumbnail
+
+# Set before the upload starts: whether an upload-progress bar was ever on screen.
+WATCH_PROGRESS = """() => {
+    window.__sawProgress = false;
+    new MutationObserver(() => {
+        if (document.querySelector('[data-testid="upload-progress"]')) window.__sawProgress = true;
+    }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+# The bytes the device stored for a shown image (its blob: URL is made from them), as
+# hex SHA-256, and the decoded width. Read from IndexedDB: the CSP lets no fetch of blob:.
+SHOWN_IMAGE = """async (img) => {
+    await img.decode();
+    const id = img.dataset.attachmentId;
+    const blob = await new Promise((resolve, reject) => {
+        const open = indexedDB.open("pigeon");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+            const get = open.result.transaction("media").objectStore("media").get(id);
+            get.onsuccess = () => { resolve(get.result.blob); open.result.close(); };
+        };
+    });
+    const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+    const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"));
+    return {sha256: hex.join(""), width: img.naturalWidth};
+}"""
+
+
+def shown_image(person: Person, name: str) -> Locator:
+    """The image in the timeline (the viewer holds a copy of it)."""
+    return person.page.locator(f'[data-testid="message-image"][alt="{name}"]')
+
+
+def a_photo() -> bytes:
+    image = Image.new("RGB", (160, 120))
+    for x in range(160):
+        for y in range(0, 120, 3):
+            image.putpixel((x, y), (x, y * 2, (x * y) % 256))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_an_image_goes_through_with_progress_and_arrives_byte_for_byte(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "sending you a photo")
+    alice.open_chat("Bob")
+    bob.open_chat("Alice")
+    photo = a_photo()
+
+    alice.page.evaluate(WATCH_PROGRESS)
+    alice.by("attach-input").set_input_files(
+        files=[{"name": "garden.png", "mimeType": "image/png", "buffer": photo}]
+    )
+    sent = alice.by("message").filter(has=alice.page.get_by_alt_text("garden.png"))
+    expect(sent).to_have_attribute("data-status", "read", timeout=WAIT_MS)
+    assert alice.page.evaluate("() => window.__sawProgress") is True
+
+    received = shown_image(bob, "garden.png")
+    expect(received).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
+    assert received.evaluate(SHOWN_IMAGE) == {
+        "sha256": hashlib.sha256(photo).hexdigest(),
+        "width": 160,
+    }
+    web.screenshot(bob, "image")
+
+    # A click opens it full size; Escape closes it, back to the chat.
+    received.click()
+    expect(bob.by("image-viewer")).to_be_visible()
+    web.screenshot(bob, "image-viewer")
+    bob.page.keyboard.press("Escape")
+    expect(bob.by("image-viewer")).to_be_hidden()
+
+    # The image stays after a reload, from IndexedDB (the server no longer has the message).
+    bob.page.reload()
+    bob.open_chat("Alice")
+    again = shown_image(bob, "garden.png")
+    expect(again).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
+    assert again.evaluate(SHOWN_IMAGE)["sha256"] == hashlib.sha256(photo).hexdigest()
+
+
+def test_a_file_of_a_type_the_server_refuses_is_explained(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "hi")
+    alice.open_chat("Bob")
+    windows_program = b"MZ" + b"\x90" * 200
+    alice.by("attach-input").set_input_files(
+        files=[
+            {"name": "setup.exe", "mimeType": "application/octet-stream", "buffer": windows_program}
+        ]
+    )
+    expect(alice.page.get_by_role("alert")).to_contain_text("not accepted", timeout=WAIT_MS)
+    expect(alice.messages()).to_have_count(1)
+
+
+# A DataTransfer holding one PNG file, made in the page (as a drag or a paste would carry it).
+FILES = """([bytes, name]) => {
+    const data = new DataTransfer();
+    data.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
+    return data;
+}"""
+
+
+def test_images_can_be_dropped_on_the_chat_or_pasted_into_the_composer(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "drop one")
+    alice.open_chat("Bob")
+    photo = a_photo()
+
+    dropped = alice.page.evaluate_handle(FILES, [list(photo), "dropped.png"])
+    alice.page.locator("main.chat").dispatch_event("drop", {"dataTransfer": dropped})
+    pasted = alice.page.evaluate_handle(FILES, [list(photo), "pasted.png"])
+    alice.by("composer").evaluate(
+        """(composer, data) => composer.dispatchEvent(
+            new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}))""",
+        pasted,
+    )
+    bob.open_chat("Alice")
+    for name in ("dropped.png", "pasted.png"):
+        expect(shown_image(bob, name)).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
+    expect(alice.by("composer")).to_have_value("")

@@ -1,0 +1,171 @@
+// The HTTP API (README, docs/protocol.md), same origin: tokens go in headers, never in URLs.
+import type { Session } from "./types";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function parse(response: Response): Promise<unknown> {
+  if (response.status === 204) return null;
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = (body as { error?: { code?: string; message?: string } } | null)?.error;
+    throw new ApiError(response.status, error?.code ?? "http_error", error?.message ?? response.statusText);
+  }
+  return body;
+}
+
+export async function post(path: string, body: unknown, token?: string): Promise<unknown> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return parse(await fetch(path, { method: "POST", headers, body: JSON.stringify(body) }));
+}
+
+export interface CodeSent {
+  phone: string;
+  expiresIn: number;
+  outbox?: string | null;
+}
+
+export async function requestCode(phone: string): Promise<CodeSent> {
+  return (await post("/v1/auth/code", { phone })) as CodeSent;
+}
+
+export async function verify(phone: string, code: string): Promise<Session & { newUser: boolean }> {
+  const body = { phone, code, device: { name: "Web browser", platform: "web" } };
+  return (await post("/v1/auth/verify", body)) as Session & { newUser: boolean };
+}
+
+/** Calls made on behalf of a logged-in device; a 401 refreshes the tokens once and retries. */
+export class Api {
+  constructor(
+    private session: Session,
+    private readonly onSession: (session: Session) => Promise<void>,
+  ) {}
+
+  get token(): string {
+    return this.session.accessToken;
+  }
+
+  private refreshing: Promise<boolean> | null = null;
+
+  /** New tokens from the refresh token; false when the device is gone (log out).
+   * Callers at the same moment (the socket and an HTTP call) share one refresh: the
+   * server rotates the refresh token, so a second use of the old one would fail. */
+  refresh(): Promise<boolean> {
+    this.refreshing ??= this.rotate().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private async rotate(): Promise<boolean> {
+    try {
+      const fresh = (await post("/v1/auth/refresh", {
+        refreshToken: this.session.refreshToken,
+      })) as Session;
+      this.session = { ...this.session, accessToken: fresh.accessToken, refreshToken: fresh.refreshToken };
+      await this.onSession(this.session);
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && error.status < 500) return false;
+      throw error;
+    }
+  }
+
+  async request(path: string, init: RequestInit = {}): Promise<Response> {
+    const attempt = () =>
+      fetch(path, {
+        ...init,
+        headers: { ...(init.headers as Record<string, string>), Authorization: `Bearer ${this.token}` },
+      });
+    let response = await attempt();
+    if (response.status === 401 && (await this.refresh())) response = await attempt();
+    return response;
+  }
+
+  async json(path: string, method = "GET", body?: unknown): Promise<unknown> {
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { "Content-Type": "application/json" };
+    }
+    return parse(await this.request(path, init));
+  }
+
+  me(): Promise<{ id: string; name: string; phone: string }> {
+    return this.json("/v1/me") as Promise<{ id: string; name: string; phone: string }>;
+  }
+
+  setName(name: string): Promise<unknown> {
+    return this.json("/v1/me", "PATCH", { name });
+  }
+
+  user(id: string): Promise<{ id: string; name: string }> {
+    return this.json(`/v1/users/${encodeURIComponent(id)}`) as Promise<{ id: string; name: string }>;
+  }
+
+  lookup(phones: string[]): Promise<{ matches: { input: string; userId: string; name: string }[] }> {
+    return this.json("/v1/contacts/lookup", "POST", { phones }) as Promise<{
+      matches: { input: string; userId: string; name: string }[];
+    }>;
+  }
+
+  logout(): Promise<unknown> {
+    return this.json("/v1/auth/logout", "POST");
+  }
+
+  async download(attachmentId: string): Promise<Blob> {
+    const response = await this.request(`/v1/attachments/${encodeURIComponent(attachmentId)}`);
+    if (!response.ok) await parse(response);
+    return response.blob();
+  }
+
+  /** Upload a file as the raw body (POST /v1/attachments), reporting progress from 0 to 1. */
+  async upload(
+    file: File,
+    onProgress: (fraction: number) => void,
+    signal?: AbortSignal,
+  ): Promise<Record<string, unknown>> {
+    const bytes = await file.arrayBuffer();
+    const digest = await crypto.subtle.digest("SHA-256", bytes);
+    const hash = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const send = () =>
+      new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+        const xhr = new XMLHttpRequest();
+        xhr.open("POST", "/v1/attachments");
+        xhr.setRequestHeader("Authorization", `Bearer ${this.token}`);
+        xhr.setRequestHeader("Content-Type", "application/octet-stream");
+        xhr.setRequestHeader("X-Content-SHA256", hash);
+        xhr.setRequestHeader("X-File-Name", encodeURIComponent(file.name));
+        xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+        xhr.onload = () => {
+          let body: unknown = null;
+          try {
+            body = JSON.parse(xhr.responseText);
+          } catch {
+            body = null;
+          }
+          resolve({ status: xhr.status, body });
+        };
+        xhr.onerror = () => reject(new ApiError(0, "network", "The upload failed."));
+        xhr.onabort = () => reject(new ApiError(0, "cancelled", "The upload was cancelled."));
+        signal?.addEventListener("abort", () => xhr.abort());
+        xhr.send(bytes);
+      });
+    let result = await send();
+    if (result.status === 401 && (await this.refresh())) result = await send();
+    if (result.status >= 400) {
+      const error = (result.body as { error?: { code?: string; message?: string } } | null)?.error;
+      throw new ApiError(result.status, error?.code ?? "http_error", error?.message ?? "Upload failed.");
+    }
+    onProgress(1);
+    return result.body as Record<string, unknown>;
+  }
+}
