@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pigeon.client import (
     CommandError,
+    LocalStore,
     MessageDeletedEvent,
     MessageEditedEvent,
     MessageEvent,
@@ -76,3 +79,21 @@ async def test_forward_and_quoted_reply_through_the_sdk(
         alice.user_id,
         "lunch at noon?",
     )
+
+
+async def test_the_local_store_applies_edits_and_deletes_before_they_are_acked(
+    register: Register, open_device: OpenDevice, tmp_path: Path
+) -> None:
+    alice_session, bob_session = await register(), await register()
+    bob = await open_device(bob_session)
+    async with LocalStore(tmp_path / "alice.sqlite3") as store:
+        alice = await open_device(alice_session, store=store)
+        chat = await bob.conn.create_chat([alice.user_id])
+        kept = await bob.conn.send_message(chat.chat_id, "see you at 8")
+        gone = await bob.conn.send_message(chat.chat_id, "wrong chat, sorry")
+        await bob.conn.edit_message(chat.chat_id, kept.message_id, "see you at 9")
+        await bob.conn.delete_message(chat.chat_id, gone.message_id)
+        # Events reach the application only once stored (or applied) in the store.
+        assert (await alice.next(MessageEditedEvent)).text == "see you at 9"
+        assert (await alice.next(MessageDeletedEvent)).message_id == gone.message_id
+        assert [m.text for m in await store.history(chat.chat_id)] == ["see you at 9"]

@@ -227,7 +227,7 @@ class LiveChat:
                 self.view.notice("— up to date —")
 
     def change_text(self, event: ReactionEvent | MessageEditedEvent | MessageDeletedEvent) -> str:
-        """A reaction, an edit or a delete in words (the store keeps the message as sent)."""
+        """A reaction, an edit or a delete in words."""
         who = self.names(event.user_id)
         if isinstance(event, ReactionEvent):
             done = f"reacted {event.emoji} to" if event.emoji else "removed their reaction to"

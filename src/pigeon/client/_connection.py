@@ -68,6 +68,8 @@ from pigeon.client._models import (
     CreatedChat,
     DrainedEvent,
     Event,
+    MessageDeletedEvent,
+    MessageEditedEvent,
     MessageEvent,
     Presence,
     ReceiptEvent,
@@ -368,7 +370,11 @@ class Connection:
         behind = (item for item in self._buffer if item.news is None and _storable(item))
         batch = [first, *itertools.islice(behind, _STORE_BATCH - 1)]
         events = [
-            item.event for item in batch if isinstance(item.event, MessageEvent | ReceiptEvent)
+            item.event
+            for item in batch
+            if isinstance(
+                item.event, MessageEvent | ReceiptEvent | MessageEditedEvent | MessageDeletedEvent
+            )
         ]
         try:
             news = await store.record(events)
@@ -955,8 +961,11 @@ class Connection:
 
 
 def _storable(item: _Item) -> bool:
-    """A queued message or receipt: what a store keeps before it may be acked."""
-    return item.inbox_seq is not None and isinstance(item.event, MessageEvent | ReceiptEvent)
+    """A queued message, receipt, edit or delete: what a store keeps (or applies) before it
+    may be acked."""
+    return item.inbox_seq is not None and isinstance(
+        item.event, MessageEvent | ReceiptEvent | MessageEditedEvent | MessageDeletedEvent
+    )
 
 
 def _final_error(code: int, reason: str) -> PigeonError | None:

@@ -31,6 +31,8 @@ from typing import Any, Self, TypeVar
 from pigeon.client._errors import StoreError
 from pigeon.client._models import (
     Attachment,
+    MessageDeletedEvent,
+    MessageEditedEvent,
     MessageEvent,
     ReceiptEvent,
     parse_attachment,
@@ -40,6 +42,8 @@ from pigeon.client._models import (
 __all__ = ["LocalStore", "MemberReceipts", "StoredMessage"]
 
 T = TypeVar("T")
+# What the store keeps or applies before an event may be acked.
+Storable = MessageEvent | ReceiptEvent | MessageEditedEvent | MessageDeletedEvent
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -164,11 +168,13 @@ class LocalStore:
         await self._run(self._bind, user_id, device_id)
         self._user_id = user_id
 
-    async def record(self, events: Sequence[MessageEvent | ReceiptEvent]) -> list[bool]:
+    async def record(self, events: Sequence[Storable]) -> list[bool]:
         """Store ``events`` in one committed transaction; for each, whether it is news.
 
         A message is news unless the store has it and the application
-        handled it; a receipt is news when it moves its mark forward.
+        handled it; a receipt is news when it moves its mark forward. An
+        edit replaces the stored text, a delete for everyone removes the
+        message; both are always news.
         """
         return await self._run(self._record, list(events))
 
@@ -263,7 +269,7 @@ class LocalStore:
                 f"{self.path} holds the messages of device {row[1]}, not of {device_id}",
             )
 
-    def _record(self, events: list[MessageEvent | ReceiptEvent]) -> list[bool]:
+    def _record(self, events: list[Storable]) -> list[bool]:
         db = self._connection()
         news: list[bool] = []
         db.execute("BEGIN IMMEDIATE")
@@ -271,6 +277,18 @@ class LocalStore:
             for event in events:
                 if isinstance(event, MessageEvent):
                     news.append(self._insert_message(db, StoredMessage.of(event), handled=False))
+                elif isinstance(event, MessageEditedEvent):  # the old text is not kept here either
+                    db.execute(
+                        "UPDATE messages SET text = ? WHERE chat_id = ? AND message_id = ?",
+                        (event.text, event.chat_id, event.message_id),
+                    )
+                    news.append(True)
+                elif isinstance(event, MessageDeletedEvent):  # deleted for everyone
+                    db.execute(
+                        "DELETE FROM messages WHERE chat_id = ? AND message_id = ?",
+                        (event.chat_id, event.message_id),
+                    )
+                    news.append(True)
                 else:
                     news.append(
                         self._raise_receipt_in(
