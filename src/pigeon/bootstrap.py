@@ -43,6 +43,7 @@ from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
+from pigeon.services.notifications import NotificationService
 from pigeon.services.ports import (
     BlobStore,
     Bus,
@@ -192,6 +193,7 @@ class Container:
     blobs: BlobStore
     media: MediaService
     push: PushService
+    notifications: NotificationService
     push_worker: PushWorker | None = None
     push_clients: list[httpx.AsyncClient] = field(default_factory=list)
     sqlite_writer: SqliteWriter | None = None
@@ -479,8 +481,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         secret_key=policy.secret_key,
     )
     push = PushService(uow, clock, guard, vapid.public_key)
+    notifications = NotificationService(uow, clock)
     gateway = Gateway(
-        services=GatewayServices(accounts_service, messaging, chats, presence, bus, media),
+        services=GatewayServices(
+            accounts_service, messaging, chats, presence, bus, media, notifications
+        ),
         limits=ConnectionLimits(
             max_in_flight=settings.ws_max_in_flight,
             max_pending_commands=settings.ws_max_pending_commands,
@@ -506,6 +511,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         blobs=blobs,
         media=media,
         push=push,
+        notifications=notifications,
         push_worker=push_worker,
         push_clients=push_clients,
         sqlite_writer=storage.sqlite_writer,

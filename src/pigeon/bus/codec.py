@@ -36,11 +36,14 @@ def _message(m: Message) -> list[Any]:
         m.reply_to,
         m.system,
         _time(m.created_at),
+        m.mentions,
     ]
 
 
 def _message_from(fields: list[Any]) -> Message:
-    (mid, chat_id, seq, kind, sender, device, body, attachments, reply_to, system, at) = fields
+    # A node older than mentions sends eleven fields.
+    (mid, chat_id, seq, kind, sender, device, body, attachments, reply_to, system, at) = fields[:11]
+    mentions = list(fields[11]) if len(fields) > 11 else []
     return Message(
         mid,
         chat_id,
@@ -53,6 +56,7 @@ def _message_from(fields: list[Any]) -> Message:
         attachments,
         reply_to,
         system,
+        mentions,
     )
 
 

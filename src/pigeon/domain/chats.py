@@ -61,6 +61,7 @@ class Message:
     attachments: list[Any] = field(default_factory=list)
     reply_to: str | None = None
     system: dict[str, Any] | None = None
+    mentions: list[str] = field(default_factory=list)  # user ids, each a member when sent
 
 
 def direct_key(user_a: str, user_b: str) -> str:

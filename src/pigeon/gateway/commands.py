@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pigeon.domain.chats import Role
+from pigeon.domain.push import ChatMute, MuteDuration
 from pigeon.gateway import events
 from pigeon.services.messaging import Ack, MarkRead, SendMessage
 
@@ -57,6 +58,7 @@ def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
             body=data.message,
             attachments=list(data.attachments),
             reply_to=data.replyTo,
+            mentions=tuple(data.mentions),
         )
     )
 
@@ -127,6 +129,13 @@ async def create_attachment(conn: DeviceConnection, data: Any) -> Any:
     )
 
 
+async def mute_chat(conn: DeviceConnection, data: Any) -> tuple[str, ChatMute | None]:
+    notifications = conn.services.notifications
+    assert notifications is not None
+    duration = None if data.duration == "off" else MuteDuration(data.duration)
+    return data.chatId, await notifications.mute(conn.principal, data.chatId, duration)
+
+
 # Every command a connection accepts once authenticated ("auth" is the endpoint's).
 COMMANDS: dict[str, Command] = {
     "ping": Command(ping, events.pong_data),
@@ -143,4 +152,5 @@ COMMANDS: dict[str, Command] = {
     "setPresence": Command(set_presence, events.presence_state_data),
     "getPresence": Command(get_presence, events.presence_data),
     "createAttachment": Command(create_attachment, events.attachment_data),
+    "muteChat": Command(mute_chat, events.mute_data),
 }

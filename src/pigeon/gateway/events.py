@@ -32,6 +32,7 @@ from pigeon.domain.chats import Chat, Member, Message
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
 from pigeon.domain.media import Attachment
+from pigeon.domain.push import ChatMute
 from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
 from pigeon.services import presence
 from pigeon.services.messaging import ReadResult, SendResult
@@ -306,6 +307,20 @@ class CreateAttachmentAnswer(_OkAnswer):
     data: AttachmentMetadata
 
 
+class MuteChatResult(Payload):
+    chatId: EntityId
+    muted: bool
+    mutedUntil: Timestamp | None = Field(
+        description="When the mute ends; null when muted always, or not muted."
+    )
+
+
+class MuteChatAnswer(_OkAnswer):
+    """Answer to `muteChat`. My other devices see it in `GET /v1/me/notifications`."""
+
+    data: MuteChatResult
+
+
 # What each command is answered with when it succeeds (keys: frames.COMMANDS).
 ANSWERS: dict[str, type[BaseModel]] = {
     "auth": AuthAnswer,
@@ -323,6 +338,7 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "setPresence": SetPresenceAnswer,
     "getPresence": GetPresenceAnswer,
     "createAttachment": CreateAttachmentAnswer,
+    "muteChat": MuteChatAnswer,
 }
 
 
@@ -417,6 +433,9 @@ class TextMessageData(Payload):
     inboxSeq: InboxSeq
     replyTo: EntityId | SkipJsonSchema[None] = _optional(
         description="The messageId this message answers, as the sender gave it (not checked)."
+    )
+    mentions: list[EntityId] | SkipJsonSchema[None] = _optional(
+        description="User ids the sender mentioned (each a member when sent); absent: none."
     )
 
 
@@ -586,6 +605,8 @@ def message_data(message: Message) -> dict[str, Any]:
         data["replyTo"] = message.reply_to
     if message.system is not None:
         data["system"] = message.system
+    if message.mentions:
+        data["mentions"] = message.mentions
     if len(_MESSAGE_DATA) >= _MESSAGE_DATA_MAX:
         _MESSAGE_DATA.clear()
     _MESSAGE_DATA[message.id] = data
@@ -731,3 +752,13 @@ def presence_data(result: Sequence[presence.UserPresence]) -> dict[str, Any]:
 
 def attachment_data(attachment: Attachment) -> dict[str, Any]:
     return attachment.metadata()
+
+
+def mute_data(result: tuple[str, ChatMute | None]) -> dict[str, Any]:
+    chat_id, mute = result
+    until = mute.muted_until if mute is not None else None
+    return {
+        "chatId": chat_id,
+        "muted": mute is not None,
+        "mutedUntil": timestamp(until) if until is not None else None,
+    }

@@ -76,6 +76,17 @@ class SendMessageData(Data):
     message: Text = ""
     attachments: list[EntityId] = Field(default_factory=list, max_length=10)
     replyTo: EntityId | None = None
+    mentions: list[EntityId] = Field(
+        default_factory=list, description="User ids the message mentions, each a member."
+    )
+
+
+class MuteChatData(Data):
+    chatId: EntityId
+    duration: Literal["8h", "1w", "always", "off"] = Field(
+        description="No pushes from the chat (except mentions) for 8 hours, a week, or "
+        "always; off unmutes it."
+    )
 
 
 class AckData(Data):
@@ -138,6 +149,7 @@ COMMANDS: dict[str, type[BaseModel]] = {
     "getChats": _command("getChats", Empty, optional=True),
     "getChat": _command("getChat", ChatRef),
     "setPresence": _command("setPresence", SetPresenceData),
+    "muteChat": _command("muteChat", MuteChatData),
     "getPresence": _command("getPresence", GetPresenceData),
     "createAttachment": _command("createAttachment", CreateAttachmentData),
 }

@@ -8,6 +8,7 @@ from pigeon.services.accounts import AccountService
 from pigeon.services.chats import ChatService
 from pigeon.services.media import MediaService
 from pigeon.services.messaging import MessagingService
+from pigeon.services.notifications import NotificationService
 from pigeon.services.ports import Bus
 from pigeon.services.presence import PresenceService
 
@@ -20,3 +21,4 @@ class GatewayServices:
     presence: PresenceService
     bus: Bus
     media: MediaService
+    notifications: NotificationService | None = None  # muteChat (push notifications)

@@ -174,9 +174,15 @@ class PushWorker:
                 self._later(device_id, state)
                 return
             registration = state.registration
-            pending = await uow.push.pending(device_id, registration.user_id, state.pushed_seq)
-            if pending is None:  # acked meanwhile, or covered by an earlier push
+            wants = await uow.push.settings(registration.user_id)
+            pending = (
+                await uow.push.pending(device_id, registration.user_id, state.pushed_seq, now)
+                if wants.push
+                else None
+            )
+            if pending is None:  # acked meanwhile, covered already, muted, or pushes off
                 await uow.push.covered(device_id, state.pushed_seq, state.next_at)
+            sender = await uow.users.get(pending.sender_id) if pending and wants.previews else None
             await uow.commit()
         if pending is None:
             self._attempts.pop(device_id, None)
@@ -187,13 +193,15 @@ class PushWorker:
             sender_id=pending.sender_id,
             unread=pending.unread,
             up_to_seq=pending.up_to_seq,
+            # The sender's profile name, which the server knows; never message text.
+            sender_name=(sender.name if sender is not None else None) if wants.previews else None,
         )
         provider = registration.kind.value
-        sender = self._senders.get(registration.kind)
-        if sender is None:
+        service = self._senders.get(registration.kind)
+        if service is None:
             result = PushResult(PushOutcome.DROPPED, detail=f"{provider} is not configured")
         else:
-            result = await sender.send(registration, notice)
+            result = await service.send(registration, notice)
         await self._record(device_id, state, notice, result)
 
     async def _record(

@@ -74,7 +74,9 @@ def _known(device_id: str) -> str:
 
 
 @router.put(
-    "/devices/{device_id}/push", status_code=204, responses=error_responses(401, 404, 413, 422)
+    "/devices/{device_id}/push",
+    status_code=204,
+    responses=error_responses(400, 401, 404, 413, 422),
 )
 async def put_push(
     device_id: str, body: PushRegistrationIn, principal: PrincipalDep, container: ContainerDep

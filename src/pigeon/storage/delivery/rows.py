@@ -67,6 +67,7 @@ def message_row(m: Message, time: StoreTime) -> tuple[Any, ...]:
         m.reply_to,
         stored_json(m.system),
         time(m.created_at),
+        json_text(m.mentions) if m.mentions else None,  # SQL NULL: most mention nobody
     )
 
 
@@ -138,6 +139,7 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         reply_to,
         system,
         created_at,
+        mentions,
     ) = row
     return Message(
         id=message_id,
@@ -151,6 +153,7 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         attachments=list(load_json(attachments) or []),
         reply_to=reply_to,
         system=load_json(system),
+        mentions=list(load_json(mentions) or []),
     )
 
 
