@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from pigeon.bootstrap import Container
 from tests.fakes.webpush import FakeWebPush
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
@@ -127,3 +128,33 @@ async def test_pushes_off_means_none_and_previews_name_the_sender(
     assert push.payload["unread"] == 2
     assert push.payload["senderName"] == "Alice Liddell"
     assert "pushes" not in str(push.payload)
+
+
+async def test_a_mute_set_over_the_socket_is_seen_by_my_other_devices_and_purged_when_i_leave(
+    client: httpx.AsyncClient, connect: Connect, user: Register, container: Container
+) -> None:
+    alice = await user()
+    bob_phone = await user("+14155550311")
+    bob_laptop = await user("+14155550311", device="laptop")
+    on_alice = await online(connect, alice)
+    group = (
+        await on_alice.call("createChat", {"participants": [bob_phone["user_id"]], "name": "g"})
+    )["chatId"]
+    on_phone = await online(connect, bob_phone)
+
+    answer = await on_phone.call("muteChat", {"chatId": group, "duration": "always"})
+    assert answer == {"chatId": group, "muted": True, "mutedUntil": None}
+    seen = (await client.get("/v1/me/notifications", headers=bearer(bob_laptop))).json()
+    assert seen["mutedChats"] == [{"chatId": group, "mutedUntil": None}]
+    refused = await on_phone.request(
+        "muteChat", {"chatId": "01JAAAAAAAAAAAAAAAAAAAAAAA", "duration": "8h"}
+    )
+    assert refused["error"]["code"] == "chat_not_found"
+
+    await on_phone.call(
+        "modifyChatParticipants",
+        {"chatId": group, "userId": bob_phone["user_id"], "operation": "REMOVE"},
+    )
+    assert await container.notifications.purge_expired() == {"mutes": 1}
+    seen = (await client.get("/v1/me/notifications", headers=bearer(bob_laptop))).json()
+    assert seen["mutedChats"] == []

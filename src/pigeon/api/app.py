@@ -108,6 +108,7 @@ async def _housekeeping(container: Container) -> None:
             purged = await container.accounts.purge_expired()
             purged |= await container.messaging.purge_expired()
             purged |= await container.media.purge()
+            purged |= await container.notifications.purge_expired()
             if any(purged.values()):
                 log.info("housekeeping.purged", **purged)
         except StorageError as exc:  # the database is away: say so once a round, briefly

@@ -36,6 +36,13 @@ class NotificationService:
             await uow.commit()
         return changed, mutes
 
+    async def purge_expired(self) -> dict[str, int]:
+        """Mutes that ended, or whose user left the chat, are kept no longer."""
+        async with self._uow(housekeeping=True) as uow:
+            mutes = await uow.push.purge_mutes(self._clock.now())
+            await uow.commit()
+        return {"mutes": mutes}
+
     async def mute(
         self, principal: Principal, chat_id: str, duration: MuteDuration | None
     ) -> ChatMute | None:

@@ -414,6 +414,10 @@ class PushRepository(Protocol):
         """The user's chats muted at ``now``."""
         ...
 
+    async def purge_mutes(self, now: datetime) -> int:
+        """Delete mutes that ended, and those of chats the user is no longer in."""
+        ...
+
     async def covered(self, device_id: str, up_to_seq: int, next_at: datetime | None) -> None:
         """Record a push sent up to ``up_to_seq`` (or none needed) and end the claim."""
         ...

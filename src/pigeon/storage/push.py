@@ -17,6 +17,7 @@ from pigeon.domain.push import (
 )
 from pigeon.services.ports import PushState
 from pigeon.storage.schema import (
+    chat_members,
     chat_mutes,
     inbox,
     messages,
@@ -195,6 +196,20 @@ class SqlPushRepository:
             )
         )
         return found.first() is not None
+
+    async def purge_mutes(self, now: datetime) -> int:
+        membership = (
+            sa.select(sa.literal(1))
+            .select_from(chat_members)
+            .where(
+                chat_members.c.chat_id == chat_mutes.c.chat_id,
+                chat_members.c.user_id == chat_mutes.c.user_id,
+            )
+        )
+        result = await self._conn.execute(
+            chat_mutes.delete().where(sa.or_(chat_mutes.c.muted_until <= now, ~membership.exists()))
+        )
+        return int(result.rowcount)
 
     async def settings(self, user_id: str) -> NotificationSettings:
         row = (
