@@ -143,6 +143,21 @@ def json_routes(session: dict[str, Any]) -> list[Route]:
         ),
         Route("PUT", "/v1/me/pin", {"pin": "123456"}, token=True),
         Route("POST", "/v1/uploads", {"size": 10, "sha256": "0" * 64, "fileName": "a.pdf"}, True),
+        Route(
+            "PUT",
+            "/v1/devices/{device_id}/push",
+            {
+                "kind": "webpush",
+                "endpoint": "https://93.184.215.14/push/abc",
+                "keys": {
+                    "p256dh": "BPmNHE3cCc2VJ8Xd0hq2hV9J1z8hM0b8yQm0",
+                    "auth": "AAAAAAAAAAAAAAAAAAAAAA",
+                },
+            },
+            token=True,
+        ),
+        Route("PATCH", "/v1/me/notifications", {"push": True, "previews": False}, token=True),
+        Route("PUT", "/v1/chats/{chat_id}/mute", {"duration": "8h"}, token=True),
     ]
 
 
@@ -347,6 +362,7 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
             "message": "hello",
             "attachments": [new_id()],
             "replyTo": new_id(),
+            "mentions": [bob],
         },
         "ack": {"upTo": 0},
         "markRead": {"chatId": group, "upToSeq": 1},
@@ -354,6 +370,7 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
         "getChat": {"chatId": group},
         "setPresence": {"state": "online"},
         "getPresence": {"userIds": [bob]},
+        "muteChat": {"chatId": group, "duration": "8h"},
         "createAttachment": {
             "body": base64.b64encode(PDF).decode(),
             "hash": hashlib.sha256(PDF).hexdigest(),
