@@ -88,6 +88,13 @@ class Database:
             conn = await asyncpg.connect(POSTGRES)
             await conn.execute(f'CREATE DATABASE "{self.name}"')
             await conn.close()
+        if other := os.environ.get("BENCH_SERVER_SRC"):  # that checkout's schema
+            command = [sys.executable, "-m", "pigeon", "migrate", "--database-url", self.url]
+            env = {**os.environ, "PYTHONPATH": other}
+            process = await asyncio.create_subprocess_exec(*command, env=env)
+            if await process.wait() != 0:
+                raise RuntimeError(f"migrating with {other} failed")
+            return
         engine = create_engine(self.url)
         try:
             await migrate.upgrade(engine)
@@ -127,6 +134,10 @@ class PigeonServer:
             "PIGEON_SECRET_KEY": "bench",
         }
         env.update({f"PIGEON_{k.upper()}": str(v) for k, v in settings.items()})
+        # Before/after in one sitting: BENCH_SERVER_SRC=<other checkout>/src runs
+        # that checkout's server against this harness (seeding stays this one's).
+        if other := os.environ.get("BENCH_SERVER_SRC"):
+            env["PYTHONPATH"] = other
         self.command = [sys.executable, "-m", "pigeon", "serve"]
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
@@ -253,6 +264,7 @@ class Client:
         self.answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.latencies: list[float] = []
         self.received = 0
+        self.read_receipts = 0
         self.drained = asyncio.Event()
         self.ready = asyncio.Event()  # set by "ready", or when the socket ends first
         self._next = 0
@@ -316,6 +328,8 @@ class Client:
                     sent_at = float(data["message"].split(" ", 1)[0])
                     self.latencies.append(time.perf_counter() - sent_at)
                     self.received += 1
+                elif event == "receipt" and data.get("type") == "read":
+                    self.read_receipts += 1
                 elif event == "drained":
                     self.drained.set()
                 elif event == "ready":

@@ -4,6 +4,7 @@ Scenarios, each on SQLite and PostgreSQL:
   throughput  50 pairs of devices sending as fast as the server allows (window 20)
   rate        a steady 1,000 messages/s across 50 pairs: latency
   fanout      one sender into a group of 100 members
+  reads       a group of 100 all marking one message read: receipts sent
   idle        10,000 authenticated idle connections: server memory per connection
   catchup     one device offline while 10,000 messages arrive, then connects
 and the same throughput and rate scenarios against a bare relay on the same stack.
@@ -22,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -256,6 +258,64 @@ async def scenario_fanout(kind: str, seconds: float, members: int) -> dict[str, 
             server.stop()
 
 
+async def settled(count: Callable[[], int], quiet: float = 1.0, limit: float = 60) -> int:
+    """Wait until ``count()`` stops moving for ``quiet`` seconds (bounded)."""
+    deadline = time.perf_counter() + limit
+    last, still_since = count(), time.perf_counter()
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.1)
+        now = count()
+        if now != last:
+            last, still_since = now, time.perf_counter()
+        elif time.perf_counter() - still_since >= quiet:
+            break
+    return last
+
+
+async def scenario_reads(kind: str, members: int, rounds: int) -> dict[str, Any]:
+    """Read receipts in a group: every member marks each new message read.
+
+    WhatsApp's rule (issue 14) tells only the message's sender and the reader's
+    own other devices; telling every member costs members x members events.
+    """
+    async with Workspace(kind) as ws:
+        server = PigeonServer(ws.data_dir, ws.database.url)
+        server.start()
+        try:
+            await server.wait_ready()
+            users = await seed(ws.database.url, members)
+            [chat_id] = await seed_chats(ws.database.url, [[u.user_id for u in users]], False)
+            clients = [await Client.open(server.ws_url, u.devices[0][1]) for u in users]
+            readers = clients[1:]
+            await asyncio.sleep(0.5)
+            meter = Meter(server.pid, f"{kind}/reads")
+            started = time.perf_counter()
+            for _ in range(rounds):
+                answer = await clients[0].send_text(chat_id)
+                seq = answer["data"]["seq"]
+                await settled(lambda: sum(c.received for c in readers), quiet=0.3)
+                marks = [c.call("markRead", {"chatId": chat_id, "upToSeq": seq}) for c in readers]
+                await asyncio.gather(*marks)
+            receipts = await settled(lambda: sum(c.read_receipts for c in clients))
+            elapsed = time.perf_counter() - started
+            measured = meter.stop()
+            for client in clients:
+                await client.close()
+            return {
+                "members": members,
+                "marks": rounds * len(readers),
+                "read_receipts_delivered": receipts,
+                "receipts_per_mark": round(receipts / (rounds * len(readers)), 2),
+                "server_cpu_ms_per_mark": round(
+                    1000 * measured["_server_cpu_seconds"] / (rounds * len(readers)), 2
+                ),
+                "seconds": round(elapsed, 2),
+                **{k: v for k, v in measured.items() if not k.startswith("_")},
+            }
+        finally:
+            server.stop()
+
+
 async def open_idle(server: PigeonServer, users: list[Any]) -> tuple[list[Client], int]:
     clients, failed = [], 0
     for start in range(0, len(users), 200):
@@ -407,6 +467,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "fanout" in wanted:
             out[f"{kind}/fanout"] = await scenario_fanout(kind, seconds, 20 if quick else 100)
             print(f"{kind}/fanout: {out[f'{kind}/fanout']}", flush=True)
+        if "reads" in wanted:
+            out[f"{kind}/reads"] = await scenario_reads(kind, 20 if quick else 100, 5)
+            print(f"{kind}/reads: {out[f'{kind}/reads']}", flush=True)
         if "idle" in wanted:
             out[f"{kind}/idle"] = await scenario_idle(kind, 500 if quick else 10_000)
             print(f"{kind}/idle: {out[f'{kind}/idle']}", flush=True)
@@ -426,7 +489,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--databases", default="sqlite,postgresql")
-    parser.add_argument("--scenarios", default="throughput,rate,fanout,idle,catchup")
+    parser.add_argument("--scenarios", default="throughput,rate,fanout,reads,idle,catchup")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     import uvloop

@@ -36,11 +36,13 @@ from pigeon.push.vapid import VapidKeys, load_vapid_keys
 from pigeon.push.webpush import WebPushSender
 from pigeon.ratelimit import LimitsRateLimiter
 from pigeon.security.pins import Argon2PinHasher
-from pigeon.services import accounts
+from pigeon.services import accounts, contacts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
+from pigeon.services.blocks import BlockService
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
+from pigeon.services.contacts import ContactService, ContactsPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
 from pigeon.services.notifications import NotificationService
@@ -192,6 +194,8 @@ class Container:
     gateway: Gateway
     blobs: BlobStore
     media: MediaService
+    contacts: ContactService
+    blocks: BlockService
     push: PushService
     notifications: NotificationService
     push_worker: PushWorker | None = None
@@ -283,6 +287,9 @@ def build_limiter(settings: Settings) -> LimitsRateLimiter:
             accounts.SEND_CODE_PER_IP: settings.send_code_limit_per_ip,
             accounts.VERIFY_PER_IP: settings.verify_limit_per_ip,
             accounts.PIN_ATTEMPTS: settings.pin_attempt_limit,
+            contacts.LOOKUP_PER_ACCOUNT: settings.contacts_lookup_limit_per_account,
+            contacts.LOOKUP_PER_IP: settings.contacts_lookup_limit_per_ip,
+            contacts.LOOKUP_NUMBERS_PER_ACCOUNT: f"{settings.contacts_lookup_numbers_per_day}/day",
         },
         storage_url=settings.redis_url,
     )
@@ -510,6 +517,13 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         gateway=gateway,
         blobs=blobs,
         media=media,
+        contacts=ContactService(
+            uow,
+            limiter,
+            clock,
+            ContactsPolicy(max_numbers=settings.contacts_lookup_max_numbers),
+        ),
+        blocks=BlockService(uow, clock),
         push=push,
         notifications=notifications,
         push_worker=push_worker,

@@ -139,6 +139,19 @@ class Settings(BaseSettings):
     media_unattached_ttl_hours: float = Field(24, gt=0)
     media_link_ttl_seconds: int = Field(300, ge=10)
 
+    # -- people: contacts, blocks, privacy (issue 16) -----------------------------
+    contacts_lookup_max_numbers: int = Field(1000, ge=1, description="Numbers per lookup.")
+    contacts_lookup_limit_per_account: str = Field(
+        "10/minute;60/day", description="Lookup requests per account (sliding window)."
+    )
+    contacts_lookup_limit_per_ip: str = Field(
+        "30/minute;200/day", description="Lookup requests per client address (sliding window)."
+    )
+    contacts_lookup_numbers_per_day: int = Field(
+        2000,
+        ge=1,
+        description="Numbers an account may look up per day (its own contacts cost nothing).",
+    )
     # -- push notifications (issue 18; docs/push.md) -------------------------------
     push_enabled: bool = Field(True, description="Push devices that have no live connection.")
     push_allow_private_endpoints: bool = Field(

@@ -437,6 +437,145 @@ def unhandled_failures(log: str) -> int:
     return sum(log.count(marker) for marker in UNHANDLED_MARKERS)
 
 
+# -- several nodes and their bus ------------------------------------------------
+
+
+class BusServer:
+    """A private ``redis-server`` or ``nats-server`` on a free port, killed and started again
+    by the test (the machine's shared Redis and NATS are never touched)."""
+
+    BINARIES = {"redis": "/usr/bin/redis-server", "nats": "/usr/sbin/nats-server"}
+
+    def __init__(self, kind: str, root: Path) -> None:
+        self.kind = kind
+        self.root = root
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+        self.kills = 0
+
+    @property
+    def url(self) -> str:
+        if self.kind == "redis":
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        binary = self.BINARIES[self.kind]
+        if self.kind == "redis":
+            # Nothing written to disk: a restarted Redis is an empty one, the worst case.
+            return [
+                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.root),
+            ]  # fmt: skip
+        return [binary, "-a", "127.0.0.1", "-p", str(self.port)]
+
+    async def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = _open_log(self.root / f"{self.kind}.log")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self._command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + 10
+        while True:
+            assert self.process.returncode is None, f"{self.kind} exited"
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            assert time.monotonic() < deadline, f"{self.kind} did not listen within 10 s"
+            await asyncio.sleep(0.02)
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(self.process.wait(), 10)
+        self.kills += 1
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            await self.kill()
+
+
+class NodeChoice:
+    """A device's way to the nodes, as a load balancer without health checks gives it:
+    its home node first, and after every drop or refused attempt the next one round."""
+
+    def __init__(self, nodes: Sequence[ServerProcess], home: int) -> None:
+        self.nodes = list(nodes)
+        self._next = home
+        self.last: ServerProcess | None = None
+
+    def __call__(self) -> str:
+        self.last = self.nodes[self._next % len(self.nodes)]
+        self._next += 1
+        return self.last.ws_url
+
+
+class LoadBalancer:
+    """A TCP load balancer in front of the nodes (round robin; a node that refuses the
+    connection is skipped), as HAProxy or nginx would be: the SDK knows one address."""
+
+    def __init__(self, nodes: Sequence[ServerProcess]) -> None:
+        self.nodes = list(nodes)
+        self.port = free_port()
+        self._turn = itertools.count()
+        self._connections: Counter[int] = Counter()  # node port -> connections passed on
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def connections_to(self, node: ServerProcess) -> int:
+        return self._connections[node.port]
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        start = next(self._turn)
+        for offset in range(len(self.nodes)):
+            node = self.nodes[(start + offset) % len(self.nodes)]
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", node.port)
+            except OSError:
+                continue
+            self._connections[node.port] += 1
+            pipes = [
+                asyncio.create_task(_pipe(reader, up_writer)),
+                asyncio.create_task(_pipe(up_reader, writer)),
+            ]
+            self._pipes.update(pipes)
+            try:
+                await asyncio.gather(*pipes, return_exceptions=True)
+            finally:
+                self._pipes.difference_update(pipes)
+            return
+        writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
 # -- a device ----------------------------------------------------------------
 
 RETRYABLE = {"unavailable"}  # error answers a send is tried again after
@@ -507,6 +646,7 @@ class Device:
         self.latencies: list[float] = []
         self.last_received_at = 0.0
         self.received_at: list[float] = []  # monotonic time of every message first shown
+        self.arrived: dict[str, float] = {}  # clientMessageId -> perf_counter when first shown
         self._last_inbox = 0
         self._acked = 0
         self._ack_wake = asyncio.Event()
@@ -520,6 +660,10 @@ class Device:
         self.online = asyncio.Event()
 
     # -- what the test drives ---------------------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
 
     def add(self, items: Iterable[Outgoing]) -> None:
         self.queue.extend(items)
@@ -705,9 +849,10 @@ class Device:
         self.ids_per_cmid[cmid].add(message_id)
         self.last_received_at = time.monotonic()
         self.received_at.append(self.last_received_at)
+        self.arrived[cmid] = now = time.perf_counter()
         sent_at = self._registry.sent_at.get(cmid)
         if sent_at is not None:
-            self.latencies.append(time.perf_counter() - sent_at)
+            self.latencies.append(now - sent_at)
 
 
 # -- running a fleet of devices and judging the outcome ----------------------
@@ -917,3 +1062,24 @@ async def wind_down(fleet: Fleet, server: ServerProcess, *tasks: asyncio.Task[An
         alive = server.alive
         await server.stop()
     return alive
+
+
+async def cross_node_fleet(
+    url: str, nodes: Sequence[ServerProcess], chats: int, *, window: int, seed: int = 0
+) -> tuple[Fleet, list[str], list[NodeChoice]]:
+    """``chats`` 1:1 chats as ``direct_chat_fleet`` makes them, device i starting on node
+    i % len(nodes) (so with two nodes every chat crosses the bus), moving on after a drop."""
+    users = await seed_users(url, 2 * chats)
+    chat_ids = await seed_direct_chats(
+        url, [(users[2 * i].user_id, users[2 * i + 1].user_id) for i in range(chats)]
+    )
+    registry = Registry()
+    choices = [NodeChoice(nodes, home=i % len(nodes)) for i in range(len(users))]
+    devices = [
+        Device(f"d{i}", user, choices[i], registry, window=window, rng_seed=seed + i)
+        for i, user in enumerate(users)
+    ]
+    members: dict[str, Sequence[Device]] = {
+        chat: devices[2 * i : 2 * i + 2] for i, chat in enumerate(chat_ids)
+    }
+    return Fleet(devices, members), chat_ids, choices

@@ -186,3 +186,47 @@ class Health(Body):
         "its connections reading their queues until the bus is back."
     )
     node: str = Field(description="This node's id, as the bus and its logs know it.")
+
+
+# -- people (contacts, blocks, privacy) -----------------------------------------------
+
+
+class ContactLookup(Strict):
+    phones: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        description="Numbers as a person typed them (at most PIGEON_CONTACTS_LOOKUP_MAX_NUMBERS, "
+        "1,000 by default; more is 413 too_many_numbers). Without a leading + they are read "
+        "in the caller's own country. Numbers that cannot be read are skipped and counted.",
+        examples=[["+1 415 555 0100", "(415) 555-0101"]],
+    )
+
+
+class ContactOut(Body):
+    user_id: str
+    phone: str = Field(description="E.164.")
+    name: str
+    about: str = Field(description="Empty unless the user's privacy settings show it to you.")
+    photo: dict[str, object] | None = Field(
+        None, description="The profile photo, where privacy allows (not yet: always null)."
+    )
+
+
+class ContactMatch(ContactOut):
+    input: str = Field(description="The number as it was sent.")
+
+
+class LookupOut(Body):
+    matches: list[ContactMatch]
+    skipped: int = Field(description="How many numbers could not be read as phone numbers.")
+
+
+class ContactList(Body):
+    contacts: list[ContactOut]
+
+
+class BlockOut(Body):
+    user_id: str
+    blocked_at: datetime
+
+
+class BlockList(Body):
+    blocks: list[BlockOut]

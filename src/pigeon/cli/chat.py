@@ -52,6 +52,7 @@ from pigeon.client import (
     Attachment,
     ChatSummary,
     Connection,
+    Contact,
     LocalStore,
     PigeonClient,
     PigeonError,
@@ -421,9 +422,20 @@ def save(
     say(f"Saved {saved} ({human_size(saved.stat().st_size)})")
 
 
+ChatOrPhone = Annotated[
+    str,
+    typer.Argument(
+        metavar="CHAT",
+        help="The chat's id (from `pigeon chat list`), or a phone number: "
+        "the 1:1 chat with that person, started if need be.",
+        callback=chat_input.chat_or_phone,
+    ),
+]
+
+
 @chat.command("open")
 def open_chat(
-    chat_id: ChatId,
+    chat: ChatOrPhone,
     download_dir: DownloadDir = None,
     download: Download = True,
     session_file: SessionFile = None,
@@ -438,6 +450,7 @@ def open_chat(
     """
     folder = (download_dir or default_download_dir()) if download else None
     stdin = sys.stdin
+    chat_id = _chat_with_number(chat, session_file) if chat_input.is_phone(chat) else chat
 
     async def main() -> None:
         lines = Lines(stdin)
@@ -455,3 +468,52 @@ def open_chat(
                 return
 
     run(main(), load_session(session_file))
+
+
+def _chat_with_number(phone: str, session_file: Path | None) -> str:
+    """The 1:1 chat with the user who has ``phone`` (who becomes a contact)."""
+
+    async def find(client: PigeonClient, session: Session) -> Contact | None:
+        return await client.find_user(session, phone)
+
+    contact = with_client(session_file, find)
+    if contact is None:
+        fail(f"Nobody on this server has the number {phone}.")
+    if contact.user_id == load_session(session_file).session.user_id:
+        fail("That is your own number.")
+
+    async def create(conn: Connection, client: PigeonClient, store: LocalStore) -> str:
+        return (await conn.create_chat([contact.user_id])).chat_id
+
+    chat_id = with_connection(session_file, create)
+    say(f"Chat with {contact.name or contact.phone} ({contact.phone})", "dim")
+    return chat_id
+
+
+@chat.command()
+def contacts(
+    phones: Annotated[
+        list[str] | None,
+        typer.Argument(help="Numbers to look up first (+ and the country code, or local)."),
+    ] = None,
+    session_file: SessionFile = None,
+) -> None:
+    """Your contacts by name; with PHONES, look those numbers up first (those on the
+    server become contacts; the others are not kept)."""
+
+    async def fetch(client: PigeonClient, session: Session) -> tuple[int, list[Contact]]:
+        found = 0
+        if phones:
+            found = len((await client.lookup_contacts(session, list(phones))).matches)
+        return found, await client.list_contacts(session)
+
+    found, people = with_client(session_file, fetch)
+    if phones:
+        say(f"{found} of {len(phones)} number(s) are on this server.")
+    if not people:
+        say("No contacts yet. Look numbers up with: pigeon chat contacts +14155550100 ...")
+        return
+    table = Table(Column("name", ratio=1), Column("phone", no_wrap=True), Column("about", ratio=2))
+    for person in people:
+        table.add_row(person.name or "(no name)", person.phone, person.about)
+    terminal.console.print(table)

@@ -43,6 +43,24 @@ def is_code(text: str) -> bool:
     return _CODE.fullmatch(text.strip()) is not None
 
 
+def is_phone(text: str) -> bool:
+    """Whether ``text`` reads as a phone number rather than an id."""
+    return _PHONE_LIKE.fullmatch(text.strip()) is not None
+
+
+def chat_or_phone(text: str) -> str:
+    """A chat id, or a phone number to open the 1:1 chat with (``open``'s argument)."""
+    value = text.strip()
+    if is_phone(value):
+        return phone_number(value)
+    if not _ID.fullmatch(value):
+        fail(
+            f"Give a chat id (as `pigeon chat list` shows them) or a phone number "
+            f"(+ and the country code first), not {value!r}."
+        )
+    return value
+
+
 def chat_id(text: str) -> str:
     """A chat id (a typer callback for the CHAT_ID argument)."""
     value = text.strip()
@@ -56,9 +74,8 @@ def user_id(text: str, option: str) -> str:
     value = text.strip()
     if _PHONE_LIKE.fullmatch(value):
         fail(
-            f"{option} takes a user id (like 01JQ7Z0K8M5V3T2R1P9N6B4C2A), not a phone number: "
-            "Pigeon has no contacts yet. The person sees their id at login and with "
-            "`pigeon chat whoami`; the server's operator lists everyone with `pigeon admin users`."
+            f"{option} takes a user id (like 01JQ7Z0K8M5V3T2R1P9N6B4C2A), not a phone number. "
+            f"To chat with a number, run: pigeon chat open {value}"
         )
     if not _ID.fullmatch(value):
         fail(f"{option} takes a user id (like 01JQ7Z0K8M5V3T2R1P9N6B4C2A), not {value!r}.")

@@ -18,6 +18,9 @@ from pigeon.client._errors import ApiError, AuthenticationError, NetworkError, P
 from pigeon.client._models import (
     Attachment,
     CodeSent,
+    Contact,
+    ContactLookup,
+    ContactMatch,
     Profile,
     Session,
     UploadStatus,
@@ -152,6 +155,27 @@ class PigeonClient:
         }
         data = await self._request("PATCH", "/v1/me", json=changes, session=session)
         return Profile(user_id=data["id"], name=data.get("name", ""), about=data.get("about", ""))
+
+    # -- contacts ------------------------------------------------------------------
+
+    async def lookup_contacts(self, session: Session, phones: list[str]) -> ContactLookup:
+        """Which of ``phones`` (as a person typed them) belong to users; they become
+        this user's contacts. Limited per account and address (``ApiError`` 429)."""
+        data = await self._request(
+            "POST", "/v1/contacts/lookup", json={"phones": phones}, session=session
+        )
+        matches = [ContactMatch(m["input"], _contact(m)) for m in data["matches"]]
+        return ContactLookup(matches=matches, skipped=int(data["skipped"]))
+
+    async def list_contacts(self, session: Session) -> list[Contact]:
+        """This user's contacts (users found by its lookups), by name."""
+        data = await self._request("GET", "/v1/contacts", session=session)
+        return [_contact(c) for c in data["contacts"]]
+
+    async def find_user(self, session: Session, phone: str) -> Contact | None:
+        """The user with this number, or None if nobody on the server has it."""
+        found = await self.lookup_contacts(session, [phone])
+        return found.matches[0].contact if found.matches else None
 
     # -- attachments ---------------------------------------------------------------
 
@@ -620,6 +644,15 @@ def _int_or_none(value: str | None) -> int | None:
 
 def _backoff(delay: float, failures: int) -> float:
     return float(min(_MAX_RETRY_DELAY, delay * 2 ** min(failures - 1, 16)))
+
+
+def _contact(data: dict[str, Any]) -> Contact:
+    return Contact(
+        user_id=data["userId"],
+        phone=data["phone"],
+        name=data.get("name", ""),
+        about=data.get("about", ""),
+    )
 
 
 def _session(data: dict[str, Any]) -> Session:

@@ -91,6 +91,32 @@ class Profile:
     about: str
 
 
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A user in your contacts (or found by a lookup), as their privacy lets you see them."""
+
+    user_id: str
+    phone: str
+    name: str
+    about: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactMatch:
+    """A looked-up number (``input``, as sent) that belongs to ``contact``."""
+
+    input: str
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class ContactLookup:
+    """The numbers that belong to users, and how many could not be read as numbers."""
+
+    matches: list[ContactMatch]
+    skipped: int
+
+
 # -- command answers ---------------------------------------------------------------
 
 

@@ -21,3 +21,12 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidInput("invalid_phone", "The phone number is not a valid number.")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def region_of(e164: str) -> str | None:
+    """The ISO region of a stored number (``+14155550123`` -> ``"US"``), if it has one."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return None
+    return str(region) if region and region != "ZZ" else None

@@ -30,14 +30,14 @@ class LimitsRateLimiter:
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
 
-    async def hit(self, rule: str, key: str) -> None:
+    async def hit(self, rule: str, key: str, cost: int = 1) -> None:
         items = self._rules[rule]
         try:
             # Each hit is atomic in the storage, so concurrent requests cannot
             # slip past a limit; an event refused by a later item still counts
             # against the earlier ones, which errs on the strict side.
             for item in items:
-                if not await self._limiter.hit(item, rule, key):
+                if not await self._limiter.hit(item, rule, key, cost=cost):
                     raise RateLimited(
                         "rate_limited",
                         "Too many requests; try again later.",

@@ -31,6 +31,7 @@ from pigeon.services.accounts import Principal
 from pigeon.services.fanout import Queued
 from pigeon.services.messaging import chat_not_found
 from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
+from pigeon.services.visibility import refusing_adds
 
 
 @dataclass(slots=True, frozen=True)
@@ -110,6 +111,7 @@ class ChatService:
                 stored = await uow.chats.add_direct(chat, members)
                 await uow.commit()
                 return stored.id, stored.id == chat.id
+            await _check_adds(uow, principal.user_id, others)
             chat = Chat(new_id(), ChatKind.GROUP, name or "", principal.user_id, now)
             members = [Member(chat.id, principal.user_id, Role.ADMIN, now)]
             members += [Member(chat.id, u, Role.MEMBER, now) for u in others]
@@ -137,6 +139,7 @@ class ChatService:
                 raise NotFound("user_not_found", "No such user.")
             if await uow.chats.member(chat_id, user_id) is not None:
                 raise Conflict("already_member", "The user is already in the group.")
+            await _check_adds(uow, principal.user_id, [user_id])
             if await uow.chats.count_members(chat_id) >= self._policy.max_group_members:
                 raise Conflict(
                     "group_full", f"A group has at most {self._policy.max_group_members} members."
@@ -291,6 +294,17 @@ class ChatService:
             user_id, devices = removed
             items += [Queued(d, user_id, message=message) for d in devices]
         return await fanout.enqueue(uow, items, now + self._policy.undelivered_ttl)
+
+
+async def _check_adds(uow: UnitOfWork, adder_id: str, user_ids: list[str]) -> None:
+    """Refuse a group add that someone's privacy settings (or a block) do not allow."""
+    refused = await refusing_adds(uow, adder_id, user_ids)
+    if refused:
+        raise Forbidden(
+            "group_add_not_allowed",
+            f"These people cannot be added to groups by you: {', '.join(sorted(refused))}. "
+            "Send them an invite in a 1:1 chat instead.",
+        )
 
 
 def _check_group_name(name: str) -> None:

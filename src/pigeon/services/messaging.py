@@ -284,6 +284,7 @@ class _Batch:
                 first_in_batch[key] = index
                 fresh.append((index, op, _new_message(op, self.now)))
         fresh = await self._attach(uow, fresh)
+        blocked = await _blocked_recipients(uow, fresh)
         await fanout.assign_seqs(uow, [message for _, _, message in fresh])
         for index, op, message in fresh:
             record = SentRecord(
@@ -300,6 +301,8 @@ class _Batch:
             self.results[index] = _result(record, duplicate=False)
             sender_device = op.principal.device_id
             for user_id, device_ids in members[op.chat_id].items():
+                if (op.chat_id, user_id, op.principal.user_id) in blocked:
+                    continue  # accepted, never delivered: one tick forever, as in WhatsApp
                 self.queued += [
                     Queued(d, user_id, message=message) for d in device_ids if d != sender_device
                 ]
@@ -339,6 +342,18 @@ class _Batch:
             self.links += [(a, message.id, message.chat_id) for a in ids]
             kept.append((index, op, message))
         return kept
+
+
+async def _blocked_recipients(
+    uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
+) -> set[tuple[str, str, str]]:
+    """(chat, blocker, sender) for the batch's 1:1 sends whose recipient blocked the sender:
+    one indexed lookup per batch (docs/architecture.md, "Blocking")."""
+    if not fresh:
+        return set()
+    chat_ids = sorted({op.chat_id for _, op, _ in fresh})
+    senders = sorted({op.principal.user_id for _, op, _ in fresh})
+    return await uow.people.direct_blocks(chat_ids, senders)
 
 
 def _partition(op: Operation) -> str:

@@ -1,5 +1,9 @@
 """Presence (online, last seen) and typing: told only to people who share a chat.
 
+Of those, only the ones the user's privacy setting for last seen allows, and
+never someone the user blocked (``services.visibility``); typing in a 1:1
+chat does not reach a member who blocked the typist.
+
 None of this is queued: it goes to connections that are live right now, on
 any node. Whether someone is online is the shared directory's answer
 (``Presence``), not this node's.
@@ -16,6 +20,7 @@ from pigeon.services.accounts import Principal
 from pigeon.services.chats import ChatService
 from pigeon.services.messaging import chat_not_found
 from pigeon.services.ports import Bus, Clock, Presence, UnitOfWorkFactory
+from pigeon.services.visibility import seen_by, watchers
 
 
 @dataclass(slots=True, frozen=True)
@@ -47,9 +52,10 @@ class PresenceService:
             if not online:
                 await uow.users.set_last_seen(principal.user_id, now)
             contacts = await uow.chats.contacts(principal.user_id)
+            told = await watchers(uow, principal.user_id, sorted(contacts))
             await uow.commit()
         event = PresenceChange(principal.user_id, online, None if online else now)
-        self._bus.notify(sorted(contacts), event)
+        self._bus.notify(sorted(told), event)
 
     async def connection_closed(self, principal: Principal) -> None:
         """A connection of the user closed: they went away if it was their last, on any node."""
@@ -57,10 +63,13 @@ class PresenceService:
             await self.announce(principal, online=False)
 
     async def query(self, principal: Principal, user_ids: Sequence[str]) -> list[UserPresence]:
-        """Presence of those of ``user_ids`` who share a chat with the caller."""
+        """Presence of those of ``user_ids`` who share a chat with the caller and show it
+        to the caller (their privacy settings, blocks)."""
         async with self._uow(read_only=True) as uow:
             contacts = await uow.chats.contacts(principal.user_id)
-            visible = [u for u in dict.fromkeys(user_ids) if u in contacts]
+            sharing = [u for u in dict.fromkeys(user_ids) if u in contacts]
+            seen = await seen_by(uow, principal.user_id, sharing)
+            visible = [u for u in sharing if seen[u].last_seen]
             users = {u: await uow.users.get(u) for u in visible}
         online = await self._directory.online_users(visible)
         result = []
@@ -74,5 +83,10 @@ class PresenceService:
         members = await self._chats.member_ids(chat_id)
         if principal.user_id not in members:
             raise chat_not_found()
+        others = members - {principal.user_id}
+        if len(others) == 1:  # maybe a 1:1 chat: a member who blocked the typist is not told
+            async with self._uow(read_only=True) as uow:
+                blockers = await uow.people.direct_blocks([chat_id], [principal.user_id])
+            others -= {blocker for _, blocker, _ in blockers}
         event = Typing(chat_id, principal.user_id, composing)
-        self._bus.notify(sorted(members - {principal.user_id}), event)
+        self._bus.notify(sorted(others), event)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pigeon.domain.errors import NotFound
 from pigeon.domain.models import ProfileChanges, User
 from pigeon.services.ports import UnitOfWorkFactory
+from pigeon.services.visibility import seen_by
 
 # Stored as NOT NULL: "no name" is the empty string.
 NEVER_NULL = frozenset({"name", "about"})
@@ -48,9 +49,13 @@ class ProfileService:
             raise NotFound("user_not_found", "No such user.")
         return user
 
-    async def get_public(self, user_id: str) -> PublicProfile:
+    async def get_public(self, user_id: str, viewer_id: str | None = None) -> PublicProfile:
+        """The profile as ``viewer_id`` may see it: ``about`` only where the user's privacy
+        settings allow it, and never to someone the user blocked."""
         async with self._uow(read_only=True) as uow:
             user = await uow.users.get(user_id)
+            seen = await seen_by(uow, viewer_id, [user_id]) if viewer_id and user else {}
         if user is None:
             raise NotFound("user_not_found", "No such user.")
-        return PublicProfile(id=user.id, name=user.name, about=user.about)
+        about = user.about if viewer_id is None or seen[user_id].about else ""
+        return PublicProfile(id=user.id, name=user.name, about=about)

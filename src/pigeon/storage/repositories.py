@@ -14,7 +14,7 @@ from pigeon.services.ports import CodeAttempt
 from pigeon.storage.schema import devices, inbox_counters, users, verification_codes
 
 
-def _user(row: sa.Row[Any]) -> User:
+def user_of_row(row: sa.Row[Any]) -> User:
     m = row._mapping
     return User(
         id=m["id"],
@@ -52,11 +52,11 @@ class SqlUserRepository:
 
     async def get(self, user_id: str) -> User | None:
         row = (await self._conn.execute(sa.select(users).where(users.c.id == user_id))).first()
-        return _user(row) if row else None
+        return user_of_row(row) if row else None
 
     async def get_by_phone(self, phone: str) -> User | None:
         row = (await self._conn.execute(sa.select(users).where(users.c.phone == phone))).first()
-        return _user(row) if row else None
+        return user_of_row(row) if row else None
 
     async def add(self, user: User) -> None:
         await self._conn.execute(
@@ -95,7 +95,7 @@ class SqlUserRepository:
         query = sa.select(users).order_by(users.c.id).limit(limit)
         if after_id is not None:
             query = query.where(users.c.id > after_id)
-        return [_user(row) for row in await self._conn.execute(query)]
+        return [user_of_row(row) for row in await self._conn.execute(query)]
 
 
 class SqlDeviceRepository:

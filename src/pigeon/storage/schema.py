@@ -237,6 +237,54 @@ uploads = sa.Table(
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
 
+# -- people (contacts, blocks, privacy) -------------------------------------------
+
+# The caller's contacts: users whose numbers were in an uploaded address book.
+# Only matched users' ids are kept; a number that matched nobody is never stored.
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # Indexed on its own: deleting a user cascades here by contact.
+    sa.Column(
+        "contact_id",
+        ID,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    sa.Column("added_at", UtcDateTime, nullable=False),
+)
+
+blocks = sa.Table(
+    "blocks",
+    metadata,
+    sa.Column("blocker_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # Indexed on its own: each batch of sends looks its senders up here.
+    sa.Column(
+        "blocked_id",
+        ID,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# A user's privacy settings; no row means the defaults (domain.people.Privacy).
+privacy_settings = sa.Table(
+    "privacy_settings",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("last_seen", sa.String(8), nullable=False),
+    sa.Column("photo", sa.String(8), nullable=False),
+    sa.Column("about", sa.String(8), nullable=False),
+    sa.Column("statuses", sa.String(8), nullable=False),
+    sa.Column("read_receipts", sa.Boolean, nullable=False),
+    sa.Column("groups", sa.String(8), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # -- push notifications (issue 18) ---------------------------------------------------
 
 # Where each device is woken up while it has no live connection, and how far

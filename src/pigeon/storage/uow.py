@@ -15,6 +15,7 @@ from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnrea
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
+from pigeon.storage.people import SqlPeopleRepository
 from pigeon.storage.push import SqlPushRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 
@@ -32,6 +33,7 @@ class BoundRepositories:
     chats: SqlChatRepository
     delivery: DeliveryRepository
     media: SqlMediaRepository
+    people: SqlPeopleRepository
     push: SqlPushRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
@@ -41,6 +43,7 @@ class BoundRepositories:
         self.chats = SqlChatRepository(conn)
         self.delivery = delivery
         self.media = SqlMediaRepository(conn)
+        self.people = SqlPeopleRepository(conn)
         self.push = SqlPushRepository(conn)
 
 

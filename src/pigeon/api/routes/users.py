@@ -17,8 +17,9 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 async def get_user(
     user_id: str, principal: PrincipalDep, container: ContainerDep
 ) -> PublicProfileOut:
-    """A user's public profile (name and about; never the phone number)."""
+    """A user's public profile (name, and about where their privacy settings show it to
+    you; never the phone number)."""
     if not is_valid_id(user_id):  # e.g. a NUL, which PostgreSQL cannot even compare
         raise NotFound("user_not_found", "No such user.")
-    profile = await container.profiles.get_public(user_id)
+    profile = await container.profiles.get_public(user_id, viewer_id=principal.user_id)
     return PublicProfileOut(id=profile.id, name=profile.name, about=profile.about)

@@ -1,0 +1,49 @@
+"""Contacts, blocks and privacy: who may see and reach whom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Audience(StrEnum):
+    """Who sees one part of my profile or presence."""
+
+    EVERYONE = "everyone"
+    CONTACTS = "contacts"  # users in my uploaded address book (their ids, kept as contacts)
+    NOBODY = "nobody"
+
+
+class GroupAdders(StrEnum):
+    """Who may put me in a group without asking."""
+
+    EVERYONE = "everyone"
+    CONTACTS = "contacts"
+
+
+@dataclass(slots=True, frozen=True)
+class Privacy:
+    """A user's privacy settings; a user who never changed them has these defaults."""
+
+    last_seen: Audience = Audience.EVERYONE  # last seen and online
+    photo: Audience = Audience.EVERYONE
+    about: Audience = Audience.EVERYONE
+    statuses: Audience = Audience.CONTACTS
+    read_receipts: bool = True
+    groups: GroupAdders = GroupAdders.EVERYONE
+
+
+DEFAULT_PRIVACY = Privacy()
+
+
+def may_see(audience: Audience, *, is_self: bool, is_contact: bool) -> bool:
+    """Whether a viewer sees something its owner shows to ``audience``.
+
+    ``is_contact``: the viewer is in the owner's contacts. Blocking is checked
+    before this: a blocked viewer sees nothing, whatever the audience.
+    """
+    if is_self:
+        return True
+    if audience is Audience.EVERYONE:
+        return True
+    return audience is Audience.CONTACTS and is_contact

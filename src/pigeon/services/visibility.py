@@ -1,0 +1,83 @@
+"""What one user may see of others: blocks first, then each owner's privacy settings.
+
+Every read and event that shows a profile, presence or receipt asks here, in
+the caller's transaction: the settings live in the database, so every node
+applies the same ones at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pigeon.domain.people import GroupAdders, Privacy, may_see
+from pigeon.services.ports import UnitOfWork
+
+
+@dataclass(slots=True, frozen=True)
+class Seen:
+    """What a viewer may see of one owner."""
+
+    about: bool
+    photo: bool
+    last_seen: bool  # last seen and online
+    statuses: bool
+    blocked: bool  # the owner blocked the viewer
+
+
+async def seen_by(uow: UnitOfWork, viewer_id: str, owner_ids: Sequence[str]) -> dict[str, Seen]:
+    """For each owner, what ``viewer_id`` may see of them (three indexed lookups)."""
+    owners = sorted(set(owner_ids))
+    if not owners:
+        return {}
+    privacy = await uow.people.privacy(owners)
+    blockers = await uow.people.blockers_among(owners, viewer_id)
+    knows_viewer = await uow.people.has_as_contact(owners, viewer_id)
+    return {
+        owner: _seen(privacy[owner], owner == viewer_id, owner in knows_viewer, owner in blockers)
+        for owner in owners
+    }
+
+
+async def watchers(uow: UnitOfWork, owner_id: str, viewer_ids: Sequence[str]) -> set[str]:
+    """Those of ``viewer_ids`` who may see ``owner_id``'s last seen and online."""
+    viewers = sorted(set(viewer_ids))
+    if not viewers:
+        return set()
+    privacy = (await uow.people.privacy([owner_id]))[owner_id]
+    blocked = await uow.people.blocked_among(owner_id, viewers)
+    contacts = await uow.people.contact_ids(owner_id, viewers)
+    return {
+        viewer
+        for viewer in viewers
+        if viewer not in blocked
+        and may_see(privacy.last_seen, is_self=viewer == owner_id, is_contact=viewer in contacts)
+    }
+
+
+def _seen(privacy: Privacy, is_self: bool, is_contact: bool, blocked: bool) -> Seen:
+    if blocked and not is_self:
+        return Seen(about=False, photo=False, last_seen=False, statuses=False, blocked=True)
+    return Seen(
+        about=may_see(privacy.about, is_self=is_self, is_contact=is_contact),
+        photo=may_see(privacy.photo, is_self=is_self, is_contact=is_contact),
+        last_seen=may_see(privacy.last_seen, is_self=is_self, is_contact=is_contact),
+        statuses=may_see(privacy.statuses, is_self=is_self, is_contact=is_contact),
+        blocked=False,
+    )
+
+
+async def refusing_adds(uow: UnitOfWork, adder_id: str, user_ids: Sequence[str]) -> set[str]:
+    """Those of ``user_ids`` whom ``adder_id`` may not put in a group: they blocked the
+    adder, or let only their contacts add them and the adder is not one."""
+    targets = sorted(set(user_ids) - {adder_id})
+    if not targets:
+        return set()
+    privacy = await uow.people.privacy(targets)
+    blockers = await uow.people.blockers_among(targets, adder_id)
+    knows_adder = await uow.people.has_as_contact(targets, adder_id)
+    return {
+        u
+        for u in targets
+        if u in blockers or (privacy[u].groups is GroupAdders.CONTACTS and u not in knows_adder)
+    }

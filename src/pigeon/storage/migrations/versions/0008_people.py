@@ -1,0 +1,75 @@
+"""Contacts, blocks and privacy settings.
+
+Contacts hold only matched users' ids: the numbers of an uploaded address
+book that belong to nobody are never stored.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-05
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from pigeon.storage.schema import UtcDateTime
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+ID = sa.String(26)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "contacts",
+        sa.Column("owner_id", ID, nullable=False),
+        sa.Column("contact_id", ID, nullable=False),
+        sa.Column("added_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], name="fk_contacts_owner_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["contact_id"], ["users.id"], name="fk_contacts_contact_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("owner_id", "contact_id", name="pk_contacts"),
+    )
+    op.create_index("ix_contacts_contact_id", "contacts", ["contact_id"])
+    op.create_table(
+        "blocks",
+        sa.Column("blocker_id", ID, nullable=False),
+        sa.Column("blocked_id", ID, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["blocker_id"], ["users.id"], name="fk_blocks_blocker_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["blocked_id"], ["users.id"], name="fk_blocks_blocked_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("blocker_id", "blocked_id", name="pk_blocks"),
+    )
+    op.create_index("ix_blocks_blocked_id", "blocks", ["blocked_id"])
+    op.create_table(
+        "privacy_settings",
+        sa.Column("user_id", ID, nullable=False),
+        sa.Column("last_seen", sa.String(8), nullable=False),
+        sa.Column("photo", sa.String(8), nullable=False),
+        sa.Column("about", sa.String(8), nullable=False),
+        sa.Column("statuses", sa.String(8), nullable=False),
+        sa.Column("read_receipts", sa.Boolean, nullable=False),
+        sa.Column("groups", sa.String(8), nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_privacy_settings_user_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name="pk_privacy_settings"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("privacy_settings")
+    op.drop_index("ix_blocks_blocked_id", table_name="blocks")
+    op.drop_table("blocks")
+    op.drop_index("ix_contacts_contact_id", table_name="contacts")
+    op.drop_table("contacts")

@@ -1,0 +1,198 @@
+"""Contacts, blocks and privacy settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pigeon.domain.models import User
+from pigeon.domain.people import DEFAULT_PRIVACY, Audience, GroupAdders, Privacy
+from pigeon.storage.repositories import user_of_row
+from pigeon.storage.schema import blocks, chat_members, chats, contacts, privacy_settings, users
+
+
+def _privacy(m: Any) -> Privacy:
+    return Privacy(
+        last_seen=Audience(m["last_seen"]),
+        photo=Audience(m["photo"]),
+        about=Audience(m["about"]),
+        statuses=Audience(m["statuses"]),
+        read_receipts=bool(m["read_receipts"]),
+        groups=GroupAdders(m["groups"]),
+    )
+
+
+class SqlPeopleRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    # -- contacts ------------------------------------------------------------------
+
+    async def users_by_phones(self, phones: Sequence[str]) -> list[User]:
+        """The users with these numbers; the numbers go no further than this query."""
+        if not phones:
+            return []
+        rows = await self._conn.execute(sa.select(users).where(users.c.phone.in_(phones)))
+        return [user_of_row(row) for row in rows]
+
+    async def add_contacts(self, owner_id: str, contact_ids: Sequence[str], now: datetime) -> None:
+        """Keep these users as ``owner_id``'s contacts (those already kept stay as they are)."""
+        wanted = sorted(set(contact_ids) - {owner_id})
+        if not wanted:
+            return
+        known = set(
+            (
+                await self._conn.execute(
+                    sa.select(contacts.c.contact_id).where(
+                        contacts.c.owner_id == owner_id, contacts.c.contact_id.in_(wanted)
+                    )
+                )
+            ).scalars()
+        )
+        rows = [
+            {"owner_id": owner_id, "contact_id": c, "added_at": now}
+            for c in wanted
+            if c not in known
+        ]
+        if rows:
+            await self._conn.execute(contacts.insert(), rows)
+
+    async def contacts_of(self, owner_id: str) -> list[User]:
+        """``owner_id``'s contacts, by name."""
+        rows = await self._conn.execute(
+            sa.select(users)
+            .join(contacts, contacts.c.contact_id == users.c.id)
+            .where(contacts.c.owner_id == owner_id)
+            .order_by(users.c.name, users.c.id)
+        )
+        return [user_of_row(row) for row in rows]
+
+    async def has_as_contact(self, owner_ids: Sequence[str], contact_id: str) -> set[str]:
+        """Those of ``owner_ids`` who have ``contact_id`` among their contacts."""
+        if not owner_ids:
+            return set()
+        rows = await self._conn.execute(
+            sa.select(contacts.c.owner_id).where(
+                contacts.c.owner_id.in_(sorted(set(owner_ids))),
+                contacts.c.contact_id == contact_id,
+            )
+        )
+        return set(rows.scalars())
+
+    async def contact_ids(self, owner_id: str, among: Sequence[str]) -> set[str]:
+        """Those of ``among`` who are ``owner_id``'s contacts."""
+        if not among:
+            return set()
+        rows = await self._conn.execute(
+            sa.select(contacts.c.contact_id).where(
+                contacts.c.owner_id == owner_id, contacts.c.contact_id.in_(sorted(set(among)))
+            )
+        )
+        return set(rows.scalars())
+
+    # -- blocks --------------------------------------------------------------------
+
+    async def block(self, blocker_id: str, blocked_id: str, now: datetime) -> None:
+        exists = await self._conn.execute(
+            sa.select(blocks.c.blocker_id).where(
+                blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id
+            )
+        )
+        if exists.first() is None:
+            await self._conn.execute(
+                blocks.insert().values(blocker_id=blocker_id, blocked_id=blocked_id, created_at=now)
+            )
+
+    async def unblock(self, blocker_id: str, blocked_id: str) -> None:
+        await self._conn.execute(
+            blocks.delete().where(
+                blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id
+            )
+        )
+
+    async def blocked_by(self, blocker_id: str) -> list[tuple[str, datetime]]:
+        """Who ``blocker_id`` blocked and when, newest first."""
+        rows = await self._conn.execute(
+            sa.select(blocks.c.blocked_id, blocks.c.created_at)
+            .where(blocks.c.blocker_id == blocker_id)
+            .order_by(blocks.c.created_at.desc(), blocks.c.blocked_id)
+        )
+        return [(row.blocked_id, row.created_at) for row in rows]
+
+    async def blockers_among(self, user_ids: Sequence[str], blocked_id: str) -> set[str]:
+        """Those of ``user_ids`` who blocked ``blocked_id``."""
+        if not user_ids:
+            return set()
+        rows = await self._conn.execute(
+            sa.select(blocks.c.blocker_id).where(
+                blocks.c.blocked_id == blocked_id,
+                blocks.c.blocker_id.in_(sorted(set(user_ids))),
+            )
+        )
+        return set(rows.scalars())
+
+    async def blocked_among(self, blocker_id: str, user_ids: Sequence[str]) -> set[str]:
+        """Those of ``user_ids`` whom ``blocker_id`` blocked."""
+        if not user_ids:
+            return set()
+        rows = await self._conn.execute(
+            sa.select(blocks.c.blocked_id).where(
+                blocks.c.blocker_id == blocker_id,
+                blocks.c.blocked_id.in_(sorted(set(user_ids))),
+            )
+        )
+        return set(rows.scalars())
+
+    async def direct_blocks(
+        self, chat_ids: Sequence[str], sender_ids: Sequence[str]
+    ) -> set[tuple[str, str, str]]:
+        """(chat, blocker, blocked) for 1:1 chats among ``chat_ids`` where a member blocked
+        one of ``sender_ids``: one statement per batch of sends, starting from the
+        blocks of those senders (by index; nearly always none)."""
+        if not chat_ids or not sender_ids:
+            return set()
+        rows = await self._conn.execute(
+            sa.select(chats.c.id, blocks.c.blocker_id, blocks.c.blocked_id)
+            .select_from(blocks)
+            .join(chat_members, chat_members.c.user_id == blocks.c.blocker_id)
+            .join(chats, chats.c.id == chat_members.c.chat_id)
+            .where(
+                blocks.c.blocked_id.in_(sorted(set(sender_ids))),
+                chat_members.c.chat_id.in_(sorted(set(chat_ids))),
+                chats.c.kind == "direct",
+            )
+        )
+        return {(row[0], row[1], row[2]) for row in rows}
+
+    # -- privacy -------------------------------------------------------------------
+
+    async def privacy(self, user_ids: Sequence[str]) -> dict[str, Privacy]:
+        """Each user's settings (the defaults for those who never changed them)."""
+        if not user_ids:
+            return {}
+        wanted = sorted(set(user_ids))
+        rows = await self._conn.execute(
+            sa.select(privacy_settings).where(privacy_settings.c.user_id.in_(wanted))
+        )
+        found = {row.user_id: _privacy(row._mapping) for row in rows}
+        return {u: found.get(u, DEFAULT_PRIVACY) for u in wanted}
+
+    async def set_privacy(self, user_id: str, privacy: Privacy, now: datetime) -> None:
+        values = {
+            "last_seen": privacy.last_seen.value,
+            "photo": privacy.photo.value,
+            "about": privacy.about.value,
+            "statuses": privacy.statuses.value,
+            "read_receipts": privacy.read_receipts,
+            "groups": privacy.groups.value,
+            "updated_at": now,
+        }
+        updated = await self._conn.execute(
+            privacy_settings.update().where(privacy_settings.c.user_id == user_id).values(**values)
+        )
+        if updated.rowcount == 0:
+            await self._conn.execute(privacy_settings.insert().values(user_id=user_id, **values))
