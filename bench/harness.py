@@ -7,7 +7,8 @@ Scenarios, each on SQLite and PostgreSQL:
   reads       a group of 100 all marking one message read: receipts sent
   idle        10,000 authenticated idle connections: server memory per connection
   catchup     one device offline while 10,000 messages arrive, then connects
-and the same throughput and rate scenarios against a bare relay on the same stack.
+and the same throughput and rate scenarios against a bare relay on the same stack;
+also bench/ordinary.py's ordinary, signups and httpcost (ordinary load, issue 20).
 
     python -m bench.harness [--databases sqlite,postgresql] [--scenarios ...] [--quick]
 """
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import ordinary
 from bench.common import (
     Client,
     PigeonServer,
@@ -476,6 +478,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "catchup" in wanted:
             out[f"{kind}/catchup"] = await scenario_catchup(kind, 1000 if quick else 10_000)
             print(f"{kind}/catchup: {out[f'{kind}/catchup']}", flush=True)
+        out.update(await ordinary.run(kind, wanted, quick))  # ordinary load (issue 20)
     for kind in args.databases.split(","):
         relay, pigeon = out.get("relay/throughput"), out.get(f"{kind}/throughput")
         if relay and pigeon:
@@ -483,13 +486,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 pigeon["messages_per_second"] / max(relay["messages_per_second"], 1), 2
             )
     results["targets"] = targets(results, args.databases.split(","))
+    results["targets"] += ordinary.targets(out, args.databases.split(","))
     return results
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--databases", default="sqlite,postgresql")
-    parser.add_argument("--scenarios", default="throughput,rate,fanout,reads,idle,catchup")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(["throughput,rate,fanout,reads,idle,catchup", *ordinary.SCENARIOS]),
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     import uvloop

@@ -18,7 +18,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.blobs.filesystem import FilesystemBlobStore
-from pigeon.blobs.s3 import S3BlobStore
 from pigeon.bus.memory import LocalBus
 from pigeon.bus.nats import NatsBus
 from pigeon.bus.redis import RedisBus
@@ -40,9 +39,11 @@ from pigeon.services import accounts, contacts
 from pigeon.services.accounts import AccountPolicy, AccountService
 from pigeon.services.admin import AdminService
 from pigeon.services.blocks import BlockService
+from pigeon.services.changes import ChangePolicy
 from pigeon.services.chats import ChatPolicy, ChatService
 from pigeon.services.committer import GatherPolicy
 from pigeon.services.contacts import ContactService, ContactsPolicy
+from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
 from pigeon.services.notifications import NotificationService
@@ -207,8 +208,11 @@ class Container:
         """Migrate (unless turned off), check the bucket, start the committer."""
         if self.settings.auto_migrate:
             await migrate.upgrade(self.engine)
-        if isinstance(self.blobs, S3BlobStore):
-            await self.blobs.ensure_bucket()
+        if self.settings.blob_store == "s3":
+            from pigeon.blobs.s3 import S3BlobStore  # already loaded by build_blob_store
+
+            if isinstance(self.blobs, S3BlobStore):
+                await self.blobs.ensure_bucket()
         await self.bus.start()
         self.messaging.committer.start()
         if self.push_worker is not None:
@@ -297,6 +301,9 @@ def build_limiter(settings: Settings) -> LimitsRateLimiter:
 
 def build_blob_store(settings: Settings) -> BlobStore:
     if settings.blob_store == "s3":
+        # Imported only when chosen: aioboto3 is a quarter of a start's imports.
+        from pigeon.blobs.s3 import S3BlobStore
+
         secret = settings.s3_secret_access_key
         return S3BlobStore(
             bucket=settings.s3_bucket,
@@ -456,6 +463,15 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ack_delay=timedelta(milliseconds=settings.ack_commit_delay_ms),
             gather=GatherPolicy(wait=settings.commit_gather_ms / 1000),
             on_commit=metrics.record_commit,
+            changes=ChangePolicy(
+                edit_window=timedelta(seconds=settings.edit_window_seconds),
+                delete_window=timedelta(seconds=settings.delete_window_seconds),
+                max_message_length=settings.max_message_length,
+            ),
+            forwarding=ForwardPolicy(
+                many_interval=timedelta(seconds=settings.forward_many_interval_seconds),
+                excerpt_max_length=settings.reply_excerpt_max_length,
+            ),
         ),
         batch_uow=storage.batch_uow,
     )

@@ -191,6 +191,22 @@ class Settings(BaseSettings):
     apns_team_id: str = ""
     apns_base_url: str = "https://api.push.apple.com"
     apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
+    # -- message changes (reactions, edits, deletes for everyone) -------------
+    edit_window_seconds: int = Field(
+        900, ge=0, description="How long after sending its sender may edit a text message."
+    )
+    delete_window_seconds: int = Field(
+        172800, ge=0, description="How long after sending a message may be deleted for everyone."
+    )
+    forward_many_interval_seconds: int = Field(
+        60,
+        ge=0,
+        description="A message forwarded many times: how long before the same user may "
+        "forward it to another chat (one chat at a time).",
+    )
+    reply_excerpt_max_length: int = Field(
+        200, ge=1, description="Characters of the quoted message a reply's excerpt may carry."
+    )
 
     @classmethod
     def settings_customise_sources(

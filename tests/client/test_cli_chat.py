@@ -27,7 +27,15 @@ from typer.testing import CliRunner, Result
 
 from pigeon.cli import main as cli
 from pigeon.cli import terminal
-from pigeon.client import MessageEvent, PigeonClient, ReceiptEvent, Session
+from pigeon.client import (
+    MessageDeletedEvent,
+    MessageEditedEvent,
+    MessageEvent,
+    PigeonClient,
+    ReactionEvent,
+    ReceiptEvent,
+    Session,
+)
 from tests.client.conftest import OpenDevice, Register
 from tests.live import LiveServer
 from tests.support import Outbox
@@ -299,3 +307,83 @@ async def test_commands_without_a_session_say_how_to_log_in(tmp_path: Path) -> N
     result = await pigeon_chat("list", "--session-file", str(tmp_path / "missing.json"))
     assert result.exit_code == 1
     assert "pigeon chat login" in result.output
+
+
+async def test_react_edit_and_delete_from_the_terminal(
+    server: LiveServer,
+    outbox: Outbox,
+    session_file: Path,
+    pipe: Pipe,
+    register: Register,
+    open_device: OpenDevice,
+) -> None:
+    await login(server, outbox, session_file, pipe)
+    alice_id = stored(session_file)["user_id"]
+    bob = await open_device(await register())
+    chat = await bob.conn.create_chat([alice_id])
+    theirs = await bob.conn.send_message(chat.chat_id, "coffee?")
+    where = ("--session-file", str(session_file))
+
+    reacted = await pigeon_chat("react", chat.chat_id, theirs.message_id, "☕", *where)
+    assert reacted.exit_code == 0, reacted.output
+    reaction = await bob.next(ReactionEvent)
+    assert (reaction.message_id, reaction.user_id, reaction.emoji) == (
+        theirs.message_id,
+        alice_id,
+        "☕",
+    )
+    not_one = await pigeon_chat("react", chat.chat_id, theirs.message_id, "ok", *where)
+    assert not_one.exit_code != 0
+    assert "A reaction is one emoji" in not_one.output
+    not_hers = await pigeon_chat("edit", chat.chat_id, theirs.message_id, "tea?", *where)
+    assert not_hers.exit_code != 0
+    assert "No such message that you may change" in not_hers.output
+
+    sent = await pigeon_chat("send", chat.chat_id, "at 10", *where)
+    match = re.search(r"\(([0-9A-Z]{26})\)", sent.output)
+    assert match, sent.output
+    mine = match.group(1)
+    assert (await bob.next(MessageEvent)).message_id == mine
+    edited = await pigeon_chat("edit", chat.chat_id, mine, "at 11", *where)
+    assert edited.exit_code == 0, edited.output
+    assert (await bob.next(MessageEditedEvent)).text == "at 11"
+    deleted = await pigeon_chat("delete", chat.chat_id, mine, *where)
+    assert deleted.exit_code == 0, deleted.output
+    assert "deleted for everyone" in deleted.output
+    assert (await bob.next(MessageDeletedEvent)).message_id == mine
+
+
+async def test_forward_from_the_terminal(
+    server: LiveServer,
+    outbox: Outbox,
+    session_file: Path,
+    pipe: Pipe,
+    register: Register,
+    open_device: OpenDevice,
+) -> None:
+    await login(server, outbox, session_file, pipe)
+    alice_id = stored(session_file)["user_id"]
+    bob = await open_device(await register())
+    carol = await open_device(await register())
+    from_bob = await bob.conn.create_chat([alice_id])
+    to_carol = await carol.conn.create_chat([alice_id])
+    theirs = await bob.conn.send_message(from_bob.chat_id, "the menu")
+    where = ("--session-file", str(session_file))
+
+    result = await pigeon_chat(
+        "forward", from_bob.chat_id, theirs.message_id, to_carol.chat_id, *where
+    )
+    assert result.exit_code == 0, result.output
+    assert "forwarded as #1" in result.output
+    got = await carol.next(MessageEvent)
+    assert (got.text, got.sender_id, got.forward_hops, got.forwarded_many_times) == (
+        "the menu",
+        alice_id,
+        1,
+        False,
+    )
+    missing = await pigeon_chat(
+        "forward", from_bob.chat_id, "01JQ81NOSUCH", to_carol.chat_id, *where
+    )
+    assert missing.exit_code != 0
+    assert "does not have that message" in missing.output

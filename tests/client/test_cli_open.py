@@ -247,3 +247,45 @@ async def test_a_line_typed_after_the_connection_was_taken_over_stays_in_pigeon(
     assert "took over the connection" in result.output
     assert "not sent" in result.output
     assert all(isinstance(m, MessageEvent) for m in bob.received_messages())
+
+
+async def test_open_shows_reactions_edits_deletes_and_the_disappearing_timer(
+    server: LiveServer,
+    outbox: Outbox,
+    session_file: Path,
+    pipe: Pipe,
+    register: Register,
+    open_device: OpenDevice,
+    tmp_path: Path,
+) -> None:
+    await login(server, outbox, session_file, Pipe())
+    alice_id = stored(session_file)["user_id"]
+    bob = await open_device(await register())
+    chat = await bob.conn.create_chat([alice_id])
+    options = ("--session-file", str(session_file), "--download-dir", str(tmp_path / "dl"))
+
+    running = asyncio.create_task(pigeon_chat("open", chat.chat_id, *options, stdin=pipe.reader))
+    try:
+        sent = await bob.conn.send_message(chat.chat_id, "see you at 8")
+        await bob.conn.edit_message(chat.chat_id, sent.message_id, "see you at 9")
+        await bob.conn.react(chat.chat_id, sent.message_id, "👍")
+        await bob.conn.set_disappearing(chat.chat_id, 604_800)
+        await bob.conn.delete_message(chat.chat_id, sent.message_id)
+        marker = await bob.conn.send_message(chat.chat_id, "marker")
+        # Alice's terminal acked the marker: it showed everything before it.
+        while not (
+            (receipt := await bob.next(ReceiptEvent)).user_id == alice_id
+            and receipt.type == "delivered"
+            and receipt.up_to_seq >= marker.seq
+        ):
+            pass
+        pipe.type("/quit\n")
+    finally:
+        pipe.end()
+    result = await asyncio.wait_for(running, 30)
+    assert result.exit_code == 0, result.output
+    output = result.output.replace("\n", " ")
+    assert f"edited {sent.message_id}: see you at 9" in output
+    assert f"reacted 👍 to {sent.message_id}" in output
+    assert "made new messages disappear after 7 days" in output
+    assert f"deleted {sent.message_id} for everyone" in output

@@ -252,6 +252,8 @@ def _gateway_error_codes() -> set[str]:
         SRC / "gateway" / "outbound.py",
         SRC / "gateway" / "frames.py",
         SRC / "services" / "messaging.py",
+        SRC / "services" / "changes.py",
+        SRC / "services" / "forwarding.py",
         SRC / "services" / "chats.py",
         SRC / "services" / "presence.py",
         SRC / "services" / "media.py",
@@ -402,6 +404,36 @@ async def test_frames_of_a_live_server_match_the_schema(
     )
     events.append(read)
     await b.call("ack", {"upTo": messages[1]["data"]["inboxSeq"]})
+
+    # Changes to a message: a reaction, an edit, a delete for everyone.
+    ref = {"chatId": direct["chatId"], "messageId": messages[1]["data"]["messageId"]}
+    await b.call("react", {**ref, "emoji": "👍"})
+    events.append(await a.client.next_event("reaction"))
+    await a.call("editMessage", {**ref, "text": "hello again"})
+    events.append(await b.client.next_event("messageEdited"))
+    await a.call("deleteMessage", ref)
+    events.append(await b.client.next_event("messageDeleted"))
+
+    # Disappearing messages: the system message, then a message that carries its expiry.
+    await a.call("setDisappearing", {"chatId": direct["chatId"], "seconds": 86400})
+    events.append(await b.client.next_event("message"))
+    assert events[-1]["data"]["system"]["action"] == "disappearing"
+    await a.call(
+        "sendMessage",
+        {
+            "chatId": direct["chatId"],
+            "clientMessageId": "m-3",
+            "message": "gone tomorrow",
+            "replyTo": {"messageId": sent["messageId"], "excerpt": "a photo"},
+            "forwardedFrom": {"chatId": direct["chatId"], "messageId": sent["messageId"]},
+        },
+    )
+    expiring = await b.client.next_event("message")
+    assert "expiresAt" in expiring["data"]
+    assert "quote" in expiring["data"]
+    assert expiring["data"]["forwarded"] == {"hops": 1, "manyTimes": False}
+    events.append(expiring)
+    await a.call("getChat", {"chatId": direct["chatId"]})
 
     # Ephemeral events and the small commands.
     await a.call("typing", {"chatId": direct["chatId"], "state": "composing"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,6 +119,10 @@ async def test_pushes_off_means_none_and_previews_name_the_sender(
     await client.patch("/v1/me/notifications", json={"push": False}, headers=bearer(bob))
 
     await mark(on_alice, chat_id, "while pushes are off")
+    suppressed = 'pigeon_push_total{outcome="suppressed",provider="webpush"} 1.0'
+    async with asyncio.timeout(5):  # the worker looked at it, and sent nothing
+        while suppressed not in (await client.get("/metrics")).text:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
     response = await client.patch(
         "/v1/me/notifications", json={"push": True, "previews": True}, headers=bearer(bob)
     )

@@ -361,7 +361,8 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
             "clientMessageId": "c-1",
             "message": "hello",
             "attachments": [new_id()],
-            "replyTo": new_id(),
+            "replyTo": {"messageId": new_id(), "excerpt": "you said"},
+            "forwardedFrom": {"chatId": group, "messageId": new_id()},
             "mentions": [bob],
         },
         "ack": {"upTo": 0},
@@ -377,6 +378,10 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
             "mimeType": "application/pdf",
             "fileName": "a.pdf",
         },
+        "react": {"chatId": group, "messageId": new_id(), "emoji": "👍"},
+        "editMessage": {"chatId": group, "messageId": new_id(), "text": "new text"},
+        "deleteMessage": {"chatId": group, "messageId": new_id()},
+        "setDisappearing": {"chatId": group, "seconds": 86400},
     }
 
 

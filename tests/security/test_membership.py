@@ -81,6 +81,7 @@ class Target:
     me: str
     admin: str
     own_chat: str
+    message: str  # the message in the chat (reactions, edits, deletes, forwards name it)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class World:
     attachment: str
     upload: str  # alice's upload in progress
     own_chat: str  # carol's and mallory's 1:1 chat
+    message: str  # alice's message in the group (carol received it while she was in)
 
     def attackers(self) -> list[Attacker]:
         def target(session: dict[str, Any]) -> Target:
@@ -115,12 +117,23 @@ class World:
                 session["user_id"],
                 self.alice["user_id"],
                 self.own_chat,
+                self.message,
             )
 
         guesses = [
-            replace(target(self.mallory), chat=chat, attachment=attachment, upload=upload)
-            for chat, attachment, upload in zip(
-                guessed(self.group), guessed(self.attachment), guessed(self.upload), strict=True
+            replace(
+                target(self.mallory),
+                chat=chat,
+                attachment=attachment,
+                upload=upload,
+                message=message,
+            )
+            for chat, attachment, upload, message in zip(
+                guessed(self.group),
+                guessed(self.attachment),
+                guessed(self.upload),
+                guessed(self.message),
+                strict=True,
             )
         ]
         return [
@@ -151,7 +164,7 @@ async def build_world(client: httpx.AsyncClient, user: Register, connect: Connec
     )
     assert upload.status_code == 201, upload.text
     attachment = upload.json()["attachmentId"]
-    await a.call(
+    sent = await a.call(
         "sendMessage",
         {"chatId": group, "clientMessageId": "m1", "message": SECRET, "attachments": [attachment]},
     )
@@ -172,7 +185,21 @@ async def build_world(client: httpx.AsyncClient, user: Register, connect: Connec
     for ws, count in ((a, 2), (b, 3), (c, 3)):
         await ws.collect("message", count)
     upload_id = started.json()["uploadId"]
-    return World(alice, bob, carol, mallory, a, b, c, m, group, attachment, upload_id, own_chat)
+    return World(
+        alice,
+        bob,
+        carol,
+        mallory,
+        a,
+        b,
+        c,
+        m,
+        group,
+        attachment,
+        upload_id,
+        own_chat,
+        sent["messageId"],
+    )
 
 
 async def download(
@@ -301,6 +328,41 @@ OPERATIONS = [
         ),
         "attachment_not_found",
     ),
+    Operation(
+        "react",
+        command("react", lambda t: {"chatId": t.chat, "messageId": t.message, "emoji": "🔥"}),
+        "message_not_found",
+    ),
+    Operation(
+        "editMessage",
+        command(
+            "editMessage", lambda t: {"chatId": t.chat, "messageId": t.message, "text": "0wned"}
+        ),
+        "message_not_found",
+    ),
+    Operation(
+        "deleteMessage",
+        command("deleteMessage", lambda t: {"chatId": t.chat, "messageId": t.message}),
+        "message_not_found",
+    ),
+    Operation(
+        "forward",
+        command(
+            "sendMessage",
+            lambda t: {
+                "chatId": t.own_chat,
+                "clientMessageId": new_id(),
+                "message": "fwd",
+                "forwardedFrom": {"chatId": t.chat, "messageId": t.message},
+            },
+        ),
+        "message_not_found",
+    ),
+    Operation(
+        "setDisappearing",
+        command("setDisappearing", lambda t: {"chatId": t.chat, "seconds": 86400}),
+        "chat_not_found",
+    ),
     Operation("GET attachment", http(""), "attachment_not_found"),
     Operation("GET attachment link", http("/link"), "attachment_not_found"),
     Operation("GET upload", upload_request("GET"), "upload_not_found"),
@@ -356,7 +418,9 @@ async def test_attackers_get_the_nonexistent_answer_and_change_nothing(
     before = await dump(container.engine)
 
     for attacker in w.attackers():
-        nowhere = replace(attacker.real[0], chat=new_id(), attachment=new_id(), upload=new_id())
+        nowhere = replace(
+            attacker.real[0], chat=new_id(), attachment=new_id(), upload=new_id(), message=new_id()
+        )
         expected = await operation.run(client, attacker, nowhere)
         assert_nonexistent_answer(expected, operation.code)
         for target in attacker.real:
@@ -411,6 +475,7 @@ MEMBER_ATTEMPTS: dict[str, Callable[[World], tuple[str, dict[str, Any]]]] = {
         {"chatId": w.group, "userId": w.mallory["user_id"], "operation": "ADD"},
     ),
     "rename": lambda w: ("updateChat", {"chatId": w.group, "name": "Bob's group"}),
+    "disappearing": lambda w: ("setDisappearing", {"chatId": w.group, "seconds": 86400}),
 }
 
 

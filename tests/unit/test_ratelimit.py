@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
 import pytest
 
 from pigeon.domain.errors import RateLimited, Unavailable
-from pigeon.ratelimit import LimitsRateLimiter
+from pigeon.ratelimit import LimitsRateLimiter, memory
 
 REDIS_URL = os.environ.get("PIGEON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RULES = {"send_code": "3/minute;5/hour"}
@@ -60,5 +61,44 @@ async def test_an_unreachable_redis_fails_closed() -> None:
         with pytest.raises(Unavailable) as refused:
             await limiter.hit("send_code", "+14155550100")
         assert refused.value.code == "rate_limiter_unavailable"
+    finally:
+        await limiter.close()
+
+
+async def test_in_memory_window_moves_and_refused_hits_do_not_count() -> None:
+    limiter = LimitsRateLimiter({"send_code": "2/second"})
+    assert await hit_until_refused(limiter, "+14155550100", 5) == 2
+    # Three refused hits above did not extend the window: a second after the
+    # first two, the key is allowed two more.
+    await asyncio.sleep(1.05)
+    assert await limiter.retry_after("send_code", "+14155550100") == 0
+    assert await hit_until_refused(limiter, "+14155550100", 5) == 2
+
+
+async def test_in_memory_limits_forget_idle_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of numbers that asked once do not stay in memory (nor slow each hit)."""
+    monkeypatch.setattr(memory, "SWEEP_SECONDS", 0.0)
+    limiter = LimitsRateLimiter({"send_code": "1/second"})
+    for n in range(1000):
+        await limiter.hit("send_code", f"+1415555{n:04d}")
+    await asyncio.sleep(1.05)
+    await limiter.hit("send_code", "+14155550000")  # sweeps: only this key is left
+    assert await hit_until_refused(limiter, "+14155550000", 2) == 0
+    assert await limiter.retry_after("send_code", "+14155550001") == 0
+    assert len(limiter._limiter._windows) == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("storage", [None, REDIS_URL])
+async def test_a_costly_hit_counts_its_cost_on_both_storages(storage: str | None) -> None:
+    """A lookup of 8 numbers spends 8 of a 10-number quota, on one node or on Redis."""
+    limiter = LimitsRateLimiter({"numbers": "10/day"}, storage_url=storage)
+    key = uuid.uuid4().hex
+    try:
+        await limiter.hit("numbers", key, cost=8)
+        with pytest.raises(RateLimited):
+            await limiter.hit("numbers", key, cost=3)  # 11 > 10: refused, not recorded
+        await limiter.hit("numbers", key, cost=2)
+        with pytest.raises(RateLimited):
+            await limiter.hit("numbers", key)
     finally:
         await limiter.close()

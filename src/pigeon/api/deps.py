@@ -14,12 +14,17 @@ from pigeon.services.accounts import Principal
 _bearer = HTTPBearer(auto_error=False, description="The device's access token.")
 
 
-def get_container(request: Request) -> Container:
+# The dependencies are coroutines, though they never await: FastAPI runs a plain
+# function in a worker thread, and those two thread hops were a quarter of a
+# code request's server CPU (py-spy, docs/performance.md).
+
+
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
-def client_ip(request: Request) -> str:
+async def client_ip(request: Request) -> str:
     # uvicorn rewrites the client from X-Forwarded-For only when told to trust it.
     return request.client.host if request.client else "unknown"
 

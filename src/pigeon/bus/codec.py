@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
+from pigeon.domain.changes import ChangeKind, MessageChange
 from pigeon.domain.chats import Message, MessageKind
-from pigeon.domain.delivery import InboxEntry
+from pigeon.domain.delivery import InboxEntry, QueuedEvent
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, ReceiptType, Typing
 
 
@@ -36,14 +37,31 @@ def _message(m: Message) -> list[Any]:
         m.reply_to,
         m.system,
         _time(m.created_at),
+        m.forward_hops,
+        m.quote,
+        _time(m.expires_at) if m.expires_at else None,
         m.mentions,
     ]
 
 
 def _message_from(fields: list[Any]) -> Message:
-    # A node older than mentions sends eleven fields.
-    (mid, chat_id, seq, kind, sender, device, body, attachments, reply_to, system, at) = fields[:11]
-    mentions = list(fields[11]) if len(fields) > 11 else []
+    (
+        mid,
+        chat_id,
+        seq,
+        kind,
+        sender,
+        device,
+        body,
+        attachments,
+        reply_to,
+        system,
+        at,
+        hops,
+        quote,
+        expires,
+    ) = fields[:14]
+    mentions = list(fields[14]) if len(fields) > 14 else []  # a node older than mentions
     return Message(
         mid,
         chat_id,
@@ -56,6 +74,9 @@ def _message_from(fields: list[Any]) -> Message:
         attachments,
         reply_to,
         system,
+        hops,
+        quote,
+        datetime.fromisoformat(expires) if expires else None,
         mentions,
     )
 
@@ -67,6 +88,32 @@ def _receipt(r: Receipt) -> list[Any]:
 def _receipt_from(fields: list[Any]) -> Receipt:
     chat_id, kind, user_id, up_to, at = fields
     return Receipt(chat_id, ReceiptType(kind), user_id, up_to, datetime.fromisoformat(at))
+
+
+def _change(c: MessageChange) -> list[Any]:
+    return [
+        "change",
+        c.kind.value,
+        c.chat_id,
+        c.message_id,
+        c.user_id,
+        _time(c.at),
+        c.emoji,
+        c.text,
+    ]
+
+
+def _event(event: QueuedEvent) -> list[Any]:
+    return _change(event) if isinstance(event, MessageChange) else _receipt(event)
+
+
+def _event_from(fields: list[Any]) -> QueuedEvent:
+    if fields[0] != "change":
+        return _receipt_from(fields)
+    _, kind, chat_id, message_id, user_id, at, emoji, text = fields
+    return MessageChange(
+        ChangeKind(kind), chat_id, message_id, user_id, datetime.fromisoformat(at), emoji, text
+    )
 
 
 def encode_entries(entries: Sequence[InboxEntry]) -> bytes:
@@ -82,7 +129,7 @@ def encode_entries(entries: Sequence[InboxEntry]) -> bytes:
                 e.seq,
                 _time(e.expires_at),
                 e.message.id if e.message else None,
-                _receipt(e.event) if e.event else None,
+                _event(e.event) if e.event else None,
             ]
         )
     return orjson.dumps({"m": list(messages.values()), "e": rows})
@@ -97,9 +144,9 @@ def decode_entries(data: bytes) -> list[InboxEntry]:
             seq=seq,
             expires_at=datetime.fromisoformat(expires),
             message=messages[message_id] if message_id else None,
-            event=_receipt_from(receipt) if receipt else None,
+            event=_event_from(event) if event else None,
         )
-        for device, seq, expires, message_id, receipt in document["e"]
+        for device, seq, expires, message_id, event in document["e"]
     ]
 
 

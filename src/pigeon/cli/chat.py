@@ -78,6 +78,15 @@ ChatId = Annotated[
 ]
 
 
+MessageId = Annotated[
+    str,
+    typer.Argument(
+        help="The message (its id, as `pigeon chat send` and `open` show them).",
+        callback=chat_input.message_id,
+    ),
+]
+
+
 def default_download_dir() -> Path:
     return Path.home() / "Downloads" / "pigeon"
 
@@ -378,6 +387,77 @@ def send(
 
     sent = with_connection(session_file, deliver)
     say(f"✓ sent #{sent.seq} ({sent.message_id})")
+
+
+@chat.command()
+def react(
+    chat_id: ChatId,
+    message_id: MessageId,
+    emoji: Annotated[str, typer.Argument(help='One emoji; "" removes your reaction.')],
+    session_file: SessionFile = None,
+) -> None:
+    """React to a message with one emoji (replacing your earlier reaction)."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> datetime:
+        return await conn.react(chat_id, message_id, emoji)
+
+    with_connection(session_file, change)
+    say(f"✓ reacted {emoji}" if emoji else "✓ reaction removed")
+
+
+@chat.command()
+def edit(
+    chat_id: ChatId,
+    message_id: MessageId,
+    text: Annotated[str, typer.Argument(help="The new text, in full.")],
+    session_file: SessionFile = None,
+) -> None:
+    """Edit a text message you sent (within 15 minutes, or the server's edit window)."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> datetime:
+        return await conn.edit_message(chat_id, message_id, text)
+
+    with_connection(session_file, change)
+    say(f"✓ edited ({message_id})")
+
+
+@chat.command()
+def delete(chat_id: ChatId, message_id: MessageId, session_file: SessionFile = None) -> None:
+    """Delete a message for everyone: yours, or any in a group you are an admin of."""
+
+    async def change(conn: Connection, client: PigeonClient, store: LocalStore) -> datetime:
+        return await conn.delete_message(chat_id, message_id)
+
+    with_connection(session_file, change)
+    say(f"✓ deleted for everyone ({message_id})")
+
+
+@chat.command()
+def forward(
+    chat_id: ChatId,
+    message_id: MessageId,
+    to: Annotated[
+        str,
+        typer.Argument(help="The chat to forward it to.", callback=chat_input.chat_id),
+    ],
+    session_file: SessionFile = None,
+) -> None:
+    """Forward a message this device has (its text and files) to another chat."""
+
+    async def deliver(
+        conn: Connection, client: PigeonClient, store: LocalStore
+    ) -> SentMessage | None:
+        await receive_backlog(conn, client, None, lambda line: None)  # it may be queued still
+        message = await store.message(chat_id, message_id)
+        return None if message is None else await conn.forward(to, message)
+
+    sent = with_connection(session_file, deliver)
+    if sent is None:
+        fail(
+            "This device does not have that message: `pigeon chat open CHAT_ID` shows the "
+            "ones it has, with their ids."
+        )
+    say(f"✓ forwarded as #{sent.seq} ({sent.message_id})")
 
 
 @chat.command("send-file")

@@ -101,6 +101,20 @@ def _command(exc: CommandError) -> str:
             f"{exc.message} Ask the person for the id `pigeon chat whoami` shows them, "
             "or the operator (`pigeon admin users`)."
         )
-    if exc.code in _SELF_EXPLANATORY:
+    if exc.code == "message_not_found":
+        return (
+            "No such message that you may change: check the message id (`pigeon chat open` "
+            "shows them); only its sender edits it, and only its sender or a group admin "
+            "deletes it."
+        )
+    if exc.code == "invalid_reaction":
+        return 'A reaction is one emoji, like 👍 (or "" to remove yours).'
+    if exc.code in _SELF_EXPLANATORY or exc.code in _MESSAGE_CHANGES:
         return exc.message
     return f"{exc.message} ({exc.code})"
+
+
+# Message changes whose server message already says it all.
+_MESSAGE_CHANGES = frozenset(
+    {"message_not_editable", "edit_window_closed", "delete_window_closed", "forward_limited"}
+)

@@ -69,6 +69,14 @@ def chat_id(text: str) -> str:
     return value
 
 
+def message_id(text: str) -> str:
+    """A message id (a typer callback for the MESSAGE_ID argument)."""
+    value = text.strip()
+    if not _ID.fullmatch(value):
+        fail(f"MESSAGE_ID takes a message id, as `pigeon chat open` shows them, not {value!r}.")
+    return value
+
+
 def user_id(text: str, option: str) -> str:
     """A user id; a phone number is refused with how to find the id instead."""
     value = text.strip()

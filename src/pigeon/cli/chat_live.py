@@ -29,10 +29,13 @@ from pigeon.client import (
     ConnectionClosed,
     DrainedEvent,
     LocalStore,
+    MessageDeletedEvent,
+    MessageEditedEvent,
     MessageEvent,
     PigeonClient,
     PigeonError,
     PresenceEvent,
+    ReactionEvent,
     ReceiptEvent,
     RequestTimeout,
     SentMessage,
@@ -214,9 +217,24 @@ class LiveChat:
                     self.view.notice(f"{self.names(event.user_id)} is typing…")
             elif isinstance(event, PresenceEvent) and event.user_id in self.names.names:
                 self.view.notice(f"{self.names(event.user_id)} is {event.state}")
+            elif (
+                isinstance(event, ReactionEvent | MessageEditedEvent | MessageDeletedEvent)
+                and event.chat_id == self.chat_id
+            ):
+                self.view.notice(self.change_text(event))
             elif isinstance(event, DrainedEvent) and not caught_up:
                 caught_up = True
                 self.view.notice("— up to date —")
+
+    def change_text(self, event: ReactionEvent | MessageEditedEvent | MessageDeletedEvent) -> str:
+        """A reaction, an edit or a delete in words (the store keeps the message as sent)."""
+        who = self.names(event.user_id)
+        if isinstance(event, ReactionEvent):
+            done = f"reacted {event.emoji} to" if event.emoji else "removed their reaction to"
+            return f"{who} {done} {event.message_id}"
+        if isinstance(event, MessageEditedEvent):
+            return f"{who} edited {event.message_id}: {event.text}"
+        return f"{who} deleted {event.message_id} for everyone"
 
     async def on_message(self, event: MessageEvent) -> None:
         try:

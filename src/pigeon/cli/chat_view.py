@@ -76,6 +76,7 @@ class Names:
             "left": f"{target} left",
             "role": f"{target} is now {system.get('role', '?')}",
             "renamed": f"{actor} renamed the group to {system.get('name', '')!r}",
+            "disappearing": _disappearing(actor, system.get("seconds", 0)),
         }
         return texts.get(str(action), f"group change: {action}")
 
@@ -160,3 +161,12 @@ class ChatView:
 
     def notice(self, text: str) -> None:
         terminal.say(text, "dim")
+
+
+_TIMERS = {86_400: "24 hours", 604_800: "7 days", 7_776_000: "90 days"}
+
+
+def _disappearing(actor: str, seconds: int) -> str:
+    if not seconds:
+        return f"{actor} turned off disappearing messages"
+    return f"{actor} made new messages disappear after {_TIMERS.get(seconds, f'{seconds} s')}"

@@ -41,6 +41,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -428,11 +429,16 @@ class Connection:
         *,
         attachments: Sequence[str | Attachment] = (),
         client_message_id: str | None = None,
+        reply_excerpt: str | None = None,
+        forwarded_from: tuple[str, str] | None = None,
     ) -> SentMessage:
         """Send a message (text, files or both); returns once the server stored it.
 
         ``attachments`` are files uploaded with ``PigeonClient.upload_file``
-        (the :class:`Attachment` or its id; at most 10). A ``clientMessageId``
+        (the :class:`Attachment` or its id; at most 10). ``reply_excerpt``
+        (the start of the quoted text) goes with ``reply_to`` as its quote;
+        ``forwarded_from`` (chat id, message id) marks a forward (see
+        ``forward``). A ``clientMessageId``
         (uuid4) is generated unless given. After a timeout or a dropped
         socket the same id is sent again (up to ``send_attempts`` times), so
         the message is stored once; at the end ``SendFailed`` carries the id
@@ -448,7 +454,13 @@ class Connection:
             ],
         }
         if reply_to is not None:
-            data["replyTo"] = reply_to
+            data["replyTo"] = (
+                reply_to
+                if reply_excerpt is None
+                else {"messageId": reply_to, "excerpt": reply_excerpt}
+            )
+        if forwarded_from is not None:
+            data["forwardedFrom"] = {"chatId": forwarded_from[0], "messageId": forwarded_from[1]}
         try:
             answer = await self._call("sendMessage", data, retry=True)
         except RequestTimeout as exc:
@@ -494,6 +506,53 @@ class Connection:
             await store.record_sent(message)
         except StoreError as exc:  # it is sent all the same: say so, do not make it fail
             log.warning("pigeon.client: could not keep sent message %s: %s", sent.message_id, exc)
+
+    async def forward(
+        self,
+        chat_id: str,
+        message: MessageEvent | StoredMessage,
+        *,
+        client_message_id: str | None = None,
+    ) -> SentMessage:
+        """Forward ``message`` (its text and files, by id) to ``chat_id``.
+
+        The server counts the hops from the message; one forwarded many times
+        goes to one chat at a time (``forward_limited`` until a minute passed).
+        """
+        return await self.send_message(
+            chat_id,
+            message.text,
+            attachments=[a.attachment_id for a in message.attachments],
+            client_message_id=client_message_id,
+            forwarded_from=(message.chat_id, message.message_id),
+        )
+
+    async def react(self, chat_id: str, message_id: str, emoji: str) -> datetime:
+        """Set this user's reaction to a message (one emoji; ``""`` removes it); when."""
+        data = {"chatId": chat_id, "messageId": message_id, "emoji": emoji}
+        answer = await self._call("react", data, retry=True)  # the same reaction again is no change
+        return parse_time(answer["at"]) or _missing("at")
+
+    async def edit_message(self, chat_id: str, message_id: str, text: str) -> datetime:
+        """Replace the text of a message this user sent (within the server's edit window)."""
+        data = {"chatId": chat_id, "messageId": message_id, "text": text}
+        answer = await self._call("editMessage", data, retry=True)
+        return parse_time(answer["at"]) or _missing("at")
+
+    async def delete_message(self, chat_id: str, message_id: str) -> datetime:
+        """Delete a message for everyone: this user's own, or any as a group admin.
+
+        Not retried: a retry after a delete that went through would be told
+        ``message_not_found``.
+        """
+        data = {"chatId": chat_id, "messageId": message_id}
+        answer = await self._call("deleteMessage", data)
+        return parse_time(answer["at"]) or _missing("at")
+
+    async def set_disappearing(self, chat_id: str, seconds: int) -> None:
+        """Make messages sent from now on disappear after ``seconds`` (86400, 604800 or
+        7776000; 0 turns it off): any member of a 1:1 chat, an admin of a group."""
+        await self._call("setDisappearing", {"chatId": chat_id, "seconds": seconds}, retry=True)
 
     async def create_chat(
         self, participants: Sequence[str], name: str | None = None

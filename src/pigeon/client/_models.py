@@ -276,6 +276,14 @@ class MessageEvent:
     inbox_seq: int
     reply_to: str | None = None
     system: dict[str, Any] | None = None
+    # A reply sent with its quote: who sent the quoted message, and its start.
+    quote_sender_id: str | None = None
+    quote_excerpt: str | None = None
+    # Forwards: how many hops, and whether to show "Forwarded many times".
+    forward_hops: int = 0
+    forwarded_many_times: bool = False
+    # Sent while the chat's disappearing timer was on: delete it then.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +323,56 @@ class DrainedEvent:
     inbox_seq: int
 
 
-Event = MessageEvent | ReceiptEvent | TypingEvent | PresenceEvent | DrainedEvent
+@dataclass(frozen=True, slots=True)
+class ReactionEvent:
+    """``user_id`` reacted to a message with ``emoji``, replacing any earlier reaction of
+    theirs; an empty ``emoji`` removes it. The latest one per user is their reaction."""
+
+    chat_id: str
+    message_id: str
+    user_id: str
+    emoji: str
+    at: datetime
+    inbox_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEditedEvent:
+    """The sender (``user_id``) edited a text message: ``text`` replaces the old text."""
+
+    chat_id: str
+    message_id: str
+    user_id: str
+    text: str
+    at: datetime
+    inbox_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeletedEvent:
+    """The message was deleted for everyone by its sender or a group admin (``user_id``).
+
+    Delete it, and its files, from the device. It may name a message this
+    device never received: the server removed it from the device's queue.
+    """
+
+    chat_id: str
+    message_id: str
+    user_id: str
+    at: datetime
+    inbox_seq: int
+
+
+Event = (
+    MessageEvent
+    | ReceiptEvent
+    | TypingEvent
+    | PresenceEvent
+    | DrainedEvent
+    | ReactionEvent
+    | MessageEditedEvent
+    | MessageDeletedEvent
+)
 
 
 def parse_event(name: str, data: dict[str, Any]) -> Event | None:
@@ -338,6 +395,11 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
             inbox_seq=int(data["inboxSeq"]),
             reply_to=data.get("replyTo"),
             system=data.get("system"),
+            quote_sender_id=(data.get("quote") or {}).get("senderId"),
+            quote_excerpt=(data.get("quote") or {}).get("excerpt"),
+            forward_hops=int((data.get("forwarded") or {}).get("hops", 0)),
+            forwarded_many_times=bool((data.get("forwarded") or {}).get("manyTimes", False)),
+            expires_at=parse_time(data.get("expiresAt")),
         )
     if name == "receipt":
         return ReceiptEvent(
@@ -356,6 +418,32 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
         )
     if name == "drained":
         return DrainedEvent(inbox_seq=int(data["inboxSeq"]))
+    if name == "reaction":
+        return ReactionEvent(
+            chat_id=data["chatId"],
+            message_id=data["messageId"],
+            user_id=data["userId"],
+            emoji=data.get("emoji", ""),
+            at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
+    if name == "messageEdited":
+        return MessageEditedEvent(
+            chat_id=data["chatId"],
+            message_id=data["messageId"],
+            user_id=data["userId"],
+            text=data.get("message", ""),
+            at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
+    if name == "messageDeleted":
+        return MessageDeletedEvent(
+            chat_id=data["chatId"],
+            message_id=data["messageId"],
+            user_id=data["userId"],
+            at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
     return None
 
 

@@ -193,6 +193,10 @@ class LocalStore:
         """The chat's last ``limit`` messages, oldest first (in ``seq`` order)."""
         return await self._run(self._history, chat_id, limit)
 
+    async def message(self, chat_id: str, message_id: str) -> StoredMessage | None:
+        """One message of the chat, if the store has it (to forward it, say)."""
+        return await self._run(self._message_by_id, chat_id, message_id)
+
     async def last_messages(self) -> dict[str, StoredMessage]:
         """The last message of every chat the store has messages of, by chat id."""
         return await self._run(self._last_messages)
@@ -331,6 +335,17 @@ class LocalStore:
             (chat_id, limit),
         )
         return [_message(row) for row in reversed(rows.fetchall())]
+
+    def _message_by_id(self, chat_id: str, message_id: str) -> StoredMessage | None:
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE chat_id = ? AND message_id = ?",  # noqa: S608
+                (chat_id, message_id),
+            )
+            .fetchone()
+        )
+        return None if row is None else _message(row)
 
     def _last_messages(self) -> dict[str, StoredMessage]:
         rows = self._connection().execute(

@@ -24,6 +24,8 @@ class MessageKind(StrEnum):
 
 
 GROUP_NAME_MAX_LENGTH = 100
+# Disappearing messages: off, 24 hours, 7 days, 90 days (seconds), as WhatsApp offers.
+DISAPPEARING_TIMERS = (0, 86_400, 604_800, 7_776_000)
 
 
 @dataclass(slots=True)
@@ -35,6 +37,7 @@ class Chat:
     created_at: datetime
     last_seq: int = 0
     direct_key: str | None = None
+    disappear_seconds: int = 0  # 0: messages do not disappear
 
 
 @dataclass(slots=True)
@@ -61,6 +64,10 @@ class Message:
     attachments: list[Any] = field(default_factory=list)
     reply_to: str | None = None
     system: dict[str, Any] | None = None
+    forward_hops: int = 0  # 0: not forwarded
+    # A reply's quote: the excerpt the sender's client gave, and the quoted sender.
+    quote: dict[str, Any] | None = None
+    expires_at: datetime | None = None  # sent while the chat's disappearing timer was on
     mentions: list[str] = field(default_factory=list)  # user ids, each a member when sent
 
 
@@ -68,6 +75,11 @@ def direct_key(user_a: str, user_b: str) -> str:
     """The one key a pair of users' 1:1 chat has, whoever created it."""
     first, second = sorted((user_a, user_b))
     return f"{first}:{second}"
+
+
+def may_set_disappearing(chat: Chat, actor: Member) -> bool:
+    """Any member of a 1:1 chat; an admin of a group."""
+    return chat.kind is ChatKind.DIRECT or actor.role is Role.ADMIN
 
 
 def may_add(actor: Member) -> bool:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from pigeon.domain.changes import MessageChange
 from pigeon.domain.chats import Message
 from pigeon.domain.events import Receipt
+
+# A queued event that is not a message: a receipt, or a change to a message.
+QueuedEvent = Receipt | MessageChange
 
 
 @dataclass(slots=True, frozen=True)
@@ -20,11 +24,15 @@ class SentRecord:
     seq: int
     created_at: datetime
     sender_id: str | None = None  # None in records older than the sender column
+    has_attachments: bool = False
+    forward_hops: int = 0
+    forwarded_from: str | None = None
+    expires_at: datetime | None = None  # a disappearing message's expiry
 
 
 @dataclass(slots=True)
 class InboxEntry:
-    """One queued event for one device: a message or a receipt, at ``seq`` in its queue.
+    """One queued event for one device: a message, a receipt or a change, at ``seq``.
 
     ``user_id`` is the device's owner, known when the entry is made (a bus may
     route by user); entries read back from the queue leave it empty.
@@ -34,7 +42,7 @@ class InboxEntry:
     seq: int
     expires_at: datetime
     message: Message | None = None
-    event: Receipt | None = None
+    event: QueuedEvent | None = None
     user_id: str = ""
 
 

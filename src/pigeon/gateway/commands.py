@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pigeon.domain.chats import Role
 from pigeon.domain.push import ChatMute, MuteDuration
 from pigeon.gateway import events
+from pigeon.services.changes import DeleteMessage, EditMessage, React
 from pigeon.services.messaging import Ack, MarkRead, SendMessage
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ def ping(conn: DeviceConnection, data: Any) -> Awaitable[None]:
 
 
 def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    reply, excerpt = data.replyTo, None
+    if reply is not None and not isinstance(reply, str):  # a reply with its quote
+        reply, excerpt = reply.messageId, reply.excerpt
+    forwarded = data.forwardedFrom
     return conn.services.messaging.send(
         SendMessage(
             principal=conn.principal,
@@ -57,7 +62,9 @@ def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
             client_message_id=data.clientMessageId,
             body=data.message,
             attachments=list(data.attachments),
-            reply_to=data.replyTo,
+            reply_to=reply,
+            reply_excerpt=excerpt,
+            forwarded_from=(forwarded.chatId, forwarded.messageId) if forwarded else None,
             mentions=tuple(data.mentions),
         )
     )
@@ -129,6 +136,28 @@ async def create_attachment(conn: DeviceConnection, data: Any) -> Any:
     )
 
 
+def react(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    return conn.services.messaging.change(
+        React(conn.principal, data.chatId, data.messageId, data.emoji)
+    )
+
+
+def edit_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    return conn.services.messaging.change(
+        EditMessage(conn.principal, data.chatId, data.messageId, data.text)
+    )
+
+
+def delete_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
+    return conn.services.messaging.change(
+        DeleteMessage(conn.principal, data.chatId, data.messageId)
+    )
+
+
+async def set_disappearing(conn: DeviceConnection, data: Any) -> None:
+    await conn.services.chats.set_disappearing(conn.principal, data.chatId, data.seconds)
+
+
 async def mute_chat(conn: DeviceConnection, data: Any) -> tuple[str, ChatMute | None]:
     notifications = conn.services.notifications
     assert notifications is not None
@@ -152,5 +181,9 @@ COMMANDS: dict[str, Command] = {
     "setPresence": Command(set_presence, events.presence_state_data),
     "getPresence": Command(get_presence, events.presence_data),
     "createAttachment": Command(create_attachment, events.attachment_data),
+    "react": Command(react, events.change_data),
+    "editMessage": Command(edit_message, events.change_data),
+    "deleteMessage": Command(delete_message, events.change_data),
+    "setDisappearing": Command(set_disappearing, events.status_data),
     "muteChat": Command(mute_chat, events.mute_data),
 }

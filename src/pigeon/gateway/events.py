@@ -12,8 +12,9 @@ Server frames come in two shapes:
 * answers to a command that had an `id`: `{"id", "ok": true, "data"}` or
   `{"id", "ok": false, "error": {"code", "message"}}`;
 * events: `{"event": "<name>", "data": {...}}`. Queued events (`message`,
-  `receipt`) carry an `inboxSeq` and are sent again until acked; the others
-  (`ready`, `drained`, `typing`, `presence`) are not queued.
+  `receipt`, and the changes to a message: `reaction`, `messageEdited`,
+  `messageDeleted`) carry an `inboxSeq` and are sent again until acked; the
+  others (`ready`, `drained`, `typing`, `presence`) are not queued.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from pigeon.domain.changes import ChangeKind, MessageChange, forwarded_many_times
 from pigeon.domain.chats import Chat, Member, Message
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
@@ -35,6 +37,7 @@ from pigeon.domain.media import Attachment
 from pigeon.domain.push import ChatMute
 from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
 from pigeon.services import presence
+from pigeon.services.changes import ChangeResult
 from pigeon.services.messaging import ReadResult, SendResult
 
 Timestamp = Annotated[
@@ -201,6 +204,9 @@ class GetChatResult(Payload):
     createdAt: Timestamp
     lastSeq: Seq
     members: list[ChatMember] = Field(description="Oldest member first.")
+    disappearingSeconds: Literal[86400, 604800, 7776000] | SkipJsonSchema[None] = _optional(
+        description="Only while messages disappear: the timer (`setDisappearing`)."
+    )
 
 
 class SetPresenceResult(Payload):
@@ -244,7 +250,7 @@ class CreateChatAnswer(_OkAnswer):
 
 
 class StatusAnswer(_OkAnswer):
-    """Answer to `modifyChatParticipants`, `setRole` and `updateChat`."""
+    """Answer to `modifyChatParticipants`, `setRole`, `updateChat` and `setDisappearing`."""
 
     data: StatusResult
 
@@ -307,6 +313,18 @@ class CreateAttachmentAnswer(_OkAnswer):
     data: AttachmentMetadata
 
 
+class ChangeMessageResult(Payload):
+    status: Literal["SUCCESS"]
+    at: Timestamp = Field(description="When the change was made: the `at` the others are told.")
+
+
+class ChangeMessageAnswer(_OkAnswer):
+    """Answer to `react`, `editMessage` and `deleteMessage`: the change is committed and
+    queued for every other device of the chat."""
+
+    data: ChangeMessageResult
+
+
 class MuteChatResult(Payload):
     chatId: EntityId
     muted: bool
@@ -338,6 +356,10 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "setPresence": SetPresenceAnswer,
     "getPresence": GetPresenceAnswer,
     "createAttachment": CreateAttachmentAnswer,
+    "react": ChangeMessageAnswer,
+    "editMessage": ChangeMessageAnswer,
+    "deleteMessage": ChangeMessageAnswer,
+    "setDisappearing": StatusAnswer,
     "muteChat": MuteChatAnswer,
 }
 
@@ -408,10 +430,44 @@ class SystemRenamed(Payload):
     name: str
 
 
+class SystemDisappearing(Payload):
+    """A member (of a 1:1 chat) or an admin (of a group) set the disappearing timer:
+    messages sent from now on disappear `seconds` after they were sent (0: off)."""
+
+    action: Literal["disappearing"]
+    actorId: EntityId
+    seconds: Literal[0, 86400, 604800, 7776000]
+
+
 SystemInfo = Annotated[
-    Union[SystemCreated, SystemAdded, SystemRemoved, SystemLeft, SystemRole, SystemRenamed],  # noqa: UP007
+    Union[  # noqa: UP007
+        SystemCreated,
+        SystemAdded,
+        SystemRemoved,
+        SystemLeft,
+        SystemRole,
+        SystemRenamed,
+        SystemDisappearing,
+    ],
     Field(discriminator="action"),
 ]
+
+
+class Forwarded(Payload):
+    hops: int = Field(ge=1, description="How many times it was forwarded to get here.")
+    manyTimes: bool = Field(
+        description='Forwarded 5 times or more: show "Forwarded many times"; it may be '
+        "forwarded to one chat at a time."
+    )
+
+
+class Quote(Payload):
+    senderId: EntityId | None = Field(
+        description="Who sent the quoted message (null when the server no longer knows)."
+    )
+    excerpt: str = Field(
+        description="The start of the quoted text, as the replier's client gave it."
+    )
 
 
 class TextMessageData(Payload):
@@ -433,6 +489,17 @@ class TextMessageData(Payload):
     inboxSeq: InboxSeq
     replyTo: EntityId | SkipJsonSchema[None] = _optional(
         description="The messageId this message answers, as the sender gave it (not checked)."
+    )
+    quote: Quote | SkipJsonSchema[None] = _optional(
+        description="A reply sent with its quote: enough to show it when the quoted message "
+        "is gone."
+    )
+    forwarded: Forwarded | SkipJsonSchema[None] = _optional(
+        description="Present when the message was forwarded."
+    )
+    expiresAt: Timestamp | SkipJsonSchema[None] = _optional(
+        description="Sent while the chat's disappearing timer was on: delete it then. The "
+        "server deletes its copies at that time."
     )
     mentions: list[EntityId] | SkipJsonSchema[None] = _optional(
         description="User ids the sender mentioned (each a member when sent); absent: none."
@@ -519,6 +586,56 @@ class PresenceEvent(Payload):
     data: PresenceEventData
 
 
+class ReactionEventData(Payload):
+    chatId: EntityId
+    messageId: EntityId
+    userId: EntityId = Field(description="Who reacted.")
+    emoji: str = Field(
+        max_length=64,
+        description="userId's reaction, replacing any earlier one; empty: it was removed.",
+    )
+    at: Timestamp
+    inboxSeq: InboxSeq
+
+
+class ReactionEvent(Payload):
+    """Someone reacted to a message (queued: ack its `inboxSeq`)."""
+
+    event: Literal["reaction"]
+    data: ReactionEventData
+
+
+class MessageEditedEventData(Payload):
+    chatId: EntityId
+    messageId: EntityId
+    userId: EntityId = Field(description="The sender, who edited it.")
+    message: str = Field(description="The new text, in full; the old one is not kept.")
+    at: Timestamp = Field(description="When it was edited.")
+    inboxSeq: InboxSeq
+
+
+class MessageEditedEvent(Payload):
+    """The sender edited a text message (queued: ack its `inboxSeq`)."""
+
+    event: Literal["messageEdited"]
+    data: MessageEditedEventData
+
+
+class MessageDeletedEventData(Payload):
+    chatId: EntityId
+    messageId: EntityId
+    userId: EntityId = Field(description="Who deleted it: the sender or a group admin.")
+    at: Timestamp
+    inboxSeq: InboxSeq
+
+
+class MessageDeletedEvent(Payload):
+    """A message was deleted for everyone: delete it (queued: ack its `inboxSeq`)."""
+
+    event: Literal["messageDeleted"]
+    data: MessageDeletedEventData
+
+
 EVENTS: dict[str, type[BaseModel]] = {
     "ready": ReadyEvent,
     "message": MessageEvent,
@@ -526,6 +643,9 @@ EVENTS: dict[str, type[BaseModel]] = {
     "drained": DrainedEvent,
     "typing": TypingEvent,
     "presence": PresenceEvent,
+    "reaction": ReactionEvent,
+    "messageEdited": MessageEditedEvent,
+    "messageDeleted": MessageDeletedEvent,
 }
 
 _answers = tuple(dict.fromkeys(ANSWERS.values()))
@@ -580,15 +700,16 @@ def error(request_id: Any, code: str, message: str) -> dict[str, Any]:
 
 
 # A message's data is the same for every device it goes to (only inboxSeq
-# differs): made once, kept while the fan-out to its devices runs. Messages
-# never change, so an entry cannot go stale; the cache only has to stay small.
+# differs): made once, kept while the fan-out to its devices runs. An edit
+# changes a queued message's text, so an entry is used only while its text
+# is the message's; the cache only has to stay small.
 _MESSAGE_DATA: dict[str, dict[str, Any]] = {}
 _MESSAGE_DATA_MAX = 1024
 
 
 def message_data(message: Message) -> dict[str, Any]:
     data = _MESSAGE_DATA.get(message.id)
-    if data is not None:
+    if data is not None and data["message"] == message.body:
         return data
     data = {
         "chatId": message.chat_id,
@@ -605,6 +726,13 @@ def message_data(message: Message) -> dict[str, Any]:
         data["replyTo"] = message.reply_to
     if message.system is not None:
         data["system"] = message.system
+    if message.quote is not None:
+        data["quote"] = message.quote
+    if message.forward_hops:
+        hops = message.forward_hops
+        data["forwarded"] = {"hops": hops, "manyTimes": forwarded_many_times(hops)}
+    if message.expires_at is not None:
+        data["expiresAt"] = timestamp(message.expires_at)
     if message.mentions:
         data["mentions"] = message.mentions
     if len(_MESSAGE_DATA) >= _MESSAGE_DATA_MAX:
@@ -623,11 +751,35 @@ def receipt_data(receipt: Receipt) -> dict[str, Any]:
     }
 
 
+_CHANGE_EVENTS = {
+    ChangeKind.REACTION: "reaction",
+    ChangeKind.EDITED: "messageEdited",
+    ChangeKind.DELETED: "messageDeleted",
+}
+
+
+def change_frame(change: MessageChange, inbox_seq: int) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "chatId": change.chat_id,
+        "messageId": change.message_id,
+        "userId": change.user_id,
+    }
+    if change.kind is ChangeKind.REACTION:
+        data["emoji"] = change.emoji
+    elif change.kind is ChangeKind.EDITED:
+        data["message"] = change.text
+    data["at"] = timestamp(change.at)
+    data["inboxSeq"] = inbox_seq
+    return {"event": _CHANGE_EVENTS[change.kind], "data": data}
+
+
 def queued_frame(entry: InboxEntry) -> dict[str, Any]:
-    """A queue entry as its ``message`` or ``receipt`` event."""
+    """A queue entry as its ``message``, ``receipt`` or change event."""
     if entry.message is not None:
         return {"event": "message", "data": {**message_data(entry.message), "inboxSeq": entry.seq}}
     assert entry.event is not None
+    if isinstance(entry.event, MessageChange):
+        return change_frame(entry.event, entry.seq)
     return {"event": "receipt", "data": {**receipt_data(entry.event), "inboxSeq": entry.seq}}
 
 
@@ -714,7 +866,7 @@ def chats_data(memberships: Sequence[tuple[Chat, Member]]) -> dict[str, Any]:
 
 def chat_data(result: tuple[Chat, Sequence[Member]]) -> dict[str, Any]:
     chat, members = result
-    return {
+    data = {
         "chatId": chat.id,
         "kind": chat.kind.value,
         "name": chat.name,
@@ -731,6 +883,9 @@ def chat_data(result: tuple[Chat, Sequence[Member]]) -> dict[str, Any]:
             for m in members
         ],
     }
+    if chat.disappear_seconds:
+        data["disappearingSeconds"] = chat.disappear_seconds
+    return data
 
 
 def presence_state_data(online: bool) -> dict[str, Any]:
@@ -752,6 +907,10 @@ def presence_data(result: Sequence[presence.UserPresence]) -> dict[str, Any]:
 
 def attachment_data(attachment: Attachment) -> dict[str, Any]:
     return attachment.metadata()
+
+
+def change_data(result: ChangeResult) -> dict[str, Any]:
+    return {"status": "SUCCESS", "at": timestamp(result.at)}
 
 
 def mute_data(result: tuple[str, ChatMute | None]) -> dict[str, Any]:

@@ -70,12 +70,30 @@ class UpdateChatData(Data):
     name: Annotated[Text, Field(min_length=1, max_length=GROUP_NAME_MAX_LENGTH)]
 
 
+class ReplyTo(Data):
+    """A reply with its quote: the server never reads text, so the excerpt comes from the
+    sender's client; the server adds the quoted message's sender."""
+
+    messageId: EntityId
+    excerpt: Text = Field(
+        description="The start of the quoted text (at most PIGEON_REPLY_EXCERPT_MAX_LENGTH, 200)."
+    )
+
+
+class ForwardedFrom(Data):
+    """The message this one forwards: one the sender can see (a member of its chat)."""
+
+    chatId: EntityId
+    messageId: EntityId
+
+
 class SendMessageData(Data):
     chatId: EntityId
     clientMessageId: Annotated[Text, Field(min_length=1, max_length=64)]
     message: Text = ""
     attachments: list[EntityId] = Field(default_factory=list, max_length=10)
-    replyTo: EntityId | None = None
+    replyTo: EntityId | ReplyTo | None = None
+    forwardedFrom: ForwardedFrom | None = None
     mentions: list[EntityId] = Field(
         default_factory=list, description="User ids the message mentions, each a member."
     )
@@ -122,6 +140,35 @@ class CreateAttachmentData(Data):
     fileName: Annotated[Text, Field(max_length=1024)] = "file"
 
 
+class ReactData(Data):
+    chatId: EntityId
+    messageId: EntityId
+    emoji: Text = Field(
+        max_length=64,
+        description="One emoji (a single grapheme cluster); empty removes your reaction.",
+    )
+
+
+class EditMessageData(Data):
+    chatId: EntityId
+    messageId: EntityId
+    text: Text = Field(description="The new text, in full.")
+
+
+class DeleteMessageData(Data):
+    chatId: EntityId
+    messageId: EntityId
+
+
+class SetDisappearingData(Data):
+    chatId: EntityId
+    seconds: int = Field(
+        ge=0,
+        le=MAX_SAFE_INTEGER,
+        description="0 (off), 86400 (24 hours), 604800 (7 days) or 7776000 (90 days).",
+    )
+
+
 def _command(name: str, data: type[BaseModel], optional: bool = False) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "id": (RequestId | None, None),
@@ -152,6 +199,10 @@ COMMANDS: dict[str, type[BaseModel]] = {
     "muteChat": _command("muteChat", MuteChatData),
     "getPresence": _command("getPresence", GetPresenceData),
     "createAttachment": _command("createAttachment", CreateAttachmentData),
+    "react": _command("react", ReactData),
+    "editMessage": _command("editMessage", EditMessageData),
+    "deleteMessage": _command("deleteMessage", DeleteMessageData),
+    "setDisappearing": _command("setDisappearing", SetDisappearingData),
 }
 
 

@@ -6,10 +6,11 @@ import time
 from collections.abc import Mapping
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from pigeon.domain.errors import RateLimited, Unavailable
+from pigeon.ratelimit.memory import InProcessMovingWindow
 
 
 class LimitsRateLimiter:
@@ -23,12 +24,15 @@ class LimitsRateLimiter:
         self._rules: dict[str, list[RateLimitItem]] = {
             name: parse_many(spec) for name, spec in rules.items()
         }
-        self._storage: Storage = (
+        # Redis through ``limits``; in memory our own window (``memory.py`` says why).
+        self._storage: Storage | None = (
             RedisStorage(_async_redis_url(storage_url), implementation="redispy")
             if storage_url
-            else MemoryStorage()
+            else None
         )
-        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._limiter: MovingWindowRateLimiter | InProcessMovingWindow = (
+            MovingWindowRateLimiter(self._storage) if self._storage else InProcessMovingWindow()
+        )
 
     async def hit(self, rule: str, key: str, cost: int = 1) -> None:
         items = self._rules[rule]
@@ -60,7 +64,10 @@ class LimitsRateLimiter:
         return max(1, int(stats.reset_time - time.time()) + 1)
 
     async def reset(self) -> None:
-        await self._storage.reset()
+        if isinstance(self._limiter, InProcessMovingWindow):
+            await self._limiter.reset()
+        elif self._storage is not None:
+            await self._storage.reset()
 
     async def close(self) -> None:
         """Close the Redis connections (limits itself offers no way to)."""

@@ -123,12 +123,10 @@ class AccountService:
         """Prove the number with its code (and PIN, if set) and open a device session."""
         phone = normalize_phone(raw_phone)
         await self._limiter.hit(VERIFY_PER_IP, client_ip)
-        await self._check_code(phone, code)
+        checked = await self._check_code(phone, code)
         # The PIN is checked before the write (a hash takes ~100 ms, and on
         # SQLite every write waits for the one before it); the write then
         # makes sure the account's PIN did not change meanwhile.
-        async with self._uow(read_only=True) as uow:
-            checked = await uow.users.get_by_phone(phone)
         if checked is not None:
             await self._check_pin(checked, pin)
         async with self._uow() as uow:
@@ -160,7 +158,13 @@ class AccountService:
             await uow.commit()
         return session
 
-    async def _check_code(self, phone: str, code: str) -> None:
+    async def _check_code(self, phone: str, code: str) -> User | None:
+        """Count the attempt, then check the code; the number's account (None: none yet).
+
+        The account is read in the attempt's unit of work: a read-only unit of
+        its own cost every verify a pool checkout and, on SQLite, a thread hop
+        per statement.
+        """
         if not secrets.is_code_shaped(code):
             raise InvalidInput("invalid_code_format", "A code is six digits.")
         candidate = secrets.hash_code(self._policy.secret_key, phone, code)
@@ -169,6 +173,7 @@ class AccountService:
                 phone, CodePurpose.REGISTRATION, self._policy.max_code_attempts
             )
             exists = attempt is not None or await uow.codes.exists(phone, CodePurpose.REGISTRATION)
+            user = await uow.users.get_by_phone(phone) if attempt is not None else None
             await uow.commit()
         if attempt is None and exists:
             wait = await self._limiter.retry_after(SEND_CODE_PER_NUMBER, phone)
@@ -183,6 +188,7 @@ class AccountService:
             or not secrets.codes_match(attempt.code_hash, candidate)
         ):
             raise Forbidden("invalid_code", "The code is wrong, expired or already used.")
+        return user
 
     async def _check_pin(self, user: User, pin: str | None) -> None:
         if user.pin_hash is None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pigeon.domain.chats import (
+    DISAPPEARING_TIMERS,
     GROUP_NAME_MAX_LENGTH,
     Chat,
     ChatKind,
@@ -22,6 +23,7 @@ from pigeon.domain.chats import (
     direct_key,
     may_add,
     may_remove,
+    may_set_disappearing,
 )
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -209,6 +211,31 @@ class ChatService:
                 raise Forbidden("not_admin", "Only admins can rename the group.")
             await uow.chats.rename(chat_id, name)
             system = {"action": "renamed", "actorId": principal.user_id, "name": name}
+            entries = await self._system_message(uow, chat.id, system, now)
+            await uow.commit()
+        self._bus.publish(entries)
+
+    async def set_disappearing(self, principal: Principal, chat_id: str, seconds: int) -> None:
+        """Turn disappearing messages on (for messages sent from now on) or off.
+
+        Any member of a 1:1 chat may, an admin of a group; a system message says so.
+        """
+        if seconds not in DISAPPEARING_TIMERS:
+            choices = ", ".join(str(s) for s in DISAPPEARING_TIMERS)
+            raise InvalidInput(
+                "invalid_disappearing_timer",
+                f"A disappearing timer is one of {choices} seconds (0 turns it off).",
+            )
+        now = self._clock.now()
+        async with self._uow() as uow:
+            chat = await uow.chats.get(chat_id)
+            actor = await uow.chats.member(chat_id, principal.user_id) if chat else None
+            if chat is None or actor is None:
+                raise chat_not_found()
+            if not may_set_disappearing(chat, actor):
+                raise Forbidden("not_admin", "Only admins can change the disappearing timer.")
+            await uow.chats.set_disappearing(chat_id, seconds)
+            system = {"action": "disappearing", "actorId": principal.user_id, "seconds": seconds}
             entries = await self._system_message(uow, chat.id, system, now)
             await uow.commit()
         self._bus.publish(entries)

@@ -14,19 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pigeon.domain.chats import Message
-from pigeon.domain.delivery import InboxEntry
-from pigeon.domain.events import Receipt
+from pigeon.domain.delivery import InboxEntry, QueuedEvent
 from pigeon.services.ports import UnitOfWork
 
 
 @dataclass(slots=True)
 class Queued:
-    """One item to queue for one device (of ``user_id``): a message or a receipt."""
+    """One item to queue for one device (of ``user_id``): a message, a receipt or a change."""
 
     device_id: str
     user_id: str
     message: Message | None = None
-    event: Receipt | None = None
+    event: QueuedEvent | None = None
+    # Sooner than the queue's usual expiry: a disappearing message, or a change to one.
+    expires_at: datetime | None = None
 
 
 async def assign_seqs(uow: UnitOfWork, messages: Sequence[Message]) -> None:
@@ -63,11 +64,12 @@ async def assign_inbox_seqs(
     for item in items:
         if item.device_id not in next_seq:  # the device was removed meanwhile
             continue
+        expires = item.expires_at or (item.message.expires_at if item.message else None)
         entries.append(
             InboxEntry(
                 device_id=item.device_id,
                 seq=next_seq[item.device_id],
-                expires_at=expires_at,
+                expires_at=min(expires, expires_at) if expires else expires_at,
                 message=item.message,
                 event=item.event,
                 user_id=item.user_id,

@@ -20,10 +20,12 @@ from pigeon.domain.delivery import InboxEntry, SentRecord
 from pigeon.domain.errors import InvalidInput, NotFound, PigeonError
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.domain.ids import new_id
-from pigeon.services import fanout
+from pigeon.services import changes, fanout, forwarding
 from pigeon.services.accounts import Principal
+from pigeon.services.changes import ChangeOperation, ChangePolicy, ChangeResult
 from pigeon.services.committer import GatherPolicy, GroupCommitter, Publish
 from pigeon.services.fanout import Queued
+from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.ports import Bus, Clock, UnitOfWork, UnitOfWorkFactory
 
 
@@ -40,6 +42,10 @@ class SendMessage:
     body: str
     attachments: list[Any] = field(default_factory=list)
     reply_to: str | None = None
+    # A reply's excerpt of the quoted message, from the sender's client (the
+    # server never reads text); and the (chat, message) a forward forwards.
+    reply_excerpt: str | None = None
+    forwarded_from: tuple[str, str] | None = None
     mentions: tuple[str, ...] = ()  # user ids; each must be a member of the chat
     # The id the message gets if this send is new. Made with the command, on
     # the caller's task, so the one committer task does not spend ~8 us per
@@ -79,8 +85,8 @@ class ReadResult:
 
 
 # What the committer applies, and one result per operation of a batch.
-Operation = SendMessage | Ack | MarkRead
-BatchResult = SendResult | ReadResult | PigeonError | None
+Operation = SendMessage | Ack | MarkRead | ChangeOperation
+BatchResult = SendResult | ReadResult | ChangeResult | PigeonError | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,6 +102,9 @@ class DeliveryPolicy:
     # How long a batch waits for more while work arrives faster than that.
     gather: GatherPolicy = field(default_factory=GatherPolicy)
     on_commit: Callable[[int, float], None] = lambda size, seconds: None
+    # Reactions, edits and deletes for everyone (services/changes.py).
+    changes: ChangePolicy = field(default_factory=ChangePolicy)
+    forwarding: ForwardPolicy = field(default_factory=ForwardPolicy)
 
 
 class MessagingService:
@@ -130,6 +139,12 @@ class MessagingService:
             raise InvalidInput("message_too_long", f"A message has at most {limit} characters.")
         if not command.body.strip() and not command.attachments:
             raise InvalidInput("empty_message", "A message needs text or an attachment.")
+        forwarding.check(command, self._policy.forwarding)
+        return self.committer.submit(command)
+
+    def change(self, command: ChangeOperation) -> asyncio.Future[ChangeResult]:
+        """Queue a reaction, an edit or a delete; it commits after the device's earlier sends."""
+        changes.check(command, self._policy.changes)
         return self.committer.submit(command)
 
     def ack(self, command: Ack) -> asyncio.Future[None]:
@@ -162,7 +177,7 @@ class MessagingService:
 
     async def _apply_batch(self, ops: Sequence[Operation]) -> tuple[list[BatchResult], Publish]:
         now = self._clock.now()
-        batch = _Batch(ops, now, now + self._policy.undelivered_ttl)
+        batch = _Batch(ops, now, now + self._policy.undelivered_ttl, self._policy.forwarding)
         async with self._batch_uow() as uow:
             await batch.apply_acks(uow)
             members = await uow.delivery.member_devices(batch.chat_ids())
@@ -172,6 +187,7 @@ class MessagingService:
             entries = await fanout.assign_inbox_seqs(uow, batch.queued, batch.expires_at)
             await uow.delivery.insert_batch(batch.messages, batch.sent_records, entries)
             await uow.media.link(batch.links)
+            entries = await batch.apply_changes(uow, members, entries, self._policy.changes)
             await uow.commit()
 
         return batch.results, lambda: self._bus.publish(entries)
@@ -180,8 +196,15 @@ class MessagingService:
 class _Batch:
     """The state of one batch while it is applied; results line up with ``ops``."""
 
-    def __init__(self, ops: Sequence[Operation], now: datetime, expires_at: datetime) -> None:
+    def __init__(
+        self,
+        ops: Sequence[Operation],
+        now: datetime,
+        expires_at: datetime,
+        forwarding: ForwardPolicy,
+    ) -> None:
         self.ops = ops
+        self.forwarding = forwarding
         self.now = now
         self.expires_at = expires_at
         self.results: list[BatchResult] = [None] * len(ops)
@@ -193,7 +216,29 @@ class _Batch:
         self.links: list[tuple[str, str, str]] = []
 
     def chat_ids(self) -> list[str]:
-        return sorted({op.chat_id for op in self.ops if isinstance(op, SendMessage | MarkRead)})
+        return sorted({op.chat_id for op in self.ops if not isinstance(op, Ack)})
+
+    # -- changes: after the sends are written, so a message changed in its own batch is found
+    async def apply_changes(
+        self,
+        uow: UnitOfWork,
+        members: dict[str, dict[str, list[str]]],
+        entries: list[InboxEntry],
+        policy: ChangePolicy,
+    ) -> list[InboxEntry]:
+        """The entries to publish: the batch's, less messages deleted, plus the changes'."""
+        ops = [
+            (i, op)
+            for i, op in enumerate(self.ops)
+            if isinstance(op, changes.React | changes.EditMessage | changes.DeleteMessage)
+        ]
+        if not ops:
+            return entries
+        applied = await changes.apply(uow, ops, members, self.now, self.expires_at, policy)
+        for index, result in applied.results.items():
+            self.results[index] = result
+        kept = [e for e in entries if e.message is None or e.message.id not in applied.deleted]
+        return kept + applied.entries
 
     # -- acks: drop acked entries, delete fully delivered messages, tell senders
     async def apply_acks(self, uow: UnitOfWork) -> None:
@@ -283,8 +328,10 @@ class _Batch:
             else:
                 first_in_batch[key] = index
                 fresh.append((index, op, _new_message(op, self.now)))
+        fresh = await self._settle_forwards(uow, fresh)
         fresh = await self._attach(uow, fresh)
         blocked = await _blocked_recipients(uow, fresh)
+        await self._set_expiry(uow, fresh)
         await fanout.assign_seqs(uow, [message for _, _, message in fresh])
         for index, op, message in fresh:
             record = SentRecord(
@@ -295,6 +342,10 @@ class _Batch:
                 seq=message.seq,
                 created_at=message.created_at,
                 sender_id=op.principal.user_id,
+                has_attachments=bool(message.attachments),
+                forward_hops=message.forward_hops,
+                forwarded_from=op.forwarded_from[1] if op.forwarded_from else None,
+                expires_at=message.expires_at,
             )
             self.sent_records.append(record)
             self.messages.append(message)
@@ -315,6 +366,30 @@ class _Batch:
                 if isinstance(original, SendResult)
                 else original
             )
+
+    async def _set_expiry(
+        self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
+    ) -> None:
+        """Messages sent while their chat's disappearing timer is on expire with it."""
+        if not fresh:
+            return
+        timers = await uow.chats.disappearing(sorted({m.chat_id for _, _, m in fresh}))
+        for _, _, message in fresh:
+            seconds = timers.get(message.chat_id)
+            if seconds:
+                message.expires_at = self.now + timedelta(seconds=seconds)
+
+    async def _settle_forwards(
+        self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
+    ) -> list[tuple[int, SendMessage, Message]]:
+        """Count forwards' hops and quote replies; refuse forwards of what the sender cannot see."""
+        wanted = [f for f in fresh if f[1].forwarded_from is not None or f[1].reply_excerpt]
+        if not wanted:
+            return fresh
+        refused = await forwarding.settle(uow, wanted, self.now, self.forwarding)
+        for index, error in refused.items():
+            self.results[index] = error
+        return [f for f in fresh if f[0] not in refused]
 
     async def _attach(
         self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]

@@ -45,7 +45,8 @@ from pigeon.services.ports import (
 
 log = structlog.get_logger(__name__)
 
-# Called with (provider, what happened): sent, retried, failed, dropped, removed.
+# Called with (provider, what happened): sent, retried, failed, dropped, removed, and
+# suppressed (due, but its user turned pushes off).
 PushCounter = Callable[[str, str], None]
 
 
@@ -191,6 +192,8 @@ class PushWorker:
             await uow.commit()
         if pending is None:
             self._attempts.pop(device_id, None)
+            if not wants.push:  # the user turned pushes off: say so, for operators and tests
+                self._on_result(registration.kind.value, "suppressed")
             return
         notice = PushNotice(
             type="message",

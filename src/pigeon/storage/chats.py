@@ -22,6 +22,7 @@ def _chat(m: Any) -> Chat:
         created_at=m["created_at"],
         last_seq=m["last_seq"],
         direct_key=m["direct_key"],
+        disappear_seconds=m["disappear_seconds"],
     )
 
 
@@ -87,6 +88,18 @@ class SqlChatRepository:
 
     async def rename(self, chat_id: str, name: str) -> None:
         await self._conn.execute(chats.update().where(chats.c.id == chat_id).values(name=name))
+
+    async def set_disappearing(self, chat_id: str, seconds: int) -> None:
+        await self._conn.execute(
+            chats.update().where(chats.c.id == chat_id).values(disappear_seconds=seconds)
+        )
+
+    async def disappearing(self, chat_ids: Sequence[str]) -> dict[str, int]:
+        """The chats among ``chat_ids`` whose messages disappear, with their timers."""
+        query = sa.select(chats.c.id, chats.c.disappear_seconds).where(
+            chats.c.id.in_(chat_ids), chats.c.disappear_seconds > 0
+        )
+        return {chat_id: seconds for chat_id, seconds in await self._conn.execute(query)}
 
     def _key(self, chat_id: str, user_id: str) -> sa.ColumnElement[bool]:
         return sa.and_(chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id)

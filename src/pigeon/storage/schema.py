@@ -99,6 +99,8 @@ chats = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     # The last message seq handed out in this chat; seqs increase strictly.
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # Disappearing messages (migration 0009): seconds a message lives, 0 for off.
+    sa.Column("disappear_seconds", sa.Integer, nullable=False, server_default="0"),
 )
 
 chat_members = sa.Table(
@@ -127,6 +129,12 @@ messages = sa.Table(
     sa.Column("reply_to", ID),
     sa.Column("system", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Forwarding and replies (migration 0009): how many times it was forwarded
+    # (0: not), and the quote of a reply as the sender's client gave it.
+    sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("quote", sa.JSON),
+    # Sent while the chat's disappearing timer was on: gone from every queue then.
+    sa.Column("expires_at", UtcDateTime),
     # The user ids the sender mentioned (migration 0013); null: none.
     sa.Column("mentions", sa.JSON),
     sa.UniqueConstraint("chat_id", "seq", name="uq_messages_chat_id_seq"),
@@ -148,6 +156,21 @@ sent_messages = sa.Table(
     # (null in records written before migration 0007).
     sa.Column("sender_id", ID),
     sa.Index("ix_sent_messages_chat_id_seq", "chat_id", "seq"),
+    # Message changes (migration 0009): what the server must know of a message
+    # after it is gone from every queue, to check a reaction, an edit or a
+    # delete (never its text). Only messages without attachments can be edited.
+    sa.Column("has_attachments", sa.Boolean, nullable=False, server_default=sa.false()),
+    # How many times the message was forwarded before this send (0: not forwarded).
+    sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"),
+    # Set when it was deleted for everyone: later changes find no message.
+    sa.Column("deleted_at", UtcDateTime),
+    # The message this one forwards: a message forwarded many times goes to
+    # one chat at a time, which the sender's earlier forwards of it tell.
+    sa.Column("forwarded_from", ID),
+    # A disappearing message's expiry: its send record goes then too.
+    sa.Column("expires_at", UtcDateTime, index=True),
+    sa.Index("ix_sent_messages_message_id", "message_id"),
+    sa.Index("ix_sent_messages_forwarded_from", "forwarded_from"),
 )
 
 # Each device's durable delivery queue. A row is deleted when the device acks it.

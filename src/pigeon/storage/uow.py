@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.services.ports import DeliveryRepository, StorageError, StorageUnreachable
+from pigeon.storage.changes import SqlMessageChangeRepository
 from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
@@ -35,6 +36,7 @@ class BoundRepositories:
     media: SqlMediaRepository
     people: SqlPeopleRepository
     push: SqlPushRepository
+    changes: SqlMessageChangeRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -45,6 +47,7 @@ class BoundRepositories:
         self.media = SqlMediaRepository(conn)
         self.people = SqlPeopleRepository(conn)
         self.push = SqlPushRepository(conn)
+        self.changes = SqlMessageChangeRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:

@@ -102,7 +102,11 @@ PURGE_UNQUEUED_MESSAGES = (
     "DELETE FROM messages"
     " WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.message_id = messages.id)"
 )
-PURGE_SEND_RECORDS = "DELETE FROM sent_messages WHERE created_at < $1"
+# Old records, and those of disappearing messages past their time (by index each).
+PURGE_SEND_RECORDS = (
+    "DELETE FROM sent_messages WHERE created_at < $1 OR (expires_at IS NOT NULL"
+    " AND expires_at <= $2)"
+)
 
 
 def _json_insert(table: str, placeholder: int) -> str:
@@ -236,5 +240,5 @@ class PostgresDelivery:
         return {
             "queued": await self._db.execute(PURGE_QUEUED, (now,)),
             "messages": await self._db.execute(PURGE_UNQUEUED_MESSAGES, ()),
-            "send_records": await self._db.execute(PURGE_SEND_RECORDS, (sent_before,)),
+            "send_records": await self._db.execute(PURGE_SEND_RECORDS, (sent_before, now)),
         }

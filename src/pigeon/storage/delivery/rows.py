@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
+from pigeon.domain.changes import ChangeKind, MessageChange
 from pigeon.domain.chats import Message, MessageKind
-from pigeon.domain.delivery import InboxEntry, SentRecord
+from pigeon.domain.delivery import InboxEntry, QueuedEvent, SentRecord
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.storage.schema import inbox, messages, sent_messages
 
@@ -67,6 +68,9 @@ def message_row(m: Message, time: StoreTime) -> tuple[Any, ...]:
         m.reply_to,
         stored_json(m.system),
         time(m.created_at),
+        m.forward_hops,
+        stored_json(m.quote),
+        time(m.expires_at) if m.expires_at else None,
         json_text(m.mentions) if m.mentions else None,  # SQL NULL: most mention nobody
     )
 
@@ -80,6 +84,11 @@ def sent_row(r: SentRecord, time: StoreTime) -> tuple[Any, ...]:
         r.seq,
         time(r.created_at),
         r.sender_id,
+        r.has_attachments,
+        r.forward_hops,
+        None,  # deleted_at: a new message is not deleted
+        r.forwarded_from,
+        time(r.expires_at) if r.expires_at else None,
     )
 
 
@@ -88,8 +97,47 @@ def inbox_row(e: InboxEntry, time: StoreTime) -> tuple[Any, ...]:
         e.device_id,
         e.seq,
         e.message.id if e.message else None,
-        stored_json(receipt_document(e.event) if e.event else None),
+        stored_json(event_document(e.event) if e.event else None),
         time(e.expires_at),
+    )
+
+
+def event_document(event: QueuedEvent) -> dict[str, Any]:
+    """A queued event that is not a message, as its queue entry stores it."""
+    if isinstance(event, MessageChange):
+        return change_document(event)
+    return receipt_document(event)
+
+
+def event_from_document(document: dict[str, Any]) -> QueuedEvent:
+    if document.get("kind") == "change":
+        return change_from_document(document)
+    return receipt_from_document(document)
+
+
+def change_document(change: MessageChange) -> dict[str, Any]:
+    """A change to a message as its queue entry stores it (an edit's text until delivered)."""
+    return {
+        "kind": "change",
+        "change": change.kind.value,
+        "chat_id": change.chat_id,
+        "message_id": change.message_id,
+        "user_id": change.user_id,
+        "at": change.at.isoformat(),
+        "emoji": change.emoji,
+        "text": change.text,
+    }
+
+
+def change_from_document(document: dict[str, Any]) -> MessageChange:
+    return MessageChange(
+        kind=ChangeKind(document["change"]),
+        chat_id=document["chat_id"],
+        message_id=document["message_id"],
+        user_id=document["user_id"],
+        at=datetime.fromisoformat(document["at"]),
+        emoji=document["emoji"],
+        text=document["text"],
     )
 
 
@@ -139,6 +187,9 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         reply_to,
         system,
         created_at,
+        forward_hops,
+        quote,
+        expires_at,
         mentions,
     ) = row
     return Message(
@@ -153,6 +204,9 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         attachments=list(load_json(attachments) or []),
         reply_to=reply_to,
         system=load_json(system),
+        forward_hops=forward_hops or 0,
+        quote=load_json(quote),
+        expires_at=time(expires_at) if expires_at is not None else None,
         mentions=list(load_json(mentions) or []),
     )
 
@@ -168,7 +222,7 @@ def pending_entry(
         seq=seq,
         expires_at=time(expires_at),
         message=message_from_row(message, time, load_json) if message[0] is not None else None,
-        event=receipt_from_document(document) if document else None,
+        event=event_from_document(document) if document else None,
     )
 
 

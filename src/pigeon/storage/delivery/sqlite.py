@@ -78,7 +78,10 @@ PURGE_UNQUEUED_MESSAGES = (
     "DELETE FROM messages"
     " WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.message_id = messages.id)"
 )
-PURGE_SEND_RECORDS = "DELETE FROM sent_messages WHERE created_at < ?"
+# Old records, and those of disappearing messages past their time (by index each).
+PURGE_SEND_RECORDS = (
+    "DELETE FROM sent_messages WHERE created_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)"
+)
 INSERT = {
     table: f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     for table, columns in rows.COLUMNS.items()
@@ -198,5 +201,7 @@ class SqliteDelivery:
         return {
             "queued": await self._db.execute(PURGE_QUEUED, (stored_time(now),)),
             "messages": await self._db.execute(PURGE_UNQUEUED_MESSAGES, ()),
-            "send_records": await self._db.execute(PURGE_SEND_RECORDS, (stored_time(sent_before),)),
+            "send_records": await self._db.execute(
+                PURGE_SEND_RECORDS, (stored_time(sent_before), stored_time(now))
+            ),
         }
