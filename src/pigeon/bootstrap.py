@@ -444,6 +444,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
                 max_attempts=settings.push_max_attempts,
                 retry_base=settings.push_retry_base_seconds,
                 retry_max=settings.push_retry_max_seconds,
+                concurrency=settings.push_concurrency,
             ),
             on_result=PushCounters(metrics),
         )
