@@ -49,6 +49,7 @@ from pigeon.services.deletion import AccountDeletionService
 from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
+from pigeon.services.notifications import NotificationService
 from pigeon.services.ports import (
     BlobStore,
     Bus,
@@ -202,6 +203,7 @@ class Container:
     push: PushService
     deletion: AccountDeletionService
     broadcasts: BroadcastService
+    notifications: NotificationService
     push_worker: PushWorker | None = None
     push_clients: list[httpx.AsyncClient] = field(default_factory=list)
     sqlite_writer: SqliteWriter | None = None
@@ -452,6 +454,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
                 max_attempts=settings.push_max_attempts,
                 retry_base=settings.push_retry_base_seconds,
                 retry_max=settings.push_retry_max_seconds,
+                concurrency=settings.push_concurrency,
             ),
             on_result=PushCounters(metrics),
         )
@@ -521,9 +524,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             max_message_length=settings.max_message_length,
         ),
     )
+    notifications = NotificationService(uow, clock)
     gateway = Gateway(
         services=GatewayServices(
-            accounts_service, messaging, chats, presence, bus, media, broadcasts=broadcasts
+            accounts_service, messaging, chats, presence, bus, media, notifications, broadcasts
         ),
         limits=ConnectionLimits(
             max_in_flight=settings.ws_max_in_flight,
@@ -557,6 +561,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         ),
         blocks=BlockService(uow, clock),
         push=push,
+        notifications=notifications,
         push_worker=push_worker,
         push_clients=push_clients,
         deletion=AccountDeletionService(uow, accounts_service, chats, bus, clock),

@@ -162,6 +162,7 @@ class Settings(BaseSettings):
         1, gt=0, le=600, description="First retry delay; doubled per try, with jitter."
     )
     push_retry_max_seconds: float = Field(300, gt=0, le=86400)
+    push_concurrency: int = Field(32, ge=1, le=1024, description="Pushes sent at once per node.")
     push_ca_file: Path | None = Field(
         None, description="Extra CA certificates trusted for push services (tests, proxies)."
     )

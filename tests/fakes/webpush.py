@@ -74,6 +74,7 @@ class FakeWebPush:
         self.pushes: list[Push] = []
         self.refused: list[str] = []  # why a request was not a valid push
         self.answers: dict[str, deque[int]] = defaultdict(deque)
+        self.retry_after = "0"  # sent with every 429 and 503
         self._subscriptions: dict[str, _Subscription] = {}
         self._arrived = asyncio.Condition()
         self.port = 0
@@ -154,7 +155,7 @@ class FakeWebPush:
                 )
             )
             self._arrived.notify_all()
-        headers = {"Retry-After": "0"} if status in (429, 503) else None
+        headers = {"Retry-After": self.retry_after} if status in (429, 503) else None
         return Response(status_code=status, headers=headers)
 
     async def start(self) -> None:

@@ -444,6 +444,8 @@ async def test_frames_of_a_live_server_match_the_schema(
     events.append(await _frame(a.client, lambda f: f.get("event") == "presence"))
     await a.call("getPresence", {"userIds": [bob["user_id"], carol["user_id"]]})
     await a.call("ping")
+    await a.call("muteChat", {"chatId": direct["chatId"], "duration": "8h"})
+    await a.call("muteChat", {"chatId": direct["chatId"], "duration": "off"})
 
     # Errors: from services, from the frame checks, and without an id.
     assert not (await a.call("getChat", {"chatId": "01NOSUCHCHAT"}))["ok"]

@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +17,12 @@ from pigeon.config import Settings
 from tests.support import FakeClock, Outbox, bearer, register
 
 PUBLIC_ENDPOINT = "https://93.184.215.14/push/v2/abc"  # a literal public address: no DNS
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The SSRF rule as in production (the other push tests lift it for their fakes)."""
+    return settings.model_copy(update={"push_allow_private_endpoints": False})
 
 
 def b64url(data: bytes) -> str:

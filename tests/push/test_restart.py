@@ -35,3 +35,26 @@ async def test_a_push_due_at_a_stop_is_sent_once_after_the_restart(
         assert after.payload["unread"] == due.payload["unread"] + 1
         assert len(webpush.of(phone)) == 2
         await on_alice.close()
+
+
+async def test_a_push_held_back_by_coalescing_survives_a_restart(
+    settings: Settings, webpush: FakeWebPush, outbox: Outbox
+) -> None:
+    """The deferred push lives only in memory; the queue and pushed_seq bring it back."""
+    slow = settings.model_copy(update={"push_coalesce_seconds": 2.0})
+    async with running(slow) as first:
+        alice = await register(first.http, outbox, "+14155550211")
+        bob = await register(first.http, outbox, "+14155550212")
+        phone = await subscribe(first.http, webpush, bob)
+        on_alice = await first.connect(alice)
+        chat_id = await direct_chat(on_alice, bob)
+        await mark(on_alice, chat_id, "one")
+        [pushed] = await webpush.wait_for(phone, 1)
+        await mark(on_alice, chat_id, "two")  # within the window: held back
+        await on_alice.close()
+
+    async with running(slow) as second:
+        assert second.container.push_worker is not None
+        [pushed, held] = await webpush.wait_for(phone, 2, timeout=10)
+        assert held.payload["unread"] == pushed.payload["unread"] + 1
+        assert held.at - pushed.at >= 1.9  # the window still held after the restart

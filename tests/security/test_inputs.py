@@ -157,6 +157,21 @@ def json_routes(session: dict[str, Any]) -> list[Route]:
             {"name": "news", "recipients": [session.get("user_id", "x")]},
             token=True,
         ),
+        Route(
+            "PUT",
+            "/v1/devices/{device_id}/push",
+            {
+                "kind": "webpush",
+                "endpoint": "https://93.184.215.14/push/abc",
+                "keys": {
+                    "p256dh": "BPmNHE3cCc2VJ8Xd0hq2hV9J1z8hM0b8yQm0",
+                    "auth": "AAAAAAAAAAAAAAAAAAAAAA",
+                },
+            },
+            token=True,
+        ),
+        Route("PATCH", "/v1/me/notifications", {"push": True, "previews": False}, token=True),
+        Route("PUT", "/v1/chats/{chat_id}/mute", {"duration": "8h"}, token=True),
     ]
 
 
@@ -362,6 +377,7 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
             "attachments": [new_id()],
             "replyTo": {"messageId": new_id(), "excerpt": "you said"},
             "forwardedFrom": {"chatId": group, "messageId": new_id()},
+            "mentions": [bob],
         },
         "ack": {"upTo": 0},
         "markRead": {"chatId": group, "upToSeq": 1},
@@ -369,6 +385,7 @@ def ws_templates(group: str, bob: str, carol: str) -> dict[str, dict[str, Any]]:
         "getChat": {"chatId": group},
         "setPresence": {"state": "online"},
         "getPresence": {"userIds": [bob]},
+        "muteChat": {"chatId": group, "duration": "8h"},
         "createAttachment": {
             "body": base64.b64encode(PDF).decode(),
             "hash": hashlib.sha256(PDF).hexdigest(),

@@ -244,6 +244,19 @@ def upload_request(method: str) -> Run:
     return run
 
 
+def mute_request(method: str) -> Run:
+    async def run(client: httpx.AsyncClient, attacker: Attacker, target: Target) -> Any:
+        response = await client.request(
+            method,
+            f"/v1/chats/{target.chat}/mute",
+            json={"duration": "always"} if method == "PUT" else None,
+            headers=bearer(attacker.session),
+        )
+        return response.status_code, response.json()
+
+    return run
+
+
 @dataclass(frozen=True)
 class Operation:
     name: str
@@ -354,6 +367,13 @@ OPERATIONS = [
     Operation("GET attachment link", http("/link"), "attachment_not_found"),
     Operation("GET upload", upload_request("GET"), "upload_not_found"),
     Operation("PATCH upload", upload_request("PATCH"), "upload_not_found"),
+    Operation(
+        "muteChat",
+        command("muteChat", lambda t: {"chatId": t.chat, "duration": "always"}),
+        "chat_not_found",
+    ),
+    Operation("PUT mute", mute_request("PUT"), "chat_not_found"),
+    Operation("DELETE mute", mute_request("DELETE"), "chat_not_found"),
 ]
 
 

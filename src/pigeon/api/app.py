@@ -22,6 +22,7 @@ from pigeon.api.routes import (
     broadcasts,
     contacts,
     me,
+    notifications,
     push,
     system,
     users,
@@ -76,7 +77,18 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    for module in (auth, me, users, attachments, system, contacts, blocks, push, broadcasts):
+    for module in (
+        auth,
+        me,
+        users,
+        attachments,
+        system,
+        contacts,
+        blocks,
+        push,
+        notifications,
+        broadcasts,
+    ):
         app.include_router(module.router)
     install_docs(app)
     install_web(app)
@@ -120,6 +132,7 @@ async def _housekeeping(container: Container) -> None:
             purged = await container.accounts.purge_expired()
             purged |= await container.messaging.purge_expired()
             purged |= await container.media.purge()
+            purged |= await container.notifications.purge_expired()
             if any(purged.values()):
                 log.info("housekeeping.purged", **purged)
         except StorageError as exc:  # the database is away: say so once a round, briefly

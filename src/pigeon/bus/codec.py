@@ -40,6 +40,7 @@ def _message(m: Message) -> list[Any]:
         m.forward_hops,
         m.quote,
         _time(m.expires_at) if m.expires_at else None,
+        m.mentions,
     ]
 
 
@@ -59,7 +60,8 @@ def _message_from(fields: list[Any]) -> Message:
         hops,
         quote,
         expires,
-    ) = fields
+    ) = fields[:14]
+    mentions = list(fields[14]) if len(fields) > 14 else []  # a node older than mentions
     return Message(
         mid,
         chat_id,
@@ -75,6 +77,7 @@ def _message_from(fields: list[Any]) -> Message:
         hops,
         quote,
         datetime.fromisoformat(expires) if expires else None,
+        mentions,
     )
 
 

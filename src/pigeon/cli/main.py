@@ -117,7 +117,11 @@ def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
             await engine.dispose()
 
     applied = asyncio.run(run())
-    console.print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+    # soft_wrap: one line however many migrations, for scripts that read it.
+    console.print(
+        f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}",
+        soft_wrap=True,
+    )
 
 
 def _with_admin(settings: Settings, action: Any) -> Any:

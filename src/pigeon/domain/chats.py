@@ -68,6 +68,7 @@ class Message:
     # A reply's quote: the excerpt the sender's client gave, and the quoted sender.
     quote: dict[str, Any] | None = None
     expires_at: datetime | None = None  # sent while the chat's disappearing timer was on
+    mentions: list[str] = field(default_factory=list)  # user ids, each a member when sent
 
 
 def direct_key(user_a: str, user_b: str) -> str:

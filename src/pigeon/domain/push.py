@@ -52,24 +52,33 @@ class PushNotice:
     sender_id: str
     unread: int
     up_to_seq: int  # the device's inbox seq this push covers
+    sender_name: str | None = None  # only when the recipient turned previews on
 
     def payload(self) -> dict[str, str | int]:
-        return {
+        payload: dict[str, str | int] = {
             "type": self.type,
             "chatId": self.chat_id,
             "senderId": self.sender_id,
             "unread": self.unread,
         }
+        if self.sender_name is not None:
+            payload["senderName"] = self.sender_name
+        return payload
 
 
 @dataclass(slots=True, frozen=True)
 class PendingPush:
-    """What a device's queue holds that no push covered yet (read when a push is due)."""
+    """What a device's queue holds that no push covered yet (read when a push is due).
+
+    Only messages that may wake the user count: from others, and not in a chat
+    the user muted (unless the message mentions them).
+    """
 
     up_to_seq: int
     unread: int
     chat_id: str
     sender_id: str
+    sender_name: str = ""
 
 
 def b64url_decode(value: str) -> bytes:
@@ -104,3 +113,30 @@ def check_webpush_keys(p256dh: str, auth: str) -> None:
         raise InvalidPushRegistration(
             "invalid_push_auth", "keys.auth is not a 16-byte secret (base64url)."
         )
+
+
+# -- preferences (shared by all of a user's devices) --------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class NotificationSettings:
+    push: bool = True  # wake my devices at all
+    previews: bool = False  # put the sender's name in a push (never message text)
+
+
+class MuteDuration(StrEnum):
+    EIGHT_HOURS = "8h"
+    ONE_WEEK = "1w"
+    ALWAYS = "always"
+
+
+MUTE_SECONDS = {MuteDuration.EIGHT_HOURS: 8 * 3600, MuteDuration.ONE_WEEK: 7 * 24 * 3600}
+
+
+@dataclass(slots=True, frozen=True)
+class ChatMute:
+    """A chat of mine that sends me no pushes (except mentions) until ``muted_until``
+    (None: always)."""
+
+    chat_id: str
+    muted_until: datetime | None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pigeon.domain.chats import Role
+from pigeon.domain.push import ChatMute, MuteDuration
 from pigeon.gateway import events
 from pigeon.services.changes import DeleteMessage, EditMessage, React
 from pigeon.services.messaging import Ack, MarkRead, SendMessage
@@ -68,6 +69,7 @@ def send_message(conn: DeviceConnection, data: Any) -> Awaitable[Any]:
             reply_to=reply,
             reply_excerpt=excerpt,
             forwarded_from=(forwarded.chatId, forwarded.messageId) if forwarded else None,
+            mentions=tuple(data.mentions),
         )
     )
 
@@ -160,6 +162,13 @@ async def set_disappearing(conn: DeviceConnection, data: Any) -> None:
     await conn.services.chats.set_disappearing(conn.principal, data.chatId, data.seconds)
 
 
+async def mute_chat(conn: DeviceConnection, data: Any) -> tuple[str, ChatMute | None]:
+    duration = None if data.duration == "off" else MuteDuration(data.duration)
+    return data.chatId, await conn.services.notifications.mute(
+        conn.principal, data.chatId, duration
+    )
+
+
 # Every command a connection accepts once authenticated ("auth" is the endpoint's).
 COMMANDS: dict[str, Command] = {
     "ping": Command(ping, events.pong_data),
@@ -180,4 +189,5 @@ COMMANDS: dict[str, Command] = {
     "editMessage": Command(edit_message, events.change_data),
     "deleteMessage": Command(delete_message, events.change_data),
     "setDisappearing": Command(set_disappearing, events.status_data),
+    "muteChat": Command(mute_chat, events.mute_data),
 }

@@ -34,6 +34,7 @@ from pigeon.domain.chats import Chat, Member, Message
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
 from pigeon.domain.media import Attachment
+from pigeon.domain.push import ChatMute
 from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
 from pigeon.services import broadcasts, presence
 from pigeon.services.changes import ChangeResult
@@ -345,6 +346,20 @@ class ChangeMessageAnswer(_OkAnswer):
     data: ChangeMessageResult
 
 
+class MuteChatResult(Payload):
+    chatId: EntityId
+    muted: bool
+    mutedUntil: Timestamp | None = Field(
+        description="When the mute ends; null when muted always, or not muted."
+    )
+
+
+class MuteChatAnswer(_OkAnswer):
+    """Answer to `muteChat`. My other devices see it in `GET /v1/me/notifications`."""
+
+    data: MuteChatResult
+
+
 # What each command is answered with when it succeeds (keys: frames.COMMANDS).
 ANSWERS: dict[str, type[BaseModel]] = {
     "auth": AuthAnswer,
@@ -366,6 +381,7 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "editMessage": ChangeMessageAnswer,
     "deleteMessage": ChangeMessageAnswer,
     "setDisappearing": StatusAnswer,
+    "muteChat": MuteChatAnswer,
 }
 
 
@@ -505,6 +521,9 @@ class TextMessageData(Payload):
     expiresAt: Timestamp | SkipJsonSchema[None] = _optional(
         description="Sent while the chat's disappearing timer was on: delete it then. The "
         "server deletes its copies at that time."
+    )
+    mentions: list[EntityId] | SkipJsonSchema[None] = _optional(
+        description="User ids the sender mentioned (each a member when sent); absent: none."
     )
 
 
@@ -735,6 +754,8 @@ def message_data(message: Message) -> dict[str, Any]:
         data["forwarded"] = {"hops": hops, "manyTimes": forwarded_many_times(hops)}
     if message.expires_at is not None:
         data["expiresAt"] = timestamp(message.expires_at)
+    if message.mentions:
+        data["mentions"] = message.mentions
     if len(_MESSAGE_DATA) >= _MESSAGE_DATA_MAX:
         _MESSAGE_DATA.clear()
     _MESSAGE_DATA[message.id] = data
@@ -933,3 +954,13 @@ def attachment_data(attachment: Attachment) -> dict[str, Any]:
 
 def change_data(result: ChangeResult) -> dict[str, Any]:
     return {"status": "SUCCESS", "at": timestamp(result.at)}
+
+
+def mute_data(result: tuple[str, ChatMute | None]) -> dict[str, Any]:
+    chat_id, mute = result
+    until = mute.muted_until if mute is not None else None
+    return {
+        "chatId": chat_id,
+        "muted": mute is not None,
+        "mutedUntil": timestamp(until) if until is not None else None,
+    }

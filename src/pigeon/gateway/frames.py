@@ -95,6 +95,9 @@ class SendMessageData(Data):
     attachments: list[EntityId] = Field(default_factory=list, max_length=10)
     replyTo: EntityId | ReplyTo | None = None
     forwardedFrom: ForwardedFrom | None = None
+    mentions: list[EntityId] = Field(
+        default_factory=list, description="User ids the message mentions, each a member."
+    )
     # Broadcast lists (issue 19): one 1:1 message to each recipient, instead of a chat.
     listId: EntityId | None = Field(None, description="A broadcast list, instead of `chatId`.")
 
@@ -106,7 +109,17 @@ class SendMessageData(Data):
             raise ValueError("a broadcast cannot reply to a message (replyTo)")
         if self.listId is not None and self.forwardedFrom is not None:
             raise ValueError("a broadcast cannot forward a message (forwardedFrom)")
+        if self.listId is not None and self.mentions:
+            raise ValueError("a broadcast cannot mention anyone (mentions)")
         return self
+
+
+class MuteChatData(Data):
+    chatId: EntityId
+    duration: Literal["8h", "1w", "always", "off"] = Field(
+        description="No pushes from the chat (except mentions) for 8 hours, a week, or "
+        "always; off unmutes it."
+    )
 
 
 class AckData(Data):
@@ -198,6 +211,7 @@ COMMANDS: dict[str, type[BaseModel]] = {
     "getChats": _command("getChats", Empty, optional=True),
     "getChat": _command("getChat", ChatRef),
     "setPresence": _command("setPresence", SetPresenceData),
+    "muteChat": _command("muteChat", MuteChatData),
     "getPresence": _command("getPresence", GetPresenceData),
     "createAttachment": _command("createAttachment", CreateAttachmentData),
     "react": _command("react", ReactData),

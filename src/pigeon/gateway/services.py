@@ -9,6 +9,7 @@ from pigeon.services.broadcasts import BroadcastService
 from pigeon.services.chats import ChatService
 from pigeon.services.media import MediaService
 from pigeon.services.messaging import MessagingService
+from pigeon.services.notifications import NotificationService
 from pigeon.services.ports import Bus
 from pigeon.services.presence import PresenceService
 
@@ -21,4 +22,5 @@ class GatewayServices:
     presence: PresenceService
     bus: Bus
     media: MediaService
+    notifications: NotificationService  # muteChat (push notifications)
     broadcasts: BroadcastService

@@ -46,6 +46,7 @@ class SendMessage:
     # server never reads text); and the (chat, message) a forward forwards.
     reply_excerpt: str | None = None
     forwarded_from: tuple[str, str] | None = None
+    mentions: tuple[str, ...] = ()  # user ids; each must be a member of the chat
     # The id the message gets if this send is new. Made with the command, on
     # the caller's task, so the one committer task does not spend ~8 us per
     # message on it while every other send waits (a retry's id goes unused).
@@ -298,10 +299,15 @@ class _Batch:
     # -- sends: dedupe, authorize, number, queue for every other device
     def apply_sends_check(self, members: dict[str, dict[str, list[str]]]) -> None:
         for index, op in enumerate(self.ops):
-            if isinstance(op, SendMessage) and op.principal.user_id not in members.get(
-                op.chat_id, {}
-            ):
+            if not isinstance(op, SendMessage):
+                continue
+            chat_members = members.get(op.chat_id, {})
+            if op.principal.user_id not in chat_members:
                 self.results[index] = chat_not_found()
+            elif any(user_id not in chat_members for user_id in op.mentions):
+                self.results[index] = InvalidInput(
+                    "invalid_mentions", "Only members of the chat can be mentioned."
+                )
 
     async def apply_sends(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:
         sends = [
@@ -443,6 +449,7 @@ def _new_message(op: SendMessage, now: datetime) -> Message:
         created_at=now,
         attachments=[],
         reply_to=op.reply_to,
+        mentions=list(dict.fromkeys(op.mentions)),
     )
 
 

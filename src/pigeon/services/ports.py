@@ -18,7 +18,13 @@ from pigeon.domain.events import LiveEvent
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 from pigeon.domain.people import Privacy
-from pigeon.domain.push import PendingPush, PushNotice, PushRegistration
+from pigeon.domain.push import (
+    ChatMute,
+    NotificationSettings,
+    PendingPush,
+    PushNotice,
+    PushRegistration,
+)
 
 
 class StorageError(Exception):
@@ -473,9 +479,27 @@ class PushRepository(Protocol):
         after the last; the state either way (``claimed`` says which), None if unregistered."""
         ...
 
-    async def pending(self, device_id: str, user_id: str, after_seq: int) -> PendingPush | None:
-        """Others' messages in the device's queue after ``after_seq``: the latest and the
-        unread count (None: nothing to push)."""
+    async def pending(
+        self, device_id: str, user_id: str, after_seq: int, now: datetime
+    ) -> PendingPush | None:
+        """Others' messages in the device's queue after ``after_seq``, outside chats the
+        user muted (a mention of the user counts anyway): the latest and the unread count
+        (None: nothing to push)."""
+        ...
+
+    async def settings(self, user_id: str) -> NotificationSettings: ...
+    async def put_settings(self, user_id: str, settings: NotificationSettings) -> None: ...
+    async def mute(self, chat_id: str, user_id: str, until: datetime | None) -> None:
+        """Mute the chat for the user until ``until`` (None: always), replacing a mute."""
+        ...
+
+    async def unmute(self, chat_id: str, user_id: str) -> None: ...
+    async def mutes(self, user_id: str, now: datetime) -> list[ChatMute]:
+        """The user's chats muted at ``now``."""
+        ...
+
+    async def purge_mutes(self, now: datetime) -> int:
+        """Delete mutes that ended, and those of chats the user is no longer in."""
         ...
 
     async def covered(self, device_id: str, up_to_seq: int, next_at: datetime | None) -> None:

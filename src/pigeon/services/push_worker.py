@@ -45,7 +45,8 @@ from pigeon.services.ports import (
 
 log = structlog.get_logger(__name__)
 
-# Called with (provider, what happened): sent, retried, failed, dropped, removed.
+# Called with (provider, what happened): sent, retried, failed, dropped, removed, and
+# suppressed (due, but its user turned pushes off).
 PushCounter = Callable[[str, str], None]
 
 
@@ -164,6 +165,11 @@ class PushWorker:
                 self.due_in(device_id, 0)
 
     async def _push_once(self, device_id: str) -> None:
+        # Most unreached devices have no registration: a read (which on SQLite
+        # never waits for the one writer the committer uses) says so.
+        async with self._uow(read_only=True) as uow:
+            if await uow.push.get(device_id) is None:
+                return
         now = self._clock.now()
         async with self._uow() as uow:
             state = await uow.push.claim(device_id, now, now + self._policy.lease)
@@ -174,12 +180,20 @@ class PushWorker:
                 self._later(device_id, state)
                 return
             registration = state.registration
-            pending = await uow.push.pending(device_id, registration.user_id, state.pushed_seq)
-            if pending is None:  # acked meanwhile, or covered by an earlier push
+            wants = await uow.push.settings(registration.user_id)
+            pending = (
+                await uow.push.pending(device_id, registration.user_id, state.pushed_seq, now)
+                if wants.push
+                else None
+            )
+            if pending is None:  # acked meanwhile, covered already, muted, or pushes off
                 await uow.push.covered(device_id, state.pushed_seq, state.next_at)
+            sender = await uow.users.get(pending.sender_id) if pending and wants.previews else None
             await uow.commit()
         if pending is None:
             self._attempts.pop(device_id, None)
+            if not wants.push:  # the user turned pushes off: say so, for operators and tests
+                self._on_result(registration.kind.value, "suppressed")
             return
         notice = PushNotice(
             type="message",
@@ -187,13 +201,15 @@ class PushWorker:
             sender_id=pending.sender_id,
             unread=pending.unread,
             up_to_seq=pending.up_to_seq,
+            # The sender's profile name, which the server knows; never message text.
+            sender_name=(sender.name if sender is not None else None) if wants.previews else None,
         )
         provider = registration.kind.value
-        sender = self._senders.get(registration.kind)
-        if sender is None:
+        service = self._senders.get(registration.kind)
+        if service is None:
             result = PushResult(PushOutcome.DROPPED, detail=f"{provider} is not configured")
         else:
-            result = await sender.send(registration, notice)
+            result = await service.send(registration, notice)
         await self._record(device_id, state, notice, result)
 
     async def _record(

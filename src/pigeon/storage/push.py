@@ -8,9 +8,23 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pigeon.domain.push import PendingPush, PushKind, PushRegistration
+from pigeon.domain.push import (
+    ChatMute,
+    NotificationSettings,
+    PendingPush,
+    PushKind,
+    PushRegistration,
+)
 from pigeon.services.ports import PushState
-from pigeon.storage.schema import inbox, messages, push_registrations
+from pigeon.storage.schema import (
+    chat_members,
+    chat_mutes,
+    inbox,
+    messages,
+    notification_settings,
+    push_registrations,
+    sent_messages,
+)
 
 _REGISTRATION_COLUMNS = ("kind", "endpoint", "p256dh", "auth", "token", "topic", "sandbox")
 
@@ -120,34 +134,125 @@ class SqlPushRepository:
         ).first()
         return _state(row, claimed.rowcount > 0) if row else None
 
-    async def pending(self, device_id: str, user_id: str, after_seq: int) -> PendingPush | None:
+    async def pending(
+        self, device_id: str, user_id: str, after_seq: int, now: datetime
+    ) -> PendingPush | None:
+        muted = [mute.chat_id for mute in await self.mutes(user_id, now)]
+        joined = inbox.join(messages, messages.c.id == inbox.c.message_id)
         from_others = sa.and_(
             inbox.c.device_id == device_id,
             sa.or_(messages.c.sender_id.is_(None), messages.c.sender_id != user_id),
         )
-        joined = inbox.join(messages, messages.c.id == inbox.c.message_id)
+        columns = (inbox.c.seq, messages.c.chat_id, messages.c.sender_id)
+        audible = sa.and_(from_others, messages.c.chat_id.not_in(muted)) if muted else from_others
         latest = (
             await self._conn.execute(
-                sa.select(inbox.c.seq, messages.c.chat_id, messages.c.sender_id)
+                sa.select(*columns)
                 .select_from(joined)
-                .where(from_others)
+                .where(audible)
                 .order_by(inbox.c.seq.desc())
                 .limit(1)
             )
         ).first()
-        if latest is None or latest.seq <= after_seq:
-            return None
         unread = (
-            await self._conn.execute(
-                sa.select(sa.func.count()).select_from(joined).where(from_others)
-            )
+            await self._conn.execute(sa.select(sa.func.count()).select_from(joined).where(audible))
         ).scalar_one()
+        candidates = [(int(latest.seq), latest.chat_id, latest.sender_id)] if latest else []
+        if muted:  # a muted chat still wakes me for a mention of me, or a reply to me
+            rows = await self._conn.execute(
+                sa.select(*columns, messages.c.mentions, messages.c.reply_to)
+                .select_from(joined)
+                .where(
+                    from_others,
+                    messages.c.chat_id.in_(muted),
+                    sa.or_(messages.c.mentions.is_not(None), messages.c.reply_to.is_not(None)),
+                )
+            )
+            mentioned = [
+                (int(r.seq), r.chat_id, r.sender_id)
+                for r in rows.all()
+                if user_id in (r.mentions or [])
+                or (r.reply_to and await self._sent_by(r.chat_id, r.reply_to, user_id))
+            ]
+            unread += len(mentioned)
+            candidates += mentioned
+        if not candidates:
+            return None
+        seq, chat_id, sender_id = max(candidates)
+        if seq <= after_seq:
+            return None
         return PendingPush(
-            up_to_seq=int(latest.seq),
-            unread=int(unread),
-            chat_id=latest.chat_id,
-            sender_id=latest.sender_id or "",
+            up_to_seq=seq, unread=int(unread), chat_id=chat_id, sender_id=sender_id or ""
         )
+
+    async def _sent_by(self, chat_id: str, message_id: str, user_id: str) -> bool:
+        """Whether ``user_id`` sent the message: its send record outlives the message
+        (kept for the undelivered TTL), so a reply to an old message still finds it."""
+        found = await self._conn.execute(
+            sa.select(sa.literal(1)).where(
+                sent_messages.c.chat_id == chat_id,
+                sent_messages.c.message_id == message_id,
+                sent_messages.c.sender_id == user_id,
+            )
+        )
+        return found.first() is not None
+
+    async def purge_mutes(self, now: datetime) -> int:
+        membership = (
+            sa.select(sa.literal(1))
+            .select_from(chat_members)
+            .where(
+                chat_members.c.chat_id == chat_mutes.c.chat_id,
+                chat_members.c.user_id == chat_mutes.c.user_id,
+            )
+        )
+        result = await self._conn.execute(
+            chat_mutes.delete().where(sa.or_(chat_mutes.c.muted_until <= now, ~membership.exists()))
+        )
+        return int(result.rowcount)
+
+    async def settings(self, user_id: str) -> NotificationSettings:
+        row = (
+            await self._conn.execute(
+                sa.select(notification_settings).where(notification_settings.c.user_id == user_id)
+            )
+        ).first()
+        if row is None:
+            return NotificationSettings()
+        return NotificationSettings(push=bool(row.push), previews=bool(row.previews))
+
+    async def put_settings(self, user_id: str, settings: NotificationSettings) -> None:
+        table = notification_settings
+        values = {"push": settings.push, "previews": settings.previews}
+        updated = await self._conn.execute(
+            table.update().where(table.c.user_id == user_id).values(**values)
+        )
+        if updated.rowcount == 0:
+            await self._conn.execute(table.insert().values(user_id=user_id, **values))
+
+    async def mute(self, chat_id: str, user_id: str, until: datetime | None) -> None:
+        await self.unmute(chat_id, user_id)
+        await self._conn.execute(
+            chat_mutes.insert().values(chat_id=chat_id, user_id=user_id, muted_until=until)
+        )
+
+    async def unmute(self, chat_id: str, user_id: str) -> None:
+        await self._conn.execute(
+            chat_mutes.delete().where(
+                chat_mutes.c.chat_id == chat_id, chat_mutes.c.user_id == user_id
+            )
+        )
+
+    async def mutes(self, user_id: str, now: datetime) -> list[ChatMute]:
+        rows = await self._conn.execute(
+            sa.select(chat_mutes.c.chat_id, chat_mutes.c.muted_until)
+            .where(
+                chat_mutes.c.user_id == user_id,
+                sa.or_(chat_mutes.c.muted_until.is_(None), chat_mutes.c.muted_until > now),
+            )
+            .order_by(chat_mutes.c.chat_id)
+        )
+        return [ChatMute(r.chat_id, r.muted_until) for r in rows]
 
     async def covered(self, device_id: str, up_to_seq: int, next_at: datetime | None) -> None:
         table = push_registrations

@@ -135,6 +135,8 @@ messages = sa.Table(
     sa.Column("quote", sa.JSON),
     # Sent while the chat's disappearing timer was on: gone from every queue then.
     sa.Column("expires_at", UtcDateTime),
+    # The user ids the sender mentioned (migration 0013); null: none.
+    sa.Column("mentions", sa.JSON),
     sa.UniqueConstraint("chat_id", "seq", name="uq_messages_chat_id_seq"),
 )
 
@@ -356,4 +358,25 @@ push_registrations = sa.Table(
     # No push before this (coalescing), and none while another worker's claim lasts.
     sa.Column("next_at", UtcDateTime),
     sa.Column("lease_until", UtcDateTime),
+)
+
+# Each user's notification preferences; no row: the defaults (push on, previews off).
+notification_settings = sa.Table(
+    "notification_settings",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("push", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("previews", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# Chats a user muted: no pushes from them (except mentions) until ``muted_until``
+# (null: always). Shared by all the user's devices.
+chat_mutes = sa.Table(
+    "chat_mutes",
+    metadata,
+    sa.Column("chat_id", ID, sa.ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
+    sa.Column("muted_until", UtcDateTime),
 )

@@ -71,6 +71,7 @@ def message_row(m: Message, time: StoreTime) -> tuple[Any, ...]:
         m.forward_hops,
         stored_json(m.quote),
         time(m.expires_at) if m.expires_at else None,
+        json_text(m.mentions) if m.mentions else None,  # SQL NULL: most mention nobody
     )
 
 
@@ -189,6 +190,7 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         forward_hops,
         quote,
         expires_at,
+        mentions,
     ) = row
     return Message(
         id=message_id,
@@ -205,6 +207,7 @@ def message_from_row(row: Sequence[Any], time: LoadTime, load_json: LoadJson) ->
         forward_hops=forward_hops or 0,
         quote=load_json(quote),
         expires_at=time(expires_at) if expires_at is not None else None,
+        mentions=list(load_json(mentions) or []),
     )
 
 
