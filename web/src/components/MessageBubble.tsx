@@ -89,7 +89,7 @@ function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot
     );
   }
   return url ? (
-    <a href={url} download={file.fileName} data-testid="message-file">
+    <a href={url} download={file.fileName} data-testid="message-file" data-attachment-id={file.attachmentId}>
       {strings.download}: {file.fileName}
     </a>
   ) : (
