@@ -88,8 +88,13 @@ function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot
       <span>{file.fileName}</span>
     );
   }
+  if (file.mimeType.startsWith("video/") && url) {
+    return (
+      <video className="image" data-testid="message-video" src={url} controls preload="metadata" aria-label={file.fileName} />
+    );
+  }
   return url ? (
-    <a href={url} download={file.fileName} data-testid="message-file">
+    <a href={url} download={file.fileName} data-testid="message-file" data-attachment-id={file.attachmentId}>
       {strings.download}: {file.fileName}
     </a>
   ) : (

@@ -77,7 +77,7 @@ export class Engine {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.socket = new Socket(`${scheme}//${location.host}/v1/ws`, {
       token: () => this.api.token,
-      onEvent: (event, data) => this.onEvent(event, data),
+      onEvent: (event, data, connection) => this.onEvent(event, { ...data, connection }),
       onState: (state) => this.set({ connection: state }),
       onReady: () => this.enqueue(() => this.afterReady()),
       onInvalidToken: () => this.api.refresh(),
@@ -157,8 +157,11 @@ export class Engine {
     }
   }
 
+  /** After the event is stored; an event of an older connection comes again, unacked. */
   private ack(data: Record<string, unknown>): void {
-    if (typeof data.inboxSeq === "number") this.socket.send("ack", { upTo: data.inboxSeq });
+    if (typeof data.inboxSeq === "number" && typeof data.connection === "number") {
+      this.socket.ackOn(data.connection, data.inboxSeq);
+    }
   }
 
   private async afterReady(): Promise<void> {

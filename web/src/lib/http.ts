@@ -127,7 +127,7 @@ export class Api {
     return response.blob();
   }
 
-  /** Upload a file as the raw body (POST /v1/attachments), reporting progress from 0 to 1. */
+  /** Upload a file, reporting progress from 0 to 1: in one request, or resumable when large. */
   async upload(
     file: File,
     onProgress: (fraction: number) => void,
@@ -136,6 +136,7 @@ export class Api {
     const bytes = await file.arrayBuffer();
     const digest = await crypto.subtle.digest("SHA-256", bytes);
     const hash = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    if (file.size >= RESUMABLE_FROM_BYTES) return this.uploadInParts(file, hash, onProgress, signal);
     const send = () =>
       new Promise<{ status: number; body: unknown }>((resolve, reject) => {
         const xhr = new XMLHttpRequest();
@@ -168,4 +169,55 @@ export class Api {
     onProgress(1);
     return result.body as Record<string, unknown>;
   }
+
+  /** POST /v1/uploads, then PATCH parts; after a failed part, ask where to resume and go on. */
+  private async uploadInParts(
+    file: File,
+    hash: string,
+    onProgress: (fraction: number) => void,
+    signal?: AbortSignal,
+  ): Promise<Record<string, unknown>> {
+    const cancelled = () => new ApiError(0, "cancelled", "The upload was cancelled.");
+    let upload = (await this.json("/v1/uploads", "POST", {
+      size: file.size,
+      sha256: hash,
+      fileName: file.name,
+    })) as Upload;
+    const path = `/v1/uploads/${encodeURIComponent(upload.uploadId)}`;
+    let failures = 0;
+    while (!upload.attachment) {
+      if (signal?.aborted) throw cancelled();
+      try {
+        const response = await this.request(path, {
+          method: "PATCH",
+          body: file.slice(upload.offset, upload.offset + PART_BYTES),
+          headers: { "Upload-Offset": String(upload.offset), "Content-Type": "application/octet-stream" },
+          signal,
+        });
+        upload = (await parse(response)) as Upload;
+        failures = 0;
+      } catch (error) {
+        if (signal?.aborted) throw cancelled();
+        const retryable = !(error instanceof ApiError) || error.status >= 500 || error.status === 409;
+        failures += 1;
+        if (!retryable || failures > PART_RETRIES) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500 * failures));
+        upload = (await this.json(path)) as Upload; // the offset the server has
+      }
+      onProgress(upload.offset / upload.size);
+    }
+    return upload.attachment;
+  }
+}
+
+/** Files at least this large go up in parts that survive a dropped connection. */
+export const RESUMABLE_FROM_BYTES = 8 * 1024 * 1024;
+const PART_BYTES = 4 * 1024 * 1024;
+const PART_RETRIES = 5;
+
+interface Upload {
+  uploadId: string;
+  size: number;
+  offset: number;
+  attachment: Record<string, unknown> | null;
 }

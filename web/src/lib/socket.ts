@@ -12,8 +12,9 @@ export class CommandError extends Error {
 
 export interface SocketHandlers {
   token(): string;
-  /** Every event, in arrival order; the caller acks queued ones once stored. */
-  onEvent(event: string, data: Record<string, unknown>): void;
+  /** Every event, in arrival order, with the connection it came on; queued ones are
+   * acked once stored, and only on that same connection (`ackOn`). */
+  onEvent(event: string, data: Record<string, unknown>, connection: number): void;
   onState(state: ConnectionState): void;
   /** After `ready`: the moment to send again what was not answered. */
   onReady(): void;
@@ -39,6 +40,8 @@ export class Socket {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private stopped = true;
   private authenticated = false;
+  /** Counts connections: an ack is valid only on the connection its event came on. */
+  private connection = 0;
 
   constructor(
     private readonly url: string,
@@ -90,12 +93,18 @@ export class Socket {
     });
   }
 
+  /** Ack up to `upTo` if the connection that sent it is still the open one. */
+  ackOn(connection: number, upTo: number): void {
+    if (connection === this.connection) this.send("ack", { upTo });
+  }
+
   /** A command that needs no answer (ack, typing). */
   send(type: string, data: unknown): void {
     if (this.ready) this.ws?.send(JSON.stringify({ type, data }));
   }
 
   private connect(): void {
+    this.connection += 1;
     this.handlers.onState("connecting");
     this.authenticated = false;
     const ws = new WebSocket(this.url);
@@ -116,7 +125,7 @@ export class Socket {
         } else if (frame.event === "drained") {
           this.handlers.onState("online");
         }
-        this.handlers.onEvent(frame.event, data);
+        this.handlers.onEvent(frame.event, data, this.connection);
         return;
       }
       const waiter = typeof frame.id === "number" ? this.waiters.get(frame.id) : undefined;
