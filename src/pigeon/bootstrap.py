@@ -20,6 +20,7 @@ from pigeon.bus.memory import LocalBus
 from pigeon.bus.nats import NatsBus
 from pigeon.bus.redis import RedisBus
 from pigeon.config import Settings
+from pigeon.gateway.admission import Admission
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
 from pigeon.media.inspect import inspect_file
@@ -145,6 +146,7 @@ class Gateway:
     services: GatewayServices
     limits: ConnectionLimits
     auth_timeout: float
+    admission: Admission
 
 
 @dataclass
@@ -393,6 +395,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             send_timeout=settings.ws_send_timeout_seconds,
         ),
         auth_timeout=settings.ws_auth_timeout_seconds,
+        admission=Admission(settings.ws_max_concurrent_handshakes),
     )
     return Container(
         settings=settings,

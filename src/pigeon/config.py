@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     media_unattached_ttl_hours: float = Field(24, gt=0)
     media_link_ttl_seconds: int = Field(300, ge=10)
 
+    # -- reconnect storms (issue 15, performance) ---------------------------------
+    ws_max_concurrent_handshakes: int = Field(
+        16, ge=1, description="New sockets between upgrade and first queue read at once."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
