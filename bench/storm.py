@@ -109,6 +109,7 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
             commanding = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.storm", "--commander", server.ws_url,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                limit=1 << 26,  # the timings come back as one line
             )  # fmt: skip
             assert commanding.stdin is not None
             assert commanding.stdout is not None
@@ -154,11 +155,12 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
             server.stop()
 
 
-async def main(databases: list[str], quick: bool) -> dict[str, Any]:
+async def main(databases: list[str], quick: bool, handshakes: int | None) -> dict[str, Any]:
     pin_generator()
     out = {}
+    settings = {} if handshakes is None else {"ws_max_concurrent_handshakes": handshakes}
     for kind in databases:
-        out[f"{kind}/storm"] = await scenario_storm(kind, 1000 if quick else 10_000)
+        out[f"{kind}/storm"] = await scenario_storm(kind, 1000 if quick else 10_000, **settings)
         print(f"{kind}/storm: {out[f'{kind}/storm']}", flush=True)
     return out
 
@@ -167,6 +169,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--quick", action="store_true", help="1,000 devices, for a smoke run")
+    parser.add_argument("--handshakes", type=int, help="PIGEON_WS_MAX_CONCURRENT_HANDSHAKES")
     parser.add_argument("--commander", metavar="WS_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import uvloop
@@ -174,4 +177,4 @@ if __name__ == "__main__":
     if args.commander:
         uvloop.run(commander(args.commander))
     else:
-        uvloop.run(main(args.databases.split(","), args.quick))
+        uvloop.run(main(args.databases.split(","), args.quick, args.handshakes))
