@@ -7,7 +7,8 @@ Scenarios, each on SQLite and PostgreSQL:
   idle        2,000 then 10,000 authenticated idle connections: memory per connection, slope
   catchup     one device offline while 10,000 messages arrive, then connects
 and the same throughput and rate scenarios against a bare relay on the same stack.
-And nodes (bench/nodes.py): two nodes against one, on PostgreSQL with Redis and NATS.
+And nodes (bench/nodes.py): two nodes against one, on PostgreSQL with Redis and NATS;
+storm (bench/storm.py): 10,000 devices connecting at once while 20 connected ones ask.
 
     python -m bench.harness [--databases sqlite,postgresql] [--scenarios ...] [--quick]
 """
@@ -356,6 +357,8 @@ TARGETS = {
     "KiB per idle connection (2,000)": ("idle", "kib_per_connection_at_first", "<=", 20.0),
     "KiB per idle connection (10,000)": ("idle", "kib_per_connection", "<=", 20.0),
     "KiB per added idle connection": ("idle", "kib_per_added_connection", "<=", 20.0),
+    "storm: all drained (s)": ("storm", "all_drained_seconds", "<", 10.0),
+    "storm: commands' p99 (ms)": ("storm", "during_p99_ms", "<", 500.0),
 }
 
 
@@ -418,6 +421,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "catchup" in wanted:
             out[f"{kind}/catchup"] = await scenario_catchup(kind, 1000 if quick else 10_000)
             print(f"{kind}/catchup: {out[f'{kind}/catchup']}", flush=True)
+        if "storm" in wanted:  # bench/storm.py: 10,000 devices reconnecting at once
+            from bench.storm import scenario_storm
+
+            out[f"{kind}/storm"] = await scenario_storm(kind, 1000 if quick else 10_000)
+            print(f"{kind}/storm: {out[f'{kind}/storm']}", flush=True)
     if "nodes" in wanted:  # bench/nodes.py: two nodes against one (PostgreSQL)
         from bench.nodes import scenario_nodes
 
@@ -435,7 +443,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--databases", default="sqlite,postgresql")
-    parser.add_argument("--scenarios", default="throughput,rate,fanout,idle,catchup,nodes")
+    parser.add_argument("--scenarios", default="throughput,rate,fanout,idle,catchup,nodes,storm")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     import uvloop
