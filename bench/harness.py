@@ -5,10 +5,12 @@ Scenarios, each on SQLite and PostgreSQL:
   rate        a steady 1,000 messages/s across 50 pairs: latency
   fanout      one sender into a group of 100 members
   reads       a group of 100 all marking one message read: receipts sent
-  idle        10,000 authenticated idle connections: server memory per connection
+  idle        2,000 then 10,000 authenticated idle connections: memory per connection, slope
   catchup     one device offline while 10,000 messages arrive, then connects
 and the same throughput and rate scenarios against a bare relay on the same stack;
-also bench/ordinary.py's ordinary, signups and httpcost (ordinary load, issue 20).
+also bench/ordinary.py's ordinary, signups and httpcost (ordinary load, issue 20),
+nodes (bench/nodes.py): two nodes against one, on PostgreSQL with Redis and NATS, and
+storm (bench/storm.py): 10,000 devices connecting at once while 20 connected ones ask.
 
     python -m bench.harness [--databases sqlite,postgresql] [--scenarios ...] [--quick]
 """
@@ -334,6 +336,7 @@ async def open_idle(server: PigeonServer, users: list[Any]) -> tuple[list[Client
 
 
 async def scenario_idle(kind: str, connections: int) -> dict[str, Any]:
+    """Server memory with a fifth of ``connections`` open, then all: totals and the slope."""
     raise_file_limit()
     async with Workspace(kind) as ws:
         server = PigeonServer(ws.data_dir, ws.database.url)
@@ -344,11 +347,10 @@ async def scenario_idle(kind: str, connections: int) -> dict[str, Any]:
             await asyncio.sleep(1.0)
             before = server.rss_kib()
             started = time.perf_counter()
-            half = connections // 2
-            first, failed_first = await open_idle(server, users[:half])
+            first, failed_first = await open_idle(server, users[: connections // 5])
             await asyncio.sleep(3.0)
             middle = server.rss_kib()
-            second, failed_second = await open_idle(server, users[half:])
+            second, failed_second = await open_idle(server, users[connections // 5 :])
             opened_in = time.perf_counter() - started
             await asyncio.sleep(3.0)
             after = server.rss_kib()
@@ -360,10 +362,13 @@ async def scenario_idle(kind: str, connections: int) -> dict[str, Any]:
                 "failed": failed_first + failed_second,
                 "opened_in_seconds": round(opened_in, 1),
                 "server_rss_mib_before": round(before / 1024, 1),
+                "server_rss_mib_at_first": round(middle / 1024, 1),
                 "server_rss_mib_after": round(after / 1024, 1),
-                # Everything the connections brought, caches warmed by the first ones included.
+                # Totals: everything the connections brought, caches warmed by the first included.
+                "first_connections": len(first),
+                "kib_per_connection_at_first": round((middle - before) / max(len(first), 1), 1),
                 "kib_per_connection": round((after - before) / max(len(clients), 1), 1),
-                # What one more connection costs once those caches are warm.
+                # The slope: what one more connection costs once those caches are warm.
                 "kib_per_added_connection": round((after - middle) / max(len(second), 1), 1),
             }
         finally:
@@ -411,8 +416,11 @@ async def scenario_catchup(kind: str, messages: int) -> dict[str, Any]:
 TARGETS = {
     "throughput ratio to the relay": ("throughput", "ratio_to_relay", ">=", 0.5),
     "p99 at 1,000 msg/s (ms)": ("rate", "p99_ms", "<", 20.0),
-    "KiB per idle connection": ("idle", "kib_per_connection", "<=", 32.0),
-    "KiB per added idle connection": ("idle", "kib_per_added_connection", "<=", 32.0),
+    "KiB per idle connection (2,000)": ("idle", "kib_per_connection_at_first", "<=", 20.0),
+    "KiB per idle connection (10,000)": ("idle", "kib_per_connection", "<=", 20.0),
+    "KiB per added idle connection": ("idle", "kib_per_added_connection", "<=", 20.0),
+    "storm: all drained (s)": ("storm", "all_drained_seconds", "<", 10.0),
+    "storm: commands' p99 (ms)": ("storm", "during_p99_ms", "<", 500.0),
 }
 
 
@@ -479,6 +487,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             out[f"{kind}/catchup"] = await scenario_catchup(kind, 1000 if quick else 10_000)
             print(f"{kind}/catchup: {out[f'{kind}/catchup']}", flush=True)
         out.update(await ordinary.run(kind, wanted, quick))  # ordinary load (issue 20)
+        if "storm" in wanted:  # bench/storm.py: 10,000 devices reconnecting at once
+            from bench.storm import scenario_storm
+
+            out[f"{kind}/storm"] = await scenario_storm(kind, 1000 if quick else 10_000)
+            print(f"{kind}/storm: {out[f'{kind}/storm']}", flush=True)
+    if "nodes" in wanted:  # bench/nodes.py: two nodes against one (PostgreSQL)
+        from bench.nodes import scenario_nodes
+
+        out.update(await scenario_nodes(quick))
     for kind in args.databases.split(","):
         relay, pigeon = out.get("relay/throughput"), out.get(f"{kind}/throughput")
         if relay and pigeon:
@@ -495,7 +512,9 @@ def cli() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument(
         "--scenarios",
-        default=",".join(["throughput,rate,fanout,reads,idle,catchup", *ordinary.SCENARIOS]),
+        default=",".join(
+            ["throughput,rate,fanout,reads,idle,catchup", *ordinary.SCENARIOS, "nodes,storm"]
+        ),
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()

@@ -25,6 +25,7 @@ from pigeon.bus.redis import RedisBus
 from pigeon.config import Settings
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.push import PushKind
+from pigeon.gateway.admission import Admission
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
 from pigeon.media.inspect import inspect_file
@@ -176,6 +177,7 @@ class Gateway:
     services: GatewayServices
     limits: ConnectionLimits
     auth_timeout: float
+    admission: Admission
 
 
 @dataclass
@@ -535,6 +537,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             send_timeout=settings.ws_send_timeout_seconds,
         ),
         auth_timeout=settings.ws_auth_timeout_seconds,
+        admission=Admission(settings.ws_max_concurrent_handshakes),
     )
     return Container(
         settings=settings,

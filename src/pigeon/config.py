@@ -206,6 +206,10 @@ class Settings(BaseSettings):
     broadcast_max_recipients: int = Field(
         256, ge=1, le=10_000, description="Recipients per broadcast list."
     )
+    # -- reconnect storms (issue 15, performance) ---------------------------------
+    ws_max_concurrent_handshakes: int = Field(
+        16, ge=1, description="New sockets between upgrade and first queue read at once."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -60,6 +60,7 @@ class DeviceConnection:
 
     # Slots: thousands of these live at once, and most of them sit idle.
     __slots__ = (
+        "_admitted",
         "_lifecycle",
         "_limits",
         "_outbox",
@@ -82,6 +83,7 @@ class DeviceConnection:
         principal: Principal,
         services: GatewayServices,
         limits: ConnectionLimits,
+        admitted: Callable[[], None] | None = None,
     ) -> None:
         self.device_id = principal.device_id
         self.user_id = principal.user_id
@@ -98,6 +100,9 @@ class DeviceConnection:
         self._room: asyncio.Future[None] | None = None  # set while the reader waits
         self._tasks: set[asyncio.Task[Any]] | None = None  # rare: made when first needed
         self._lifecycle = Lifecycle.OPEN
+        # Called once the first page of the queue was read: the handshake is over
+        # and the next newcomer may start its own (``gateway/admission.py``).
+        self._admitted = admitted
 
     # -- Subscriber (called by the bus; must not block) -------------------------
 
@@ -143,6 +148,7 @@ class DeviceConnection:
             if pump is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pump
+            self._handshake_done()
             with contextlib.suppress(Exception):
                 await presence.connection_closed(self.principal)
 
@@ -257,6 +263,7 @@ class DeviceConnection:
                     self.device_id, queue.last_sent, room
                 )
                 drained = queue.read_from_database(len(entries), room)
+                self._handshake_done()
             for entry in entries:
                 await self._send_text(events.encode(events.queued_frame(entry)))
                 queue.sent(entry)
@@ -264,6 +271,11 @@ class DeviceConnection:
                 await self._send_text(events.encode(events.drained_frame(queue.last_sent)))
             if not entries:
                 return
+
+    def _handshake_done(self) -> None:
+        admitted, self._admitted = self._admitted, None
+        if admitted is not None:
+            admitted()
 
     # -- the socket ------------------------------------------------------------
 

@@ -8,6 +8,7 @@ keeps a frame alive per connection and wraps every frame sent or received.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -34,20 +35,30 @@ async def serve(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_POLICY, "tokens in the URL are refused")
         return
     await websocket.accept()
-    principal = await _authenticate(websocket, gateway.auth_timeout)
-    if principal is None:
+    credentials = await _credentials(websocket, gateway.auth_timeout)
+    if credentials is None:
         return
-    ready = events.ready_frame(principal.user_id, principal.device_id)
+    # A reconnect storm waits here, with its tokens read, so connected devices'
+    # commands still find the database pool (gateway/admission.py). The permit
+    # ends with the connection's first page of queued events.
+    permit = await gateway.admission.enter()
     try:
-        await websocket.send_text(events.encode(ready))
-    except (WebSocketDisconnect, RuntimeError):
-        return  # the client left during the handshake
-    await DeviceConnection(websocket, principal, gateway.services, gateway.limits).run()
+        principal = await _authenticate(websocket, *credentials)
+        if principal is None:
+            return
+        ready = events.ready_frame(principal.user_id, principal.device_id)
+        try:
+            await websocket.send_text(events.encode(ready))
+        except (WebSocketDisconnect, RuntimeError):
+            return  # the client left during the handshake
+        services, limits = gateway.services, gateway.limits
+        await DeviceConnection(websocket, principal, services, limits, permit.release).run()
+    finally:
+        permit.release()
 
 
-async def _authenticate(websocket: WebSocket, auth_seconds: float) -> Principal | None:
-    """The device behind the Authorization header, or behind a first ``auth`` frame."""
-    accounts = websocket.app.state.gateway.services.accounts
+async def _credentials(websocket: WebSocket, auth_seconds: float) -> tuple[str, Any] | None:
+    """The token of the Authorization header, or of a first ``auth`` frame (with its id)."""
     header = websocket.headers.get("authorization", "")
     request_id = None
     if header:
@@ -75,6 +86,12 @@ async def _authenticate(websocket: WebSocket, auth_seconds: float) -> Principal 
             await websocket.close(CLOSE_POLICY, "auth_required")
             return None
         token, request_id = command.data.token, command.id
+    return token, request_id
+
+
+async def _authenticate(websocket: WebSocket, token: str, request_id: Any) -> Principal | None:
+    """The device behind the token; the socket is closed when there is none."""
+    accounts = websocket.app.state.gateway.services.accounts
     try:
         principal: Principal = await accounts.authenticate(token.strip())
     except Unauthenticated:

@@ -14,6 +14,12 @@ It also coalesces writes: every frame written to one socket during one turn
 of the event loop leaves in a single ``send()`` (the pump writes an answer,
 its events and receipts in a burst, and a system call per frame was a sixth
 of the server's CPU at saturation).
+
+And it holds less per idle connection (docs/performance.md): its event
+queue and its writable flag are lists instead of ``asyncio.Queue`` and
+``asyncio.Event`` (three and one empty deques, ~0.75 KiB each), and the
+handshake's request and response (their headers, ~3 KiB) are let go once
+the socket is accepted.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any, cast
 
-from uvicorn._types import ASGISendEvent
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 CLOSE_GRACE_SECONDS = 2.0
@@ -83,7 +89,81 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class Inbox:
+    """The received events of one socket, for its one reader (the application's receive).
+
+    What uvicorn asks of its ``asyncio.Queue`` (``put_nowait``, ``get``,
+    ``empty``) at a fraction of its memory. It holds an event or two: uvicorn
+    stops reading the socket while the application has one to take.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[ASGIReceiveEvent] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: ASGIReceiveEvent) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> ASGIReceiveEvent:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class Flag:
+    """``asyncio.Event`` for uvicorn's ``writable``, without a deque per connection."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if not self._set:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if self._waiters is not None and waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return True
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = cast(asyncio.Queue[ASGIReceiveEvent], Inbox())
+        self.writable = cast(asyncio.Event, Flag())
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
         super().connection_made(cast(asyncio.Transport, coalescing))
@@ -96,6 +176,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             if not self.writable.is_set():
                 self.transport.abort()  # the peer is not reading: drop the connection
         await super().send(message)
+        if message["type"] == "websocket.accept":
+            # Read only to answer the upgrade; kept, they would live as long as the socket.
+            # websockets' parser keeps the request too (a local of its generator): its
+            # headers, already copied into the scope, are emptied.
+            self.request.headers.clear()
+            self.request = self.response = None  # type: ignore[assignment]
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()
