@@ -73,3 +73,29 @@ async def test_a_batch_waits_for_another_writer_without_blocking_the_loop(
         other.close()
         writer.close()
     assert phones(database) == ["+14155550001", "+14155550002"]
+
+
+async def test_units_at_once_share_commits_and_a_failing_one_undoes_only_its_own(
+    database: Path,
+) -> None:
+    writer = SqliteWriter(f"sqlite+aiosqlite:///{database}")
+
+    async def add_then_fail(phone: str) -> None:
+        async with writer() as uow:
+            await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
+            raise RuntimeError("the service changed its mind")
+
+    try:
+        outcomes = await asyncio.gather(
+            *(add_user(writer, f"+1415555{n:04d}") for n in range(0, 20, 2)),
+            *(add_then_fail(f"+1415555{n:04d}") for n in range(1, 20, 2)),
+            return_exceptions=True,
+        )
+        # Each unit's commit() returned only once its rows were committed: another
+        # connection sees them now, and none of the failed units' rows.
+        assert phones(database) == [f"+1415555{n:04d}" for n in range(0, 20, 2)]
+        await add_user(writer, "+14155559999")  # the writer goes on after all that
+    finally:
+        writer.close()
+    assert [type(o) for o in outcomes] == [type(None)] * 10 + [RuntimeError] * 10
+    assert phones(database)[-1] == "+14155559999"

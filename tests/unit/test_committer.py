@@ -174,6 +174,21 @@ async def test_lazy_operations_alone_commit_once_the_oldest_has_waited_the_delay
     assert handler.started[0] - queued_at >= 0.05  # not before the oldest's delay ran out
 
 
+async def test_hurried_lazy_operations_commit_without_waiting_for_the_delay() -> None:
+    """What a connection's end does (``MessagingService.commit_acks_now``)."""
+    handler = Recorder()
+    committer = GroupCommitter(handler, lazy_delay=10.0)  # far longer than the test
+    committer.start()
+    try:
+        acks = [committer.submit_lazy(f"ack{n}") for n in range(2)]
+        await asyncio.sleep(0)  # the committer is waiting for the delay now
+        committer.hurry()
+        assert await asyncio.wait_for(asyncio.gather(*acks), 5) == ["ack0", "ack1"]
+    finally:
+        await committer.stop()
+    assert handler.batches == [["ack0", "ack1"]]
+
+
 async def test_stopping_fails_lazy_operations_still_waiting() -> None:
     committer = GroupCommitter(Recorder(), lazy_delay=10.0)
     committer.start()

@@ -139,6 +139,7 @@ class DeviceConnection:
             await self._read()
         finally:
             await bus.detach(self)  # first, so no new pump starts after this
+            self.services.messaging.commit_acks_now()
             self._lifecycle = Lifecycle.FINISHED
             pump = self._pump_task
             if pump is not None:

@@ -86,11 +86,12 @@ _GAP_CAP = 1.0
 class _Worker:
     """One committing task's queues: eager work, and lazy work waiting for a ride."""
 
-    __slots__ = ("arrival_gap", "eager", "last_arrival", "lazy", "wakeup")
+    __slots__ = ("arrival_gap", "eager", "hurried", "last_arrival", "lazy", "wakeup")
 
     def __init__(self) -> None:
         self.eager: deque[Pending] = deque()
         self.lazy: deque[Pending] = deque()
+        self.hurried = False  # commit the lazy work without waiting for its delay
         self.wakeup: asyncio.Future[None] | None = None
         self.last_arrival = 0.0
         self.arrival_gap = _GAP_CAP  # seconds between eager arrivals, on average
@@ -168,6 +169,13 @@ class GroupCommitter:
         """Queue ``op`` to ride along with the next batch; committed within ``lazy_delay``."""
         return self._queue(op, lazy=self._lazy_delay > 0)
 
+    def hurry(self) -> None:
+        """Commit the lazy work queued now, without waiting for its delay."""
+        for worker in self._workers:
+            if worker.lazy:
+                worker.hurried = True
+                worker.wake()
+
     def _queue(self, op: Any, lazy: bool) -> asyncio.Future[Any]:
         workers = self._workers
         worker = (
@@ -197,7 +205,8 @@ class GroupCommitter:
             timer = None
             if worker.lazy:
                 due = worker.lazy[0].queued_at + self._lazy_delay - time.monotonic()
-                if due <= 0:
+                if due <= 0 or worker.hurried:
+                    worker.hurried = False
                     return
                 timer = loop.call_later(due, worker.wake)
             worker.wakeup = loop.create_future()
@@ -217,6 +226,7 @@ class GroupCommitter:
         for queue in (worker.eager, worker.lazy):
             while queue and len(batch) < self._max_batch:
                 batch.append(queue.popleft())
+        worker.hurried = False
         return batch
 
     async def _apply(self, batch: list[Pending]) -> None:

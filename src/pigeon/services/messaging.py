@@ -157,6 +157,11 @@ class MessagingService:
         """
         return self.committer.submit_lazy(command)
 
+    def commit_acks_now(self) -> None:
+        """A connection ended: its acks commit now, not within ``ack_delay``, so the
+        device's next connection does not get back what it acked on this one."""
+        self.committer.hurry()
+
     def mark_read(self, command: MarkRead) -> asyncio.Future[ReadResult]:
         return self.committer.submit(command)
 
