@@ -46,6 +46,7 @@ from pigeon.services.ports import (
     UnitOfWorkFactory,
 )
 from pigeon.services.presence import PresenceService
+from pigeon.services.privacy import PrivacyService
 from pigeon.services.profiles import ProfileService
 from pigeon.services.sms import SmsService
 from pigeon.sms.console import ConsoleSmsProvider
@@ -171,6 +172,7 @@ class Container:
     media: MediaService
     contacts: ContactService
     blocks: BlockService
+    privacy: PrivacyService
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -425,6 +427,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ContactsPolicy(max_numbers=settings.contacts_lookup_max_numbers),
         ),
         blocks=BlockService(uow, clock),
+        privacy=PrivacyService(uow, clock),
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket
 import pigeon
 from pigeon.api.errors import install_error_handlers
 from pigeon.api.middleware import BodySizeLimit, RequestContext
-from pigeon.api.routes import attachments, auth, blocks, contacts, me, system, users
+from pigeon.api.routes import attachments, auth, blocks, contacts, me, privacy, system, users
 from pigeon.api.routes.docs import install_docs
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
@@ -65,7 +65,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    for module in (auth, me, users, attachments, system, contacts, blocks):
+    for module in (auth, me, users, attachments, system, contacts, blocks, privacy):
         app.include_router(module.router)
     install_docs(app)
     app.add_middleware(

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -29,6 +30,7 @@ from pigeon.domain.models import (
     NAME_MAX_LENGTH,
     Platform,
 )
+from pigeon.domain.people import Audience, GroupAdders
 
 DIGITS_6 = r"^[0-9]{6}$"
 
@@ -230,3 +232,35 @@ class BlockOut(Body):
 
 class BlockList(Body):
     blocks: list[BlockOut]
+
+
+class PrivacyOut(Body):
+    last_seen: Audience = Field(description="Who sees your last seen and whether you are online.")
+    photo: Audience = Field(description="Who sees your profile photo.")
+    about: Audience = Field(description="Who sees your about.")
+    statuses: Audience = Field(description="Who sees your status updates.")
+    read_receipts: bool = Field(
+        description="Off: in 1:1 chats you send no read receipts and get none (groups keep them)."
+    )
+    groups: GroupAdders = Field(
+        description="Who may add you to groups; others get 403 group_add_not_allowed."
+    )
+
+
+class PrivacyUpdate(Strict):
+    """Only the settings sent change; values outside the lists are 422 invalid_request."""
+
+    last_seen: Audience | None = None
+    photo: Audience | None = None
+    about: Audience | None = None
+    statuses: Audience | None = None
+    read_receipts: bool | None = None
+    groups: GroupAdders | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Absent means "unchanged"; a setting has no "null" value to set.
+        if value is None:
+            raise ValueError("a privacy setting cannot be null")
+        return value
