@@ -35,6 +35,7 @@ from pigeon.services.committer import GatherPolicy
 from pigeon.services.contacts import ContactService, ContactsPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
+from pigeon.services.photos import PhotoService
 from pigeon.services.ports import (
     BlobStore,
     Bus,
@@ -173,6 +174,7 @@ class Container:
     contacts: ContactService
     blocks: BlockService
     privacy: PrivacyService
+    photos: PhotoService
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -428,6 +430,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         ),
         blocks=BlockService(uow, clock),
         privacy=PrivacyService(uow, clock),
+        photos=PhotoService(uow, blobs, clock),
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

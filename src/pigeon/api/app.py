@@ -15,7 +15,17 @@ from starlette.websockets import WebSocket
 import pigeon
 from pigeon.api.errors import install_error_handlers
 from pigeon.api.middleware import BodySizeLimit, RequestContext
-from pigeon.api.routes import attachments, auth, blocks, contacts, me, privacy, system, users
+from pigeon.api.routes import (
+    attachments,
+    auth,
+    blocks,
+    contacts,
+    me,
+    photos,
+    privacy,
+    system,
+    users,
+)
 from pigeon.api.routes.docs import install_docs
 from pigeon.bootstrap import Container, build
 from pigeon.config import Settings
@@ -65,7 +75,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    for module in (auth, me, users, attachments, system, contacts, blocks, privacy):
+    for module in (auth, me, users, attachments, system, contacts, blocks, privacy, photos):
         app.include_router(module.router)
     install_docs(app)
     app.add_middleware(

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 from pigeon.domain.countries import COUNTRY_CODES
 from pigeon.domain.models import (
@@ -178,6 +179,9 @@ class PublicProfileOut(Body):
     id: str
     name: str
     about: str
+    photo: PhotoOut | None = Field(
+        None, description="The profile photo, where the user's privacy settings show it to you."
+    )
 
 
 class Health(Body):
@@ -202,13 +206,22 @@ class ContactLookup(Strict):
     )
 
 
+class PhotoOut(Body):
+    url: str = Field(description="The image (GET with your token); 404 once hidden or changed.")
+    thumbnail_url: str = Field(description="The server's JPEG thumbnail, at most 96x96.")
+    mime_type: str
+    width: int | None
+    height: int | None
+    updated_at: datetime
+
+
 class ContactOut(Body):
     user_id: str
     phone: str = Field(description="E.164.")
     name: str
     about: str = Field(description="Empty unless the user's privacy settings show it to you.")
-    photo: dict[str, object] | None = Field(
-        None, description="The profile photo, where privacy allows (not yet: always null)."
+    photo: PhotoOut | None = Field(
+        None, description="The profile photo, where the user's privacy settings show it to you."
     )
 
 
@@ -250,12 +263,13 @@ class PrivacyOut(Body):
 class PrivacyUpdate(Strict):
     """Only the settings sent change; values outside the lists are 422 invalid_request."""
 
-    last_seen: Audience | None = None
-    photo: Audience | None = None
-    about: Audience | None = None
-    statuses: Audience | None = None
-    read_receipts: bool | None = None
-    groups: GroupAdders | None = None
+    # Absent means unchanged; null is refused (and not in the schema).
+    last_seen: Audience | SkipJsonSchema[None] = None
+    photo: Audience | SkipJsonSchema[None] = None
+    about: Audience | SkipJsonSchema[None] = None
+    statuses: Audience | SkipJsonSchema[None] = None
+    read_receipts: bool | SkipJsonSchema[None] = None
+    groups: GroupAdders | SkipJsonSchema[None] = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -264,3 +278,11 @@ class PrivacyUpdate(Strict):
         if value is None:
             raise ValueError("a privacy setting cannot be null")
         return value
+
+
+class PhotoRequest(Strict):
+    attachment_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="An image you uploaded (POST /v1/attachments); other types are refused.",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -47,3 +48,15 @@ def may_see(audience: Audience, *, is_self: bool, is_contact: bool) -> bool:
     if audience is Audience.EVERYONE:
         return True
     return audience is Audience.CONTACTS and is_contact
+
+
+@dataclass(slots=True, frozen=True)
+class ProfilePhoto:
+    """A user's profile photo: an image attachment of theirs, and when it was set."""
+
+    user_id: str
+    attachment_id: str
+    mime_type: str
+    width: int | None
+    height: int | None
+    set_at: datetime

@@ -14,7 +14,7 @@ from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
 from pigeon.domain.events import LiveEvent
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
-from pigeon.domain.people import Privacy
+from pigeon.domain.people import Privacy, ProfilePhoto
 
 
 class StorageError(Exception):
@@ -206,6 +206,10 @@ class PeopleRepository(Protocol):
 
     async def privacy(self, user_ids: Sequence[str]) -> dict[str, Privacy]: ...
     async def set_privacy(self, user_id: str, privacy: Privacy, now: datetime) -> None: ...
+    async def photos(self, user_ids: Sequence[str]) -> dict[str, ProfilePhoto]: ...
+    async def set_photo(
+        self, user_id: str, attachment_id: str | None, now: datetime
+    ) -> str | None: ...
 
 
 class BlobStore(Protocol):

@@ -10,9 +10,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import User
-from pigeon.domain.people import DEFAULT_PRIVACY, Audience, GroupAdders, Privacy
+from pigeon.domain.people import DEFAULT_PRIVACY, Audience, GroupAdders, Privacy, ProfilePhoto
 from pigeon.storage.repositories import user_of_row
-from pigeon.storage.schema import blocks, chat_members, chats, contacts, privacy_settings, users
+from pigeon.storage.schema import (
+    attachments,
+    blocks,
+    chat_members,
+    chats,
+    contacts,
+    privacy_settings,
+    profile_photos,
+    users,
+)
 
 
 def _privacy(m: Any) -> Privacy:
@@ -196,3 +205,50 @@ class SqlPeopleRepository:
         )
         if updated.rowcount == 0:
             await self._conn.execute(privacy_settings.insert().values(user_id=user_id, **values))
+
+    # -- profile photos ------------------------------------------------------------
+
+    async def photos(self, user_ids: Sequence[str]) -> dict[str, ProfilePhoto]:
+        """The photos of those of ``user_ids`` who have one."""
+        if not user_ids:
+            return {}
+        rows = await self._conn.execute(
+            sa.select(
+                profile_photos.c.user_id,
+                profile_photos.c.attachment_id,
+                profile_photos.c.set_at,
+                attachments.c.mime_type,
+                attachments.c.width,
+                attachments.c.height,
+            )
+            .join(attachments, attachments.c.id == profile_photos.c.attachment_id)
+            .where(profile_photos.c.user_id.in_(sorted(set(user_ids))))
+        )
+        return {
+            row.user_id: ProfilePhoto(
+                row.user_id, row.attachment_id, row.mime_type, row.width, row.height, row.set_at
+            )
+            for row in rows
+        }
+
+    async def set_photo(self, user_id: str, attachment_id: str | None, now: datetime) -> str | None:
+        """Make ``attachment_id`` the user's photo (None: no photo); returns the previous
+        photo's attachment id. The previous attachment expires now, so the media purge
+        frees it (unless a message carries it)."""
+        previous = (
+            await self._conn.execute(
+                sa.select(profile_photos.c.attachment_id).where(profile_photos.c.user_id == user_id)
+            )
+        ).scalar()
+        await self._conn.execute(profile_photos.delete().where(profile_photos.c.user_id == user_id))
+        if attachment_id is not None:
+            await self._conn.execute(
+                profile_photos.insert().values(
+                    user_id=user_id, attachment_id=attachment_id, set_at=now
+                )
+            )
+        if previous is not None and previous != attachment_id:
+            await self._conn.execute(
+                attachments.update().where(attachments.c.id == previous).values(expires_at=now)
+            )
+        return str(previous) if previous is not None else None

@@ -282,3 +282,20 @@ privacy_settings = sa.Table(
     sa.Column("groups", sa.String(8), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# A user's profile photo: an image attachment they uploaded. While it is one,
+# the media purge keeps it; when replaced or removed it expires like any
+# unsent attachment, and its blob is freed by the usual rules.
+profile_photos = sa.Table(
+    "profile_photos",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "attachment_id",
+        ID,
+        sa.ForeignKey("attachments.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("set_at", UtcDateTime, nullable=False),
+)

@@ -1,4 +1,4 @@
-"""Contacts, blocks and privacy settings.
+"""Contacts, blocks, privacy settings and profile photos.
 
 Contacts hold only matched users' ids: the numbers of an uploaded address
 book that belong to nobody are never stored.
@@ -65,9 +65,28 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", name="pk_privacy_settings"),
     )
+    op.create_table(
+        "profile_photos",
+        sa.Column("user_id", ID, nullable=False),
+        sa.Column("attachment_id", ID, nullable=False),
+        sa.Column("set_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_profile_photos_user_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["attachment_id"],
+            ["attachments.id"],
+            name="fk_profile_photos_attachment_id_attachments",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", name="pk_profile_photos"),
+    )
+    op.create_index("ix_profile_photos_attachment_id", "profile_photos", ["attachment_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_profile_photos_attachment_id", table_name="profile_photos")
+    op.drop_table("profile_photos")
     op.drop_table("privacy_settings")
     op.drop_index("ix_blocks_blocked_id", table_name="blocks")
     op.drop_table("blocks")
