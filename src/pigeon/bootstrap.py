@@ -50,6 +50,7 @@ from pigeon.services.presence import PresenceService
 from pigeon.services.privacy import PrivacyService
 from pigeon.services.profiles import ProfileService
 from pigeon.services.sms import SmsService
+from pigeon.services.statuses import StatusPolicy, StatusService
 from pigeon.sms.console import ConsoleSmsProvider
 from pigeon.sms.templates import TemplateCatalog
 from pigeon.sms.twilio import TwilioSmsProvider
@@ -175,6 +176,7 @@ class Container:
     blocks: BlockService
     privacy: PrivacyService
     photos: PhotoService
+    statuses: StatusService
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -431,6 +433,15 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         blocks=BlockService(uow, clock),
         privacy=PrivacyService(uow, clock),
         photos=PhotoService(uow, blobs, clock),
+        statuses=StatusService(
+            uow,
+            blobs,
+            clock,
+            StatusPolicy(
+                ttl=timedelta(hours=settings.status_ttl_hours),
+                max_length=settings.status_max_length,
+            ),
+        ),
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

@@ -152,6 +152,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Numbers an account may look up per day (its own contacts cost nothing).",
     )
+    status_ttl_hours: float = Field(24, gt=0, description="A status expires this long after.")
+    status_max_length: int = Field(700, ge=1, description="Characters of a status or caption.")
 
     @classmethod
     def settings_customise_sources(

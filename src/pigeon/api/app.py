@@ -23,6 +23,7 @@ from pigeon.api.routes import (
     me,
     photos,
     privacy,
+    statuses,
     system,
     users,
 )
@@ -75,7 +76,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    for module in (auth, me, users, attachments, system, contacts, blocks, privacy, photos):
+    people = (contacts, blocks, privacy, photos, statuses)
+    for module in (auth, me, users, attachments, system, *people):
         app.include_router(module.router)
     install_docs(app)
     app.add_middleware(
@@ -117,6 +119,7 @@ async def _housekeeping(container: Container) -> None:
         try:
             purged = await container.accounts.purge_expired()
             purged |= await container.messaging.purge_expired()
+            purged |= await container.statuses.purge()  # before media: it frees their files
             purged |= await container.media.purge()
             if any(purged.values()):
                 log.info("housekeeping.purged", **purged)

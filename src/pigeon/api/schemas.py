@@ -286,3 +286,47 @@ class PhotoRequest(Strict):
         max_length=64,
         description="An image you uploaded (POST /v1/attachments); other types are refused.",
     )
+
+
+class StatusIn(Strict):
+    """A text status (``text``, ``backgroundColor``, ``font``) or a media one
+    (``attachmentId`` of an image or video you uploaded, ``caption``)."""
+
+    text: str = Field("", description="At most PIGEON_STATUS_MAX_LENGTH (700) characters.")
+    background_color: str | SkipJsonSchema[None] = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$")
+    font: int | SkipJsonSchema[None] = Field(None, ge=0, le=9)
+    attachment_id: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=64)
+    caption: str = ""
+
+    @field_validator("text", "caption")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_nul(value)
+
+
+class StatusOut(Body):
+    id: str
+    author_id: str
+    text: str
+    background_color: str | None
+    font: int | None
+    caption: str
+    media: dict[str, object] | None = Field(
+        description="For a media status: its type, size, dimensions and thumbnail (base64), "
+        "and url, where GET returns the file."
+    )
+    created_at: datetime
+    expires_at: datetime
+
+
+class StatusList(Body):
+    statuses: list[StatusOut]
+
+
+class ViewerOut(Body):
+    user_id: str
+    viewed_at: datetime
+
+
+class ViewerList(Body):
+    viewers: list[ViewerOut]

@@ -60,3 +60,18 @@ class ProfilePhoto:
     width: int | None
     height: int | None
     set_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class Status:
+    """A status update: a text with its look, or an attachment with a caption."""
+
+    id: str
+    author_id: str
+    created_at: datetime
+    expires_at: datetime
+    text: str = ""
+    background: str | None = None  # "#RRGGBB"
+    font: int | None = None
+    attachment_id: str | None = None
+    caption: str = ""

@@ -17,6 +17,7 @@ from pigeon.storage.schema import (
     blobs,
     chat_members,
     profile_photos,
+    statuses,
     uploads,
 )
 
@@ -169,10 +170,12 @@ class SqlMediaRepository:
         """
         linked = sa.exists().where(attachment_links.c.attachment_id == attachments.c.id)
         photo = sa.exists().where(profile_photos.c.attachment_id == attachments.c.id)
+        status = sa.exists().where(statuses.c.attachment_id == attachments.c.id)
         await self._conn.execute(
             attachments.delete().where(
                 ~linked,
                 ~photo,
+                ~status,
                 sa.or_(attachments.c.expires_at.is_(None), attachments.c.expires_at <= now),
             )
         )

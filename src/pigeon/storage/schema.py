@@ -299,3 +299,32 @@ profile_photos = sa.Table(
     ),
     sa.Column("set_at", UtcDateTime, nullable=False),
 )
+
+# Status updates: a text (with its colour and font) or an attachment of the
+# author's (with a caption), gone at ``expires_at`` (24 hours by the server's
+# clock) or when the author deletes it. Like a message body, the text is
+# stored for delivery and never read by the server.
+statuses = sa.Table(
+    "statuses",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column(
+        "author_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("background", sa.String(7)),
+    sa.Column("font", sa.Integer),
+    sa.Column("attachment_id", ID, sa.ForeignKey("attachments.id", ondelete="CASCADE"), index=True),
+    sa.Column("caption", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# Who saw a status, and when (viewers with read receipts off are not recorded).
+status_views = sa.Table(
+    "status_views",
+    metadata,
+    sa.Column("status_id", ID, sa.ForeignKey("statuses.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("viewer_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("viewed_at", UtcDateTime, nullable=False),
+)

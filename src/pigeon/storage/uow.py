@@ -17,6 +17,7 @@ from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
 from pigeon.storage.people import SqlPeopleRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
+from pigeon.storage.statuses import SqlStatusRepository
 
 # How a unit of work gets its delivery repository for its connection: the
 # dialect's class on the right executor, as ``bootstrap`` chose.
@@ -33,6 +34,7 @@ class BoundRepositories:
     delivery: DeliveryRepository
     media: SqlMediaRepository
     people: SqlPeopleRepository
+    statuses: SqlStatusRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -42,6 +44,7 @@ class BoundRepositories:
         self.delivery = delivery
         self.media = SqlMediaRepository(conn)
         self.people = SqlPeopleRepository(conn)
+        self.statuses = SqlStatusRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:

@@ -1,4 +1,4 @@
-"""Contacts, blocks, privacy settings and profile photos.
+"""Contacts, blocks, privacy settings, profile photos and status updates.
 
 Contacts hold only matched users' ids: the numbers of an uploaded address
 book that belong to nobody are never stored.
@@ -82,9 +82,55 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", name="pk_profile_photos"),
     )
     op.create_index("ix_profile_photos_attachment_id", "profile_photos", ["attachment_id"])
+    op.create_table(
+        "statuses",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("author_id", ID, nullable=False),
+        sa.Column("text", sa.Text(), server_default="", nullable=False),
+        sa.Column("background", sa.String(7), nullable=True),
+        sa.Column("font", sa.Integer(), nullable=True),
+        sa.Column("attachment_id", ID, nullable=True),
+        sa.Column("caption", sa.Text(), server_default="", nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("expires_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["author_id"], ["users.id"], name="fk_statuses_author_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["attachment_id"],
+            ["attachments.id"],
+            name="fk_statuses_attachment_id_attachments",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_statuses"),
+    )
+    op.create_index("ix_statuses_author_id", "statuses", ["author_id"])
+    op.create_index("ix_statuses_attachment_id", "statuses", ["attachment_id"])
+    op.create_index("ix_statuses_expires_at", "statuses", ["expires_at"])
+    op.create_table(
+        "status_views",
+        sa.Column("status_id", ID, nullable=False),
+        sa.Column("viewer_id", ID, nullable=False),
+        sa.Column("viewed_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["status_id"],
+            ["statuses.id"],
+            name="fk_status_views_status_id_statuses",
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["viewer_id"], ["users.id"], name="fk_status_views_viewer_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("status_id", "viewer_id", name="pk_status_views"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("status_views")
+    op.drop_index("ix_statuses_expires_at", table_name="statuses")
+    op.drop_index("ix_statuses_attachment_id", table_name="statuses")
+    op.drop_index("ix_statuses_author_id", table_name="statuses")
+    op.drop_table("statuses")
     op.drop_index("ix_profile_photos_attachment_id", table_name="profile_photos")
     op.drop_table("profile_photos")
     op.drop_table("privacy_settings")
