@@ -436,6 +436,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         statuses=StatusService(
             uow,
             blobs,
+            bus,
             clock,
             StatusPolicy(
                 ttl=timedelta(hours=settings.status_ttl_hours),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -14,8 +15,8 @@ from PIL import Image
 
 from pigeon.bootstrap import Container
 from pigeon.config import Settings
-from tests.gateway.conftest import Register
-from tests.support import FakeClock, bearer
+from tests.gateway.conftest import Connect, Register
+from tests.support import FakeClock, bearer, of_kind, online, settle_in_new_group
 
 ALICE, BOB, CAROL, DAVE = "+14155550141", "+14155550142", "+14155550143", "+14155550144"
 
@@ -186,3 +187,27 @@ async def test_bad_statuses_are_refused_with_a_code(
             "POST" if path.endswith("view") else "GET", path, headers=bearer(alice)
         )
         assert (missing.status_code, missing.json()["error"]["code"]) == (404, "status_not_found")
+
+
+async def test_a_new_status_reaches_its_audience_live_and_queued(
+    user: Register, connect: Connect, client: httpx.AsyncClient
+) -> None:
+    alice, bob, carol = await user(ALICE), await user(BOB), await user(CAROL)
+    bob_tablet = await user(BOB, device="tablet")  # offline while the status is posted
+    await befriend(client, alice, BOB)
+    for viewer in (bob, carol):
+        await befriend(client, viewer, ALICE)
+    b, c = await online(connect, bob), await online(connect, carol)
+
+    posted = await post(client, alice, text="hello world")
+    assert posted.status_code == 201
+    event = (await b.next_event("status"))["data"]
+    assert (event["statusId"], event["authorId"]) == (posted.json()["id"], alice["user_id"])
+    expires = [datetime.fromisoformat(t) for t in (event["expiresAt"], posted.json()["expiresAt"])]
+    assert expires[0] == expires[1]
+    # Bob's other device finds it queued when it connects.
+    tablet = await connect(bob_tablet)
+    backlog = await tablet.until(lambda f: f.get("event") == "drained")
+    assert [f["data"]["statusId"] for f in of_kind(backlog, "status")] == [posted.json()["id"]]
+    # Carol has Alice's number, but Alice shows statuses to her own contacts only.
+    assert of_kind(await settle_in_new_group(c, carol["user_id"], b), "status") == []

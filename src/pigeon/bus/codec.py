@@ -16,7 +16,15 @@ import orjson
 
 from pigeon.domain.chats import Message, MessageKind
 from pigeon.domain.delivery import InboxEntry
-from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, ReceiptType, Typing
+from pigeon.domain.events import (
+    LiveEvent,
+    PresenceChange,
+    QueuedEvent,
+    Receipt,
+    ReceiptType,
+    StatusPosted,
+    Typing,
+)
 
 
 def _time(value: datetime) -> str:
@@ -65,6 +73,23 @@ def _receipt_from(fields: list[Any]) -> Receipt:
     return Receipt(chat_id, ReceiptType(kind), user_id, up_to, datetime.fromisoformat(at))
 
 
+def _event(event: QueuedEvent) -> Any:
+    """A receipt as a list; a status as ``{"s": [...]}``."""
+    if isinstance(event, StatusPosted):
+        fields = [event.status_id, event.author_id, _time(event.created_at)]
+        return {"s": [*fields, _time(event.expires_at)]}
+    return _receipt(event)
+
+
+def _event_from(fields: Any) -> QueuedEvent:
+    if isinstance(fields, dict):
+        status_id, author_id, created, expires = fields["s"]
+        return StatusPosted(
+            status_id, author_id, datetime.fromisoformat(created), datetime.fromisoformat(expires)
+        )
+    return _receipt_from(fields)
+
+
 def encode_entries(entries: Sequence[InboxEntry]) -> bytes:
     """Entries for any devices, each message once."""
     messages: dict[str, list[Any]] = {}
@@ -78,7 +103,7 @@ def encode_entries(entries: Sequence[InboxEntry]) -> bytes:
                 e.seq,
                 _time(e.expires_at),
                 e.message.id if e.message else None,
-                _receipt(e.event) if e.event else None,
+                _event(e.event) if e.event else None,
             ]
         )
     return orjson.dumps({"m": list(messages.values()), "e": rows})
@@ -93,7 +118,7 @@ def decode_entries(data: bytes) -> list[InboxEntry]:
             seq=seq,
             expires_at=datetime.fromisoformat(expires),
             message=messages[message_id] if message_id else None,
-            event=_receipt_from(receipt) if receipt else None,
+            event=_event_from(receipt) if receipt else None,
         )
         for device, seq, expires, message_id, receipt in document["e"]
     ]

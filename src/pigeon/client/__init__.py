@@ -61,6 +61,7 @@ from pigeon.client._models import (
     ReceiptEvent,
     SentMessage,
     Session,
+    StatusEvent,
     TypingEvent,
     UploadStatus,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "SendFailed",
     "SentMessage",
     "Session",
+    "StatusEvent",
     "StoreError",
     "StoredMessage",
     "TypingEvent",

@@ -315,7 +315,18 @@ class DrainedEvent:
     inbox_seq: int
 
 
-Event = MessageEvent | ReceiptEvent | TypingEvent | PresenceEvent | DrainedEvent
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """Queued: a contact posted a status you may see (read it with ``list_statuses``)."""
+
+    status_id: str
+    author_id: str
+    created_at: datetime
+    expires_at: datetime
+    inbox_seq: int
+
+
+Event = MessageEvent | ReceiptEvent | TypingEvent | PresenceEvent | DrainedEvent | StatusEvent
 
 
 def parse_event(name: str, data: dict[str, Any]) -> Event | None:
@@ -356,6 +367,14 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
         )
     if name == "drained":
         return DrainedEvent(inbox_seq=int(data["inboxSeq"]))
+    if name == "status":
+        return StatusEvent(
+            status_id=data["statusId"],
+            author_id=data["authorId"],
+            created_at=_time(data["createdAt"]),
+            expires_at=_time(data["expiresAt"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
     return None
 
 

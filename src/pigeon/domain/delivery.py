@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pigeon.domain.chats import Message
-from pigeon.domain.events import Receipt
+from pigeon.domain.events import QueuedEvent
 
 
 @dataclass(slots=True, frozen=True)
@@ -24,7 +24,8 @@ class SentRecord:
 
 @dataclass(slots=True)
 class InboxEntry:
-    """One queued event for one device: a message or a receipt, at ``seq`` in its queue.
+    """One queued event for one device: a message, a receipt or a status, at ``seq`` in its
+    queue.
 
     ``user_id`` is the device's owner, known when the entry is made (a bus may
     route by user); entries read back from the queue leave it empty.
@@ -34,7 +35,7 @@ class InboxEntry:
     seq: int
     expires_at: datetime
     message: Message | None = None
-    event: Receipt | None = None
+    event: QueuedEvent | None = None
     user_id: str = ""
 
 

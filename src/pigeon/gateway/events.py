@@ -30,7 +30,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from pigeon.domain.chats import Chat, Member, Message
 from pigeon.domain.delivery import InboxEntry
-from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
+from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, StatusPosted, Typing
 from pigeon.domain.media import Attachment
 from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
 from pigeon.services import presence
@@ -463,6 +463,22 @@ class ReceiptEvent(Payload):
     data: ReceiptEventData
 
 
+class StatusEventData(Payload):
+    statusId: EntityId
+    authorId: EntityId = Field(description="A contact whose status privacy shows it to you.")
+    createdAt: Timestamp
+    expiresAt: Timestamp = Field(description="By the server's clock; gone after that.")
+    inboxSeq: InboxSeq
+
+
+class StatusEvent(Payload):
+    """A contact posted a status (queued until it expires: ack its `inboxSeq`). Read it
+    with `GET /v1/statuses`."""
+
+    event: Literal["status"]
+    data: StatusEventData
+
+
 class DrainedEventData(Payload):
     inboxSeq: Seq = Field(description="The last queued event sent; 0 if there was none.")
 
@@ -507,6 +523,7 @@ EVENTS: dict[str, type[BaseModel]] = {
     "drained": DrainedEvent,
     "typing": TypingEvent,
     "presence": PresenceEvent,
+    "status": StatusEvent,
 }
 
 _answers = tuple(dict.fromkeys(ANSWERS.values()))
@@ -606,8 +623,20 @@ def queued_frame(entry: InboxEntry) -> dict[str, Any]:
     """A queue entry as its ``message`` or ``receipt`` event."""
     if entry.message is not None:
         return {"event": "message", "data": {**message_data(entry.message), "inboxSeq": entry.seq}}
-    assert entry.event is not None
-    return {"event": "receipt", "data": {**receipt_data(entry.event), "inboxSeq": entry.seq}}
+    event = entry.event
+    assert event is not None
+    if isinstance(event, StatusPosted):
+        return {"event": "status", "data": {**status_posted_data(event), "inboxSeq": entry.seq}}
+    return {"event": "receipt", "data": {**receipt_data(event), "inboxSeq": entry.seq}}
+
+
+def status_posted_data(event: StatusPosted) -> dict[str, Any]:
+    return {
+        "statusId": event.status_id,
+        "authorId": event.author_id,
+        "createdAt": timestamp(event.created_at),
+        "expiresAt": timestamp(event.expires_at),
+    }
 
 
 def live_frame(event: LiveEvent) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pigeon.domain.chats import Message
 from pigeon.domain.delivery import InboxEntry
-from pigeon.domain.events import Receipt
+from pigeon.domain.events import QueuedEvent
 from pigeon.services.ports import UnitOfWork
 
 
@@ -26,7 +26,7 @@ class Queued:
     device_id: str
     user_id: str
     message: Message | None = None
-    event: Receipt | None = None
+    event: QueuedEvent | None = None
 
 
 async def assign_seqs(uow: UnitOfWork, messages: Sequence[Message]) -> None:

@@ -13,13 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.errors import InvalidInput, NotFound
+from pigeon.domain.events import StatusPosted
 from pigeon.domain.ids import is_valid_id, new_id
 from pigeon.domain.people import Status
+from pigeon.services import fanout
 from pigeon.services.accounts import Principal
+from pigeon.services.fanout import Queued
 from pigeon.services.media import Download, parse_range
-from pigeon.services.ports import BlobStore, Clock, UnitOfWork, UnitOfWorkFactory
-from pigeon.services.visibility import seen_by
+from pigeon.services.ports import BlobStore, Bus, Clock, UnitOfWork, UnitOfWorkFactory
+from pigeon.services.visibility import seen_by, status_audience
 
 STATUS_MEDIA_TYPES = ("image/", "video/")
 
@@ -46,9 +50,15 @@ class NewStatus:
 
 class StatusService:
     def __init__(
-        self, uow: UnitOfWorkFactory, blobs: BlobStore, clock: Clock, policy: StatusPolicy
+        self,
+        uow: UnitOfWorkFactory,
+        blobs: BlobStore,
+        bus: Bus,
+        clock: Clock,
+        policy: StatusPolicy,
     ) -> None:
         self._uow = uow
+        self._bus = bus
         self._blobs = blobs
         self._clock = clock
         self._policy = policy
@@ -77,8 +87,19 @@ class StatusService:
             if new.attachment_id is not None:
                 await self._check_media(uow, principal, new.attachment_id)
             await uow.statuses.add(status)
+            entries = await self._announce(uow, status)
             await uow.commit()
+        self._bus.publish(entries)
         return status
+
+    async def _announce(self, uow: UnitOfWork, status: Status) -> list[InboxEntry]:
+        """A ``status`` event in the queue of every device that may see it, kept until the
+        status expires: live devices get it at once, the others when they connect."""
+        audience = await status_audience(uow, status.author_id)
+        devices = await uow.delivery.devices_of(audience)
+        event = StatusPosted(status.id, status.author_id, status.created_at, status.expires_at)
+        items = [Queued(d, u, event=event) for u in audience for d in devices.get(u, [])]
+        return await fanout.enqueue(uow, items, status.expires_at)
 
     async def delete(self, principal: Principal, status_id: str) -> None:
         """The author deletes a status before it expires; its media is freed."""

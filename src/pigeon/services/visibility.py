@@ -81,3 +81,20 @@ async def refusing_adds(uow: UnitOfWork, adder_id: str, user_ids: Sequence[str])
         for u in targets
         if u in blockers or (privacy[u].groups is GroupAdders.CONTACTS and u not in knows_adder)
     }
+
+
+async def status_audience(uow: UnitOfWork, author_id: str) -> list[str]:
+    """Who is told of ``author_id``'s new status: those who have the author among their
+    contacts (they list it with ``GET /v1/statuses``) and whom the author's status setting
+    admits, less those the author blocked."""
+    candidates = [u for u in await uow.people.owners_of(author_id) if u != author_id]
+    if not candidates:
+        return []
+    privacy = (await uow.people.privacy([author_id]))[author_id]
+    blocked = await uow.people.blocked_among(author_id, candidates)
+    contacts = await uow.people.contact_ids(author_id, candidates)
+    return [
+        u
+        for u in candidates
+        if u not in blocked and may_see(privacy.statuses, is_self=False, is_contact=u in contacts)
+    ]

@@ -103,6 +103,15 @@ class SqlPeopleRepository:
         )
         return set(rows.scalars())
 
+    async def owners_of(self, contact_id: str) -> list[str]:
+        """The users who have ``contact_id`` among their contacts."""
+        rows = await self._conn.execute(
+            sa.select(contacts.c.owner_id)
+            .where(contacts.c.contact_id == contact_id)
+            .order_by(contacts.c.owner_id)
+        )
+        return list(rows.scalars())
+
     # -- blocks --------------------------------------------------------------------
 
     async def block(self, blocker_id: str, blocked_id: str, now: datetime) -> None:

@@ -17,7 +17,7 @@ import orjson
 
 from pigeon.domain.chats import Message, MessageKind
 from pigeon.domain.delivery import InboxEntry, SentRecord
-from pigeon.domain.events import Receipt, ReceiptType
+from pigeon.domain.events import QueuedEvent, Receipt, ReceiptType, StatusPosted
 from pigeon.storage.schema import inbox, messages, sent_messages
 
 # Each table's columns in schema order: the order of every row built below.
@@ -87,9 +87,33 @@ def inbox_row(e: InboxEntry, time: StoreTime) -> tuple[Any, ...]:
         e.device_id,
         e.seq,
         e.message.id if e.message else None,
-        stored_json(receipt_document(e.event) if e.event else None),
+        stored_json(event_document(e.event) if e.event else None),
         time(e.expires_at),
     )
+
+
+def event_document(event: QueuedEvent) -> dict[str, Any]:
+    """A queued event (not a message) as its queue entry stores it."""
+    if isinstance(event, StatusPosted):
+        return {
+            "kind": "status",
+            "status_id": event.status_id,
+            "author_id": event.author_id,
+            "created_at": event.created_at.isoformat(),
+            "expires_at": event.expires_at.isoformat(),
+        }
+    return receipt_document(event)
+
+
+def event_from_document(document: dict[str, Any]) -> QueuedEvent:
+    if document.get("kind") == "status":
+        return StatusPosted(
+            status_id=document["status_id"],
+            author_id=document["author_id"],
+            created_at=datetime.fromisoformat(document["created_at"]),
+            expires_at=datetime.fromisoformat(document["expires_at"]),
+        )
+    return receipt_from_document(document)
 
 
 def receipt_document(receipt: Receipt) -> dict[str, Any]:
@@ -165,7 +189,7 @@ def pending_entry(
         seq=seq,
         expires_at=time(expires_at),
         message=message_from_row(message, time, load_json) if message[0] is not None else None,
-        event=receipt_from_document(document) if document else None,
+        event=event_from_document(document) if document else None,
     )
 
 
