@@ -51,3 +51,20 @@ async def test_a_block_and_a_privacy_setting_made_on_one_node_hold_on_the_other(
     await alice_ws.call("setPresence", {"state": "online"})
     first = await carol_ws.next_event("presence")
     assert (first["data"]["userId"], first["data"]["state"]) == (alice["user_id"], "online")
+
+
+async def test_a_status_posted_through_one_node_reaches_a_contact_on_the_other(
+    nodes: tuple[Node, Node], person: Person
+) -> None:
+    a, b = nodes
+    alice, bob = await person(), await person()
+    for viewer, other in ((alice, bob), (bob, alice)):
+        found = await a.http.post(
+            "/v1/contacts/lookup", json={"phones": [other["phone"]]}, headers=bearer(viewer)
+        )
+        assert len(found.json()["matches"]) == 1
+    bob_ws = await b.connect(bob)
+    posted = await a.http.post("/v1/statuses", json={"text": "hi"}, headers=bearer(alice))
+    assert posted.status_code == 201
+    event = (await bob_ws.next_event("status"))["data"]
+    assert (event["statusId"], event["authorId"]) == (posted.json()["id"], alice["user_id"])
