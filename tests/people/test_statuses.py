@@ -211,3 +211,18 @@ async def test_a_new_status_reaches_its_audience_live_and_queued(
     assert [f["data"]["statusId"] for f in of_kind(backlog, "status")] == [posted.json()["id"]]
     # Carol has Alice's number, but Alice shows statuses to her own contacts only.
     assert of_kind(await settle_in_new_group(c, carol["user_id"], b), "status") == []
+
+
+async def test_muting_is_stored_for_all_of_a_users_devices(
+    user: Register, client: httpx.AsyncClient
+) -> None:
+    alice, bob = await user(ALICE), await user(BOB)
+    bob_tablet = await user(BOB, device="tablet")
+    muted = await client.put(f"/v1/statuses/muted/{alice['user_id']}", headers=bearer(bob))
+    assert muted.status_code == 204
+    on_tablet = await client.get("/v1/statuses/muted", headers=bearer(bob_tablet))
+    assert on_tablet.json() == {"muted": [alice["user_id"]]}
+    await client.delete(f"/v1/statuses/muted/{alice['user_id']}", headers=bearer(bob_tablet))
+    assert (await client.get("/v1/statuses/muted", headers=bearer(bob))).json() == {"muted": []}
+    unknown = await client.put("/v1/statuses/muted/01JQ80G5H6J7K8M9N0P1Q2R3S4", headers=bearer(bob))
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "user_not_found")

@@ -323,6 +323,10 @@ class StatusList(Body):
     statuses: list[StatusOut]
 
 
+class MutedList(Body):
+    muted: list[str] = Field(description="User ids whose statuses you muted.")
+
+
 class ViewerOut(Body):
     user_id: str
     viewed_at: datetime

@@ -171,6 +171,22 @@ class StatusService:
             for a in found.values()
         }
 
+    async def mute(self, principal: Principal, user_id: str, muted: bool) -> None:
+        """Mute (or unmute) a user's statuses: a preference all the caller's devices share;
+        the server still delivers them."""
+        async with self._uow() as uow:
+            if not is_valid_id(user_id) or await uow.users.get(user_id) is None:
+                raise NotFound("user_not_found", "No such user.")
+            if muted:
+                await uow.statuses.mute(principal.user_id, user_id, self._clock.now())
+            else:
+                await uow.statuses.unmute(principal.user_id, user_id)
+            await uow.commit()
+
+    async def muted(self, principal: Principal) -> list[str]:
+        async with self._uow(read_only=True) as uow:
+            return await uow.statuses.muted(principal.user_id)
+
     async def purge(self) -> dict[str, int]:
         """Delete expired statuses (their media is freed by the media purge after)."""
         now = self._clock.now()

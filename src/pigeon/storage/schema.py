@@ -328,3 +328,19 @@ status_views = sa.Table(
     sa.Column("viewer_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("viewed_at", UtcDateTime, nullable=False),
 )
+
+# Whose statuses a user muted: a client preference, kept here so all the
+# user's devices share it. The server does not filter by it.
+status_mutes = sa.Table(
+    "status_mutes",
+    metadata,
+    sa.Column("owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "muted_id",
+        ID,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)

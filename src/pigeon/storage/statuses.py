@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.people import Status
-from pigeon.storage.schema import attachments, status_views, statuses
+from pigeon.storage.schema import attachments, status_mutes, status_views, statuses
 
 
 def _status(m: Any) -> Status:
@@ -107,3 +107,29 @@ class SqlStatusRepository:
             .order_by(status_views.c.viewed_at, status_views.c.viewer_id)
         )
         return [(row.viewer_id, row.viewed_at) for row in rows]
+
+    async def mute(self, owner_id: str, muted_id: str, now: datetime) -> None:
+        known = await self._conn.execute(
+            sa.select(status_mutes.c.muted_id).where(
+                status_mutes.c.owner_id == owner_id, status_mutes.c.muted_id == muted_id
+            )
+        )
+        if known.first() is None:
+            await self._conn.execute(
+                status_mutes.insert().values(owner_id=owner_id, muted_id=muted_id, created_at=now)
+            )
+
+    async def unmute(self, owner_id: str, muted_id: str) -> None:
+        await self._conn.execute(
+            status_mutes.delete().where(
+                status_mutes.c.owner_id == owner_id, status_mutes.c.muted_id == muted_id
+            )
+        )
+
+    async def muted(self, owner_id: str) -> list[str]:
+        rows = await self._conn.execute(
+            sa.select(status_mutes.c.muted_id)
+            .where(status_mutes.c.owner_id == owner_id)
+            .order_by(status_mutes.c.muted_id)
+        )
+        return list(rows.scalars())

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from pigeon.api.deps import ContainerDep, PrincipalDep
 from pigeon.api.errors import error_responses
-from pigeon.api.schemas import StatusIn, StatusList, StatusOut, ViewerList, ViewerOut
+from pigeon.api.schemas import MutedList, StatusIn, StatusList, StatusOut, ViewerList, ViewerOut
 from pigeon.domain.people import Status
 from pigeon.services.statuses import NewStatus
 
@@ -67,6 +67,24 @@ async def list_statuses(principal: PrincipalDep, container: ContainerDep) -> Sta
 @router.get("/mine", response_model=StatusList, responses=error_responses(401))
 async def my_statuses(principal: PrincipalDep, container: ContainerDep) -> StatusList:
     return StatusList(statuses=await _out(container, await container.statuses.mine(principal)))
+
+
+@router.get("/muted", response_model=MutedList, responses=error_responses(401))
+async def muted(principal: PrincipalDep, container: ContainerDep) -> MutedList:
+    """Whose statuses you muted (shared by all your devices; clients hide them)."""
+    return MutedList(muted=await container.statuses.muted(principal))
+
+
+@router.put("/muted/{user_id}", status_code=204, responses=error_responses(401, 404))
+async def mute(user_id: str, principal: PrincipalDep, container: ContainerDep) -> Response:
+    await container.statuses.mute(principal, user_id, muted=True)
+    return Response(status_code=204)
+
+
+@router.delete("/muted/{user_id}", status_code=204, responses=error_responses(401, 404))
+async def unmute(user_id: str, principal: PrincipalDep, container: ContainerDep) -> Response:
+    await container.statuses.mute(principal, user_id, muted=False)
+    return Response(status_code=204)
 
 
 @router.delete("/{status_id}", status_code=204, responses=error_responses(401, 404))

@@ -123,9 +123,25 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("status_id", "viewer_id", name="pk_status_views"),
     )
+    op.create_table(
+        "status_mutes",
+        sa.Column("owner_id", ID, nullable=False),
+        sa.Column("muted_id", ID, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], name="fk_status_mutes_owner_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["muted_id"], ["users.id"], name="fk_status_mutes_muted_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("owner_id", "muted_id", name="pk_status_mutes"),
+    )
+    op.create_index("ix_status_mutes_muted_id", "status_mutes", ["muted_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_status_mutes_muted_id", table_name="status_mutes")
+    op.drop_table("status_mutes")
     op.drop_table("status_views")
     op.drop_index("ix_statuses_expires_at", table_name="statuses")
     op.drop_index("ix_statuses_attachment_id", table_name="statuses")
