@@ -22,6 +22,9 @@ from pigeon.bus.redis import RedisBus
 from pigeon.config import Settings
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
+from pigeon.mail.console import ConsoleEmailProvider
+from pigeon.mail.smtp import SmtpEmailProvider
+from pigeon.mail.templates import EmailTemplateCatalog
 from pigeon.media.inspect import inspect_file
 from pigeon.observability.metrics import Metrics, UnreachedCounter
 from pigeon.ratelimit import LimitsRateLimiter
@@ -41,6 +44,7 @@ from pigeon.services.ports import (
     Bus,
     Clock,
     DeliveryFeedback,
+    EmailProvider,
     Presence,
     SmsProvider,
     UnitOfWork,
@@ -49,6 +53,12 @@ from pigeon.services.ports import (
 from pigeon.services.presence import PresenceService
 from pigeon.services.privacy import PrivacyService
 from pigeon.services.profiles import ProfileService
+from pigeon.services.recovery_email import (
+    EMAIL_CODE_PER_ACCOUNT,
+    EmailPolicy,
+    EmailService,
+    RecoveryEmailService,
+)
 from pigeon.services.sms import SmsService
 from pigeon.services.statuses import StatusPolicy, StatusService
 from pigeon.sms.console import ConsoleSmsProvider
@@ -177,6 +187,7 @@ class Container:
     privacy: PrivacyService
     photos: PhotoService
     statuses: StatusService
+    recovery_email: RecoveryEmailService
     sqlite_writer: SqliteWriter | None = None
     committer_engine: AsyncEngine | None = None
 
@@ -216,6 +227,20 @@ def build_sms_provider(settings: Settings) -> SmsProvider:
     return ConsoleSmsProvider(settings.data_dir / "sms-outbox.jsonl")
 
 
+def build_email_provider(settings: Settings) -> EmailProvider:
+    if settings.email_provider == "smtp":
+        return SmtpEmailProvider(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            timeout=settings.smtp_timeout_seconds,
+        )
+    return ConsoleEmailProvider(settings.data_dir / "email-outbox.jsonl")
+
+
 def build_limiter(settings: Settings) -> LimitsRateLimiter:
     return LimitsRateLimiter(
         {
@@ -226,6 +251,7 @@ def build_limiter(settings: Settings) -> LimitsRateLimiter:
             contacts.LOOKUP_PER_ACCOUNT: settings.contacts_lookup_limit_per_account,
             contacts.LOOKUP_PER_IP: settings.contacts_lookup_limit_per_ip,
             contacts.LOOKUP_NUMBERS_PER_ACCOUNT: f"{settings.contacts_lookup_numbers_per_day}/day",
+            EMAIL_CODE_PER_ACCOUNT: settings.email_code_limit_per_account,
         },
         storage_url=settings.redis_url,
     )
@@ -441,6 +467,20 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             StatusPolicy(
                 ttl=timedelta(hours=settings.status_ttl_hours),
                 max_length=settings.status_max_length,
+            ),
+        ),
+        recovery_email=RecoveryEmailService(
+            uow,
+            EmailService(
+                build_email_provider(settings),
+                EmailTemplateCatalog(settings.email_default_locale, settings.email_templates_dir),
+            ),
+            limiter,
+            clock,
+            EmailPolicy(
+                secret_key=policy.secret_key,
+                code_ttl=policy.code_ttl,
+                max_code_attempts=policy.max_code_attempts,
             ),
         ),
         sqlite_writer=storage.sqlite_writer,

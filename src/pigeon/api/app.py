@@ -23,6 +23,7 @@ from pigeon.api.routes import (
     me,
     photos,
     privacy,
+    recovery_email,
     statuses,
     system,
     users,
@@ -76,7 +77,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    people = (contacts, blocks, privacy, photos, statuses)
+    people = (contacts, blocks, privacy, photos, statuses, recovery_email)
     for module in (auth, me, users, attachments, system, *people):
         app.include_router(module.router)
     install_docs(app)

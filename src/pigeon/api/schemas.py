@@ -323,6 +323,23 @@ class StatusList(Body):
     statuses: list[StatusOut]
 
 
+class EmailRequest(Strict):
+    email: str = Field(min_length=3, max_length=254, examples=["ada@example.org"])
+    locale: str | None = Field(
+        None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
+    )
+
+
+class EmailCode(Strict):
+    code: str = Field(pattern=DIGITS_6)
+
+
+class RecoveryEmailOut(Body):
+    email: str | None = Field(description="The verified recovery email, or null.")
+    verified_at: datetime | None
+    pending_email: str | None = Field(description="An address waiting for its code.")
+
+
 class MutedList(Body):
     muted: list[str] = Field(description="User ids whose statuses you muted.")
 

@@ -261,6 +261,8 @@ class UnitOfWork(Protocol):
     def people(self) -> PeopleRepository: ...
     @property
     def statuses(self) -> StatusRepository: ...
+    @property
+    def recovery_emails(self) -> RecoveryEmailRepository: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -311,6 +313,48 @@ class SmsProvider(Protocol):
     async def send(self, message: SmsMessage) -> None:
         """Hand ``message`` to the carrier; raise PigeonError on refusal or outage."""
         ...
+
+
+@dataclass(slots=True, frozen=True)
+class EmailMessage:
+    to: str
+    template: str
+    subject: str
+    text: str
+    html: str
+
+
+class EmailProvider(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Hand ``message`` to the mail server; raise PigeonError on refusal or outage."""
+        ...
+
+
+class EmailTemplates(Protocol):
+    def render(
+        self, template: str, locale: str | None, params: Mapping[str, str]
+    ) -> tuple[str, str, str]:
+        """(subject, text, html)."""
+        ...
+
+
+@dataclass(slots=True, frozen=True)
+class RecoveryEmail:
+    """A user's recovery email: the verified address, and one waiting for its code."""
+
+    user_id: str
+    email: str | None = None
+    verified_at: datetime | None = None
+    pending_email: str | None = None
+    code_hash: str | None = None
+    code_expires_at: datetime | None = None
+    attempts: int = 0
+
+
+class RecoveryEmailRepository(Protocol):
+    async def get(self, user_id: str) -> RecoveryEmail | None: ...
+    async def put(self, record: RecoveryEmail) -> None: ...
+    async def delete(self, user_id: str) -> None: ...
 
 
 class SmsTemplates(Protocol):

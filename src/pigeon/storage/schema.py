@@ -344,3 +344,17 @@ status_mutes = sa.Table(
     ),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+# A user's recovery email: the verified address, and a new one waiting for the
+# code sent to it (only the code's keyed hash is stored).
+recovery_emails = sa.Table(
+    "recovery_emails",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("email", sa.String(254)),
+    sa.Column("verified_at", UtcDateTime),
+    sa.Column("pending_email", sa.String(254)),
+    sa.Column("code_hash", sa.String(64)),
+    sa.Column("code_expires_at", UtcDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+)

@@ -16,6 +16,7 @@ from pigeon.storage.chats import SqlChatRepository
 from pigeon.storage.engine import READ_ONLY
 from pigeon.storage.media import SqlMediaRepository
 from pigeon.storage.people import SqlPeopleRepository
+from pigeon.storage.recovery_emails import SqlRecoveryEmailRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
 from pigeon.storage.statuses import SqlStatusRepository
 
@@ -35,6 +36,7 @@ class BoundRepositories:
     media: SqlMediaRepository
     people: SqlPeopleRepository
     statuses: SqlStatusRepository
+    recovery_emails: SqlRecoveryEmailRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -45,6 +47,7 @@ class BoundRepositories:
         self.media = SqlMediaRepository(conn)
         self.people = SqlPeopleRepository(conn)
         self.statuses = SqlStatusRepository(conn)
+        self.recovery_emails = SqlRecoveryEmailRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:

@@ -1,4 +1,4 @@
-"""Contacts, blocks, privacy settings, profile photos and status updates.
+"""Contacts, blocks, privacy settings, profile photos, status updates, recovery emails.
 
 Contacts hold only matched users' ids: the numbers of an uploaded address
 book that belong to nobody are never stored.
@@ -137,9 +137,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("owner_id", "muted_id", name="pk_status_mutes"),
     )
     op.create_index("ix_status_mutes_muted_id", "status_mutes", ["muted_id"])
+    op.create_table(
+        "recovery_emails",
+        sa.Column("user_id", ID, nullable=False),
+        sa.Column("email", sa.String(254), nullable=True),
+        sa.Column("verified_at", UtcDateTime, nullable=True),
+        sa.Column("pending_email", sa.String(254), nullable=True),
+        sa.Column("code_hash", sa.String(64), nullable=True),
+        sa.Column("code_expires_at", UtcDateTime, nullable=True),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_recovery_emails_user_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name="pk_recovery_emails"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("recovery_emails")
     op.drop_index("ix_status_mutes_muted_id", table_name="status_mutes")
     op.drop_table("status_mutes")
     op.drop_table("status_views")
