@@ -17,7 +17,9 @@ from aiosmtpd.controller import Controller
 
 from pigeon.config import Settings
 from tests.gateway.conftest import Register
-from tests.support import bearer
+from tests.support import Outbox, bearer, register
+
+PHONE = "+14155550151"
 
 
 def outbox(settings: Settings) -> list[dict[str, Any]]:
@@ -113,6 +115,56 @@ class TestConsole:
         flood = await set_email(client, alice, "ada@example.org")
         assert flood.status_code == 429
         assert int(flood.headers["Retry-After"]) > 0
+
+
+class TestPinResetByEmail:
+    async def test_a_code_sent_to_the_recovery_email_lifts_the_pin_at_once(
+        self, client: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        sms = Outbox(settings.data_dir / "sms-outbox.jsonl")
+        alice = await register(client, sms, PHONE)
+        assert (
+            await client.put("/v1/me/pin", json={"pin": "246810"}, headers=bearer(alice))
+        ).status_code == 204
+        await set_email(client, alice, "ada@example.org")
+        await verify(client, alice, code_in(outbox(settings)[-1]["text"]))
+
+        # A new phone without the PIN: locked until the email's code is given.
+        await client.post("/v1/auth/code", json={"phone": PHONE})
+        device = {"name": "new phone", "platform": "android"}
+        attempt = {"phone": PHONE, "code": sms.last_code(PHONE), "device": device}
+        locked = await client.post("/v1/auth/verify", json=attempt)
+        assert locked.json()["error"]["code"] == "pin_required"
+
+        asked = await client.post("/v1/auth/pin-reset/email", json={"phone": PHONE})
+        assert asked.status_code == 202
+        sent = outbox(settings)[-1]
+        assert (sent["to"], sent["template"]) == ("ada@example.org", "pin_reset_code")
+        code = code_in(sent["text"])
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        refused = await client.post(
+            "/v1/auth/pin-reset/confirm", json={"phone": PHONE, "code": wrong}
+        )
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "invalid_code")
+        confirmed = await client.post(
+            "/v1/auth/pin-reset/confirm", json={"phone": PHONE, "code": code}
+        )
+        assert confirmed.status_code == 204
+        registered = await client.post("/v1/auth/verify", json=attempt)
+        assert registered.status_code == 200, registered.text
+        # The code worked once.
+        again = await client.post("/v1/auth/pin-reset/confirm", json={"phone": PHONE, "code": code})
+        assert again.status_code == 403
+
+    async def test_numbers_without_a_recovery_email_get_the_same_answer(
+        self, client: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        sms = Outbox(settings.data_dir / "sms-outbox.jsonl")
+        await register(client, sms, PHONE)
+        for phone in (PHONE, "+14155550177"):  # an account without email, and nobody
+            asked = await client.post("/v1/auth/pin-reset/email", json={"phone": phone})
+            assert asked.status_code == 202
+        assert outbox(settings) == []
 
 
 class Mailbox:

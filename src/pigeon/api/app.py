@@ -22,6 +22,7 @@ from pigeon.api.routes import (
     contacts,
     me,
     photos,
+    pin_reset_email,
     privacy,
     recovery_email,
     statuses,
@@ -77,7 +78,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    people = (contacts, blocks, privacy, photos, statuses, recovery_email)
+    people = (contacts, blocks, privacy, photos, statuses, recovery_email, pin_reset_email)
     for module in (auth, me, users, attachments, system, *people):
         app.include_router(module.router)
     install_docs(app)

@@ -351,3 +351,8 @@ class ViewerOut(Body):
 
 class ViewerList(Body):
     viewers: list[ViewerOut]
+
+
+class PinResetConfirm(Strict):
+    phone: str = Field(min_length=1, max_length=32, examples=["+14155550123"])
+    code: str = Field(pattern=DIGITS_6, description="The code emailed to the recovery address.")

@@ -349,6 +349,9 @@ class RecoveryEmail:
     code_hash: str | None = None
     code_expires_at: datetime | None = None
     attempts: int = 0
+    reset_code_hash: str | None = None
+    reset_expires_at: datetime | None = None
+    reset_attempts: int = 0
 
 
 class RecoveryEmailRepository(Protocol):

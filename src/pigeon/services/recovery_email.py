@@ -16,7 +16,8 @@ from datetime import timedelta
 
 from pigeon.domain import secrets
 from pigeon.domain.errors import Forbidden, InvalidInput, NotFound, RateLimited
-from pigeon.services.accounts import Principal
+from pigeon.domain.phone import normalize_phone
+from pigeon.services.accounts import SEND_CODE_PER_IP, VERIFY_PER_IP, Principal
 from pigeon.services.ports import (
     Clock,
     EmailMessage,
@@ -133,7 +134,17 @@ class RecoveryEmailService:
                 await uow.commit()
                 raise Forbidden("invalid_code", "The code is wrong or has expired.")
             old = record.email
-            verified = RecoveryEmail(record.user_id, record.pending_email, now)
+            verified = dataclasses.replace(
+                record,
+                email=record.pending_email,
+                verified_at=now,
+                pending_email=None,
+                code_hash=None,
+                code_expires_at=None,
+                attempts=0,
+            )
+            if old != verified.email:  # a reset code sent to the old address is void
+                verified = dataclasses.replace(verified, reset_code_hash=None)
             await uow.recovery_emails.put(verified)
             user = await uow.users.get(principal.user_id)
             await uow.commit()
@@ -149,6 +160,76 @@ class RecoveryEmailService:
             await uow.commit()
         if record is not None and record.email is not None:
             await self._tell_old(record.email, user.name if user else "", "It was removed.")
+
+    # -- PIN reset by email ----------------------------------------------------------
+
+    async def request_pin_reset(self, raw_phone: str, client_ip: str, locale: str | None) -> None:
+        """Email a code that removes the number's PIN at once, if it has a PIN and a
+        verified recovery email. Every number gets the same answer (who has an account,
+        a PIN or an email is not revealed)."""
+        phone = normalize_phone(raw_phone)
+        await self._limiter.hit(SEND_CODE_PER_IP, client_ip)
+        now = self._clock.now()
+        code = secrets.new_code()
+        async with self._uow() as uow:
+            user = await uow.users.get_by_phone(phone)
+            record = await uow.recovery_emails.get(user.id) if user else None
+            if user is None or user.pin_hash is None or record is None or record.email is None:
+                return
+            await self._limiter.hit(EMAIL_CODE_PER_ACCOUNT, user.id)
+            await uow.recovery_emails.put(
+                dataclasses.replace(
+                    record,
+                    reset_code_hash=self._hash(user.id, f"pin-reset:{record.email}", code),
+                    reset_expires_at=now + self._policy.code_ttl,
+                    reset_attempts=0,
+                )
+            )
+            await uow.commit()
+        minutes = str(int(self._policy.code_ttl.total_seconds() // 60))
+        params = {"code": code, "name": user.name, "minutes": minutes}
+        await self._email.send(record.email, "pin_reset_code", locale, params)
+
+    async def confirm_pin_reset(self, raw_phone: str, code: str, client_ip: str) -> None:
+        """The emailed code removes the PIN: the number registers with its SMS code alone."""
+        phone = normalize_phone(raw_phone)
+        await self._limiter.hit(VERIFY_PER_IP, client_ip)
+        now = self._clock.now()
+        wrong = Forbidden("invalid_code", "The code is wrong or has expired.")
+        async with self._uow() as uow:
+            user = await uow.users.get_by_phone(phone)
+            record = await uow.recovery_emails.get(user.id) if user else None
+            if (
+                user is None
+                or record is None
+                or record.email is None
+                or record.reset_code_hash is None
+                or record.reset_expires_at is None
+                or record.reset_expires_at <= now
+            ):
+                raise wrong
+            if record.reset_attempts >= self._policy.max_code_attempts:
+                wait = int((record.reset_expires_at - now).total_seconds())
+                raise RateLimited(
+                    "too_many_attempts", "Too many wrong codes; ask for a new one.", wait
+                )
+            candidate = self._hash(user.id, f"pin-reset:{record.email}", code)
+            if not secrets.is_code_shaped(code) or not secrets.codes_match(
+                record.reset_code_hash, candidate
+            ):
+                await uow.recovery_emails.put(
+                    dataclasses.replace(record, reset_attempts=record.reset_attempts + 1)
+                )
+                await uow.commit()
+                raise wrong
+            await uow.users.set_pin(user.id, None)
+            await uow.users.set_pin_reset_requested(user.id, None)
+            await uow.recovery_emails.put(
+                dataclasses.replace(
+                    record, reset_code_hash=None, reset_expires_at=None, reset_attempts=0
+                )
+            )
+            await uow.commit()
 
     async def _tell_old(self, address: str, name: str, change: str) -> None:
         params = {"name": name, "change": change}

@@ -30,6 +30,9 @@ class SqlRecoveryEmailRepository:
             code_hash=m["code_hash"],
             code_expires_at=m["code_expires_at"],
             attempts=m["attempts"],
+            reset_code_hash=m["reset_code_hash"],
+            reset_expires_at=m["reset_expires_at"],
+            reset_attempts=m["reset_attempts"],
         )
 
     async def put(self, record: RecoveryEmail) -> None:
@@ -40,6 +43,9 @@ class SqlRecoveryEmailRepository:
             "code_hash": record.code_hash,
             "code_expires_at": record.code_expires_at,
             "attempts": record.attempts,
+            "reset_code_hash": record.reset_code_hash,
+            "reset_expires_at": record.reset_expires_at,
+            "reset_attempts": record.reset_attempts,
         }
         updated = await self._conn.execute(
             recovery_emails.update()

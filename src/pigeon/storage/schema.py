@@ -357,4 +357,8 @@ recovery_emails = sa.Table(
     sa.Column("code_hash", sa.String(64)),
     sa.Column("code_expires_at", UtcDateTime),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # A PIN reset confirmed by a code sent to the verified address.
+    sa.Column("reset_code_hash", sa.String(64)),
+    sa.Column("reset_expires_at", UtcDateTime),
+    sa.Column("reset_attempts", sa.Integer, nullable=False, server_default="0"),
 )

@@ -146,6 +146,9 @@ def upgrade() -> None:
         sa.Column("code_hash", sa.String(64), nullable=True),
         sa.Column("code_expires_at", UtcDateTime, nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("reset_code_hash", sa.String(64), nullable=True),
+        sa.Column("reset_expires_at", UtcDateTime, nullable=True),
+        sa.Column("reset_attempts", sa.Integer(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name="fk_recovery_emails_user_id_users", ondelete="CASCADE"
         ),
