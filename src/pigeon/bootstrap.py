@@ -457,7 +457,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ContactsPolicy(max_numbers=settings.contacts_lookup_max_numbers),
         ),
         blocks=BlockService(uow, clock),
-        privacy=PrivacyService(uow, clock),
+        privacy=PrivacyService(uow, clock, settings.status_list_max_users),
         photos=PhotoService(uow, blobs, clock),
         statuses=StatusService(
             uow,

@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     )
     status_ttl_hours: float = Field(24, gt=0, description="A status expires this long after.")
     status_max_length: int = Field(700, ge=1, description="Characters of a status or caption.")
+    status_list_max_users: int = Field(
+        1000, ge=1, description="People on a status list (except / only share with)."
+    )
     email_provider: Literal["console", "smtp"] = "console"
     email_from: str = Field("Pigeon <pigeon@localhost>", description="The sender of emails.")
     email_default_locale: str = "en"

@@ -44,6 +44,8 @@ async def test_settings_have_defaults_change_one_at_a_time_and_refuse_bad_values
         "statuses": "contacts",
         "readReceipts": True,
         "groups": "everyone",
+        "statusesExcept": [],
+        "statusesOnly": [],
     }
     changed = await set_privacy(client, alice, lastSeen="nobody", readReceipts=False)
     assert changed == {**defaults, "lastSeen": "nobody", "readReceipts": False}

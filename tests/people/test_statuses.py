@@ -24,7 +24,7 @@ ALICE, BOB, CAROL, DAVE = "+14155550141", "+14155550142", "+14155550143", "+1415
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # An hour instead of a day: the clock is moved past it within a token's life.
-    return settings.model_copy(update={"status_ttl_hours": 1})
+    return settings.model_copy(update={"status_ttl_hours": 1, "status_list_max_users": 2})
 
 
 async def befriend(client: httpx.AsyncClient, session: dict[str, Any], *phones: str) -> None:
@@ -226,3 +226,49 @@ async def test_muting_is_stored_for_all_of_a_users_devices(
     assert (await client.get("/v1/statuses/muted", headers=bearer(bob))).json() == {"muted": []}
     unknown = await client.put("/v1/statuses/muted/01JQ80G5H6J7K8M9N0P1Q2R3S4", headers=bearer(bob))
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "user_not_found")
+
+
+async def test_status_lists_narrow_who_sees_them(
+    user: Register, connect: Connect, client: httpx.AsyncClient
+) -> None:
+    alice, bob, carol, dave = [await user(p) for p in (ALICE, BOB, CAROL, DAVE)]
+    await befriend(client, alice, BOB, CAROL)  # Alice's contacts: Bob, Carol
+    for viewer in (bob, carol, dave):
+        await befriend(client, viewer, ALICE)
+    await post(client, alice, text="news")
+
+    # My contacts except Bob.
+    changed = await client.patch(
+        "/v1/me/privacy",
+        json={
+            "statuses": "except",
+            "statusesExcept": [bob["user_id"], "01JQ80G5H6J7K8M9N0P1Q2R3S4"],
+        },
+        headers=bearer(alice),
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["statusesExcept"] == [bob["user_id"]]  # unknown ids are left out
+    assert [await listed(client, v) for v in (bob, carol, dave)] == [[], ["news"], []]
+
+    # Only share with Dave (not even a contact of hers).
+    await client.patch(
+        "/v1/me/privacy",
+        json={"statuses": "only", "statusesOnly": [dave["user_id"]]},
+        headers=bearer(alice),
+    )
+    assert [await listed(client, v) for v in (bob, carol, dave)] == [[], [], ["news"]]
+    # A new status reaches only him.
+    b, d = await online(connect, bob), await online(connect, dave)
+    posted = await post(client, alice, text="for dave")
+    assert (await d.next_event("status"))["data"]["statusId"] == posted.json()["id"]
+    assert of_kind(await settle_in_new_group(b, bob["user_id"], d), "status") == []
+
+    # A list has at most PIGEON_STATUS_LIST_MAX_USERS people (2 here).
+    three = [bob["user_id"], carol["user_id"], dave["user_id"]]
+    too_many = await client.patch(
+        "/v1/me/privacy", json={"statusesOnly": three}, headers=bearer(alice)
+    )
+    assert (too_many.status_code, too_many.json()["error"]["code"]) == (
+        400,
+        "status_list_too_long",
+    )

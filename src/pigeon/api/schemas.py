@@ -31,7 +31,7 @@ from pigeon.domain.models import (
     NAME_MAX_LENGTH,
     Platform,
 )
-from pigeon.domain.people import Audience, GroupAdders
+from pigeon.domain.people import Audience, GroupAdders, StatusAudience
 
 DIGITS_6 = r"^[0-9]{6}$"
 
@@ -251,13 +251,18 @@ class PrivacyOut(Body):
     last_seen: Audience = Field(description="Who sees your last seen and whether you are online.")
     photo: Audience = Field(description="Who sees your profile photo.")
     about: Audience = Field(description="Who sees your about.")
-    statuses: Audience = Field(description="Who sees your status updates.")
+    statuses: StatusAudience = Field(
+        description="Who sees your status updates; except: your contacts but those on "
+        "statusesExcept; only: those on statusesOnly."
+    )
     read_receipts: bool = Field(
         description="Off: in 1:1 chats you send no read receipts and get none (groups keep them)."
     )
     groups: GroupAdders = Field(
         description="Who may add you to groups; others get 403 group_add_not_allowed."
     )
+    statuses_except: list[str] = Field(description="User ids (the except list).")
+    statuses_only: list[str] = Field(description="User ids (the only list).")
 
 
 class PrivacyUpdate(Strict):
@@ -267,9 +272,15 @@ class PrivacyUpdate(Strict):
     last_seen: Audience | SkipJsonSchema[None] = None
     photo: Audience | SkipJsonSchema[None] = None
     about: Audience | SkipJsonSchema[None] = None
-    statuses: Audience | SkipJsonSchema[None] = None
+    statuses: StatusAudience | SkipJsonSchema[None] = None
     read_receipts: bool | SkipJsonSchema[None] = None
     groups: GroupAdders | SkipJsonSchema[None] = None
+    statuses_except: (
+        list[Annotated[str, StringConstraints(max_length=64)]] | SkipJsonSchema[None]
+    ) = Field(None, description="Replaces the except list (at most PIGEON_STATUS_LIST_MAX_USERS).")
+    statuses_only: list[Annotated[str, StringConstraints(max_length=64)]] | SkipJsonSchema[None] = (
+        Field(None, description="Replaces the only list (at most PIGEON_STATUS_LIST_MAX_USERS).")
+    )
 
     @field_validator("*", mode="before")
     @classmethod

@@ -15,6 +15,21 @@ class Audience(StrEnum):
     NOBODY = "nobody"
 
 
+class StatusAudience(StrEnum):
+    """Who sees my status updates: the audiences above, and two lists of my own."""
+
+    EVERYONE = "everyone"
+    CONTACTS = "contacts"
+    NOBODY = "nobody"
+    EXCEPT = "except"  # my contacts except those on my "except" list
+    ONLY = "only"  # only those on my "only" list
+
+
+class StatusList(StrEnum):
+    EXCEPT = "except"
+    ONLY = "only"
+
+
 class GroupAdders(StrEnum):
     """Who may put me in a group without asking."""
 
@@ -29,12 +44,26 @@ class Privacy:
     last_seen: Audience = Audience.EVERYONE  # last seen and online
     photo: Audience = Audience.EVERYONE
     about: Audience = Audience.EVERYONE
-    statuses: Audience = Audience.CONTACTS
+    statuses: StatusAudience = StatusAudience.CONTACTS
     read_receipts: bool = True
     groups: GroupAdders = GroupAdders.EVERYONE
 
 
 DEFAULT_PRIVACY = Privacy()
+
+
+def may_see_status(
+    audience: StatusAudience, *, is_self: bool, is_contact: bool, listed: set[StatusList]
+) -> bool:
+    """Whether a viewer sees statuses shown to ``audience``; ``listed``: the owner's lists
+    the viewer is on."""
+    if is_self:
+        return True
+    if audience is StatusAudience.EXCEPT:
+        return is_contact and StatusList.EXCEPT not in listed
+    if audience is StatusAudience.ONLY:
+        return StatusList.ONLY in listed
+    return may_see(Audience(audience.value), is_self=False, is_contact=is_contact)
 
 
 def may_see(audience: Audience, *, is_self: bool, is_contact: bool) -> bool:

@@ -10,7 +10,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import User
-from pigeon.domain.people import DEFAULT_PRIVACY, Audience, GroupAdders, Privacy, ProfilePhoto
+from pigeon.domain.people import (
+    DEFAULT_PRIVACY,
+    Audience,
+    GroupAdders,
+    Privacy,
+    ProfilePhoto,
+    StatusAudience,
+    StatusList,
+)
 from pigeon.storage.repositories import user_of_row
 from pigeon.storage.schema import (
     attachments,
@@ -20,6 +28,7 @@ from pigeon.storage.schema import (
     contacts,
     privacy_settings,
     profile_photos,
+    status_lists,
     users,
 )
 
@@ -29,7 +38,7 @@ def _privacy(m: Any) -> Privacy:
         last_seen=Audience(m["last_seen"]),
         photo=Audience(m["photo"]),
         about=Audience(m["about"]),
-        statuses=Audience(m["statuses"]),
+        statuses=StatusAudience(m["statuses"]),
         read_receipts=bool(m["read_receipts"]),
         groups=GroupAdders(m["groups"]),
     )
@@ -261,3 +270,49 @@ class SqlPeopleRepository:
                 attachments.update().where(attachments.c.id == previous).values(expires_at=now)
             )
         return str(previous) if previous is not None else None
+
+    # -- status lists ----------------------------------------------------------------
+
+    async def status_list(self, owner_id: str, which: StatusList) -> list[str]:
+        rows = await self._conn.execute(
+            sa.select(status_lists.c.user_id)
+            .where(status_lists.c.owner_id == owner_id, status_lists.c.list == which.value)
+            .order_by(status_lists.c.user_id)
+        )
+        return list(rows.scalars())
+
+    async def set_status_list(
+        self, owner_id: str, which: StatusList, user_ids: Sequence[str]
+    ) -> None:
+        """Replace the list (users that do not exist are left out)."""
+        await self._conn.execute(
+            status_lists.delete().where(
+                status_lists.c.owner_id == owner_id, status_lists.c.list == which.value
+            )
+        )
+        wanted = sorted(set(user_ids) - {owner_id})
+        if not wanted:
+            return
+        existing = await self._conn.execute(sa.select(users.c.id).where(users.c.id.in_(wanted)))
+        rows = [
+            {"owner_id": owner_id, "list": which.value, "user_id": u} for u in existing.scalars()
+        ]
+        if rows:
+            await self._conn.execute(status_lists.insert(), rows)
+
+    async def lists_with(
+        self, owner_ids: Sequence[str], user_id: str
+    ) -> dict[str, set[StatusList]]:
+        """For each of ``owner_ids``, the status lists of theirs that ``user_id`` is on."""
+        if not owner_ids:
+            return {}
+        rows = await self._conn.execute(
+            sa.select(status_lists.c.owner_id, status_lists.c.list).where(
+                status_lists.c.owner_id.in_(sorted(set(owner_ids))),
+                status_lists.c.user_id == user_id,
+            )
+        )
+        found: dict[str, set[StatusList]] = {}
+        for owner, which in rows:
+            found.setdefault(owner, set()).add(StatusList(which))
+        return found

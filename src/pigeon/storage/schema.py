@@ -277,7 +277,7 @@ privacy_settings = sa.Table(
     sa.Column("last_seen", sa.String(8), nullable=False),
     sa.Column("photo", sa.String(8), nullable=False),
     sa.Column("about", sa.String(8), nullable=False),
-    sa.Column("statuses", sa.String(8), nullable=False),
+    sa.Column("statuses", sa.String(16), nullable=False),
     sa.Column("read_receipts", sa.Boolean, nullable=False),
     sa.Column("groups", sa.String(8), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
@@ -361,4 +361,16 @@ recovery_emails = sa.Table(
     sa.Column("reset_code_hash", sa.String(64)),
     sa.Column("reset_expires_at", UtcDateTime),
     sa.Column("reset_attempts", sa.Integer, nullable=False, server_default="0"),
+)
+
+# The users on a user's status lists: "except" (my contacts except these) and
+# "only" (only these), used when the status privacy setting names the list.
+status_lists = sa.Table(
+    "status_lists",
+    metadata,
+    sa.Column("owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("list", sa.String(8), primary_key=True),
+    sa.Column(
+        "user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
 )

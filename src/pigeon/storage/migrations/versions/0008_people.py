@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("last_seen", sa.String(8), nullable=False),
         sa.Column("photo", sa.String(8), nullable=False),
         sa.Column("about", sa.String(8), nullable=False),
-        sa.Column("statuses", sa.String(8), nullable=False),
+        sa.Column("statuses", sa.String(16), nullable=False),
         sa.Column("read_receipts", sa.Boolean, nullable=False),
         sa.Column("groups", sa.String(8), nullable=False),
         sa.Column("updated_at", UtcDateTime, nullable=False),
@@ -154,9 +154,25 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", name="pk_recovery_emails"),
     )
+    op.create_table(
+        "status_lists",
+        sa.Column("owner_id", ID, nullable=False),
+        sa.Column("list", sa.String(8), nullable=False),
+        sa.Column("user_id", ID, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], name="fk_status_lists_owner_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_status_lists_user_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("owner_id", "list", "user_id", name="pk_status_lists"),
+    )
+    op.create_index("ix_status_lists_user_id", "status_lists", ["user_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_status_lists_user_id", table_name="status_lists")
+    op.drop_table("status_lists")
     op.drop_table("recovery_emails")
     op.drop_index("ix_status_mutes_muted_id", table_name="status_mutes")
     op.drop_table("status_mutes")
