@@ -198,7 +198,7 @@ class Health(Body):
 
 
 class ContactLookup(Strict):
-    phones: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+    phones: list[Annotated[str, StringConstraints(max_length=64), _NO_NUL]] = Field(
         description="Numbers as a person typed them (at most PIGEON_CONTACTS_LOOKUP_MAX_NUMBERS, "
         "1,000 by default; more is 413 too_many_numbers). Without a leading + they are read "
         "in the caller's own country. Numbers that cannot be read are skipped and counted.",
@@ -247,6 +247,9 @@ class BlockList(Body):
     blocks: list[BlockOut]
 
 
+UserIdText = Annotated[str, StringConstraints(max_length=64), _NO_NUL]
+
+
 class PrivacyOut(Body):
     last_seen: Audience = Field(description="Who sees your last seen and whether you are online.")
     photo: Audience = Field(description="Who sees your profile photo.")
@@ -275,11 +278,11 @@ class PrivacyUpdate(Strict):
     statuses: StatusAudience | SkipJsonSchema[None] = None
     read_receipts: bool | SkipJsonSchema[None] = None
     groups: GroupAdders | SkipJsonSchema[None] = None
-    statuses_except: (
-        list[Annotated[str, StringConstraints(max_length=64)]] | SkipJsonSchema[None]
-    ) = Field(None, description="Replaces the except list (at most PIGEON_STATUS_LIST_MAX_USERS).")
-    statuses_only: list[Annotated[str, StringConstraints(max_length=64)]] | SkipJsonSchema[None] = (
-        Field(None, description="Replaces the only list (at most PIGEON_STATUS_LIST_MAX_USERS).")
+    statuses_except: list[UserIdText] | SkipJsonSchema[None] = Field(
+        None, description="Replaces the except list (at most PIGEON_STATUS_LIST_MAX_USERS)."
+    )
+    statuses_only: list[UserIdText] | SkipJsonSchema[None] = Field(
+        None, description="Replaces the only list (at most PIGEON_STATUS_LIST_MAX_USERS)."
     )
 
     @field_validator("*", mode="before")
@@ -292,7 +295,7 @@ class PrivacyUpdate(Strict):
 
 
 class PhotoRequest(Strict):
-    attachment_id: str = Field(
+    attachment_id: Annotated[str, _NO_NUL] = Field(
         min_length=1,
         max_length=64,
         description="An image you uploaded (POST /v1/attachments); other types are refused.",
@@ -306,7 +309,9 @@ class StatusIn(Strict):
     text: str = Field("", description="At most PIGEON_STATUS_MAX_LENGTH (700) characters.")
     background_color: str | SkipJsonSchema[None] = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$")
     font: int | SkipJsonSchema[None] = Field(None, ge=0, le=9)
-    attachment_id: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=64)
+    attachment_id: Annotated[str, _NO_NUL] | SkipJsonSchema[None] = Field(
+        None, min_length=1, max_length=64
+    )
     caption: str = ""
 
     @field_validator("text", "caption")
@@ -335,7 +340,9 @@ class StatusList(Body):
 
 
 class EmailRequest(Strict):
-    email: str = Field(min_length=3, max_length=254, examples=["ada@example.org"])
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254), _NO_NUL] = Field(
+        examples=["ada@example.org"]
+    )
     locale: str | None = Field(
         None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
     )
