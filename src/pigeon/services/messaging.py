@@ -358,7 +358,7 @@ async def _blocked_recipients(
         return set()
     chat_ids = sorted({op.chat_id for _, op, _ in fresh})
     senders = sorted({op.principal.user_id for _, op, _ in fresh})
-    return await uow.people.direct_blocks(chat_ids, senders)
+    return await uow.delivery.direct_blocks(chat_ids, senders)
 
 
 def _partition(op: Operation) -> str:

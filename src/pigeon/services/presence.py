@@ -86,7 +86,7 @@ class PresenceService:
         others = members - {principal.user_id}
         if len(others) == 1:  # maybe a 1:1 chat: a member who blocked the typist is not told
             async with self._uow(read_only=True) as uow:
-                blockers = await uow.people.direct_blocks([chat_id], [principal.user_id])
+                blockers = await uow.delivery.direct_blocks([chat_id], [principal.user_id])
             others -= {blocker for _, blocker, _ in blockers}
         event = Typing(chat_id, principal.user_id, composing)
         self._bus.notify(sorted(others), event)

@@ -23,8 +23,6 @@ from pigeon.storage.repositories import user_of_row
 from pigeon.storage.schema import (
     attachments,
     blocks,
-    chat_members,
-    chats,
     contacts,
     privacy_settings,
     profile_photos,
@@ -173,27 +171,6 @@ class SqlPeopleRepository:
             )
         )
         return set(rows.scalars())
-
-    async def direct_blocks(
-        self, chat_ids: Sequence[str], sender_ids: Sequence[str]
-    ) -> set[tuple[str, str, str]]:
-        """(chat, blocker, blocked) for 1:1 chats among ``chat_ids`` where a member blocked
-        one of ``sender_ids``: one statement per batch of sends, starting from the
-        blocks of those senders (by index; nearly always none)."""
-        if not chat_ids or not sender_ids:
-            return set()
-        rows = await self._conn.execute(
-            sa.select(chats.c.id, blocks.c.blocker_id, blocks.c.blocked_id)
-            .select_from(blocks)
-            .join(chat_members, chat_members.c.user_id == blocks.c.blocker_id)
-            .join(chats, chats.c.id == chat_members.c.chat_id)
-            .where(
-                blocks.c.blocked_id.in_(sorted(set(sender_ids))),
-                chat_members.c.chat_id.in_(sorted(set(chat_ids))),
-                chats.c.kind == "direct",
-            )
-        )
-        return {(row[0], row[1], row[2]) for row in rows}
 
     # -- privacy -------------------------------------------------------------------
 
