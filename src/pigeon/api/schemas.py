@@ -198,7 +198,7 @@ class Health(Body):
 
 
 class ContactLookup(Strict):
-    phones: list[Annotated[str, StringConstraints(max_length=64), _NO_NUL]] = Field(
+    phones: list[Annotated[str, StringConstraints(max_length=64), _NO_NUL, _NO_NUL_DOC]] = Field(
         description="Numbers as a person typed them (at most PIGEON_CONTACTS_LOOKUP_MAX_NUMBERS, "
         "1,000 by default; more is 413 too_many_numbers). Without a leading + they are read "
         "in the caller's own country. Numbers that cannot be read are skipped and counted.",
@@ -247,7 +247,7 @@ class BlockList(Body):
     blocks: list[BlockOut]
 
 
-UserIdText = Annotated[str, StringConstraints(max_length=64), _NO_NUL]
+UserIdText = Annotated[str, StringConstraints(max_length=64), _NO_NUL, _NO_NUL_DOC]
 
 
 class PrivacyOut(Body):
@@ -295,29 +295,29 @@ class PrivacyUpdate(Strict):
 
 
 class PhotoRequest(Strict):
-    attachment_id: Annotated[str, _NO_NUL] = Field(
+    attachment_id: Annotated[str, _NO_NUL, _NO_NUL_DOC] = Field(
         min_length=1,
         max_length=64,
         description="An image you uploaded (POST /v1/attachments); other types are refused.",
     )
 
 
+# The length is the service's (a setting); the schema only keeps out what no database stores.
+StatusText = Annotated[str, _NO_NUL, _NO_NUL_DOC]
+StatusMediaId = Annotated[str, StringConstraints(min_length=1, max_length=64), _NO_NUL, _NO_NUL_DOC]
+
+
 class StatusIn(Strict):
     """A text status (``text``, ``backgroundColor``, ``font``) or a media one
     (``attachmentId`` of an image or video you uploaded, ``caption``)."""
 
-    text: str = Field("", description="At most PIGEON_STATUS_MAX_LENGTH (700) characters.")
-    background_color: str | SkipJsonSchema[None] = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$")
-    font: int | SkipJsonSchema[None] = Field(None, ge=0, le=9)
-    attachment_id: Annotated[str, _NO_NUL] | SkipJsonSchema[None] = Field(
-        None, min_length=1, max_length=64
-    )
-    caption: str = ""
-
-    @field_validator("text", "caption")
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return _no_nul(value)
+    text: StatusText = Field("", description="At most PIGEON_STATUS_MAX_LENGTH (700) characters.")
+    background_color: (
+        Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")] | SkipJsonSchema[None]
+    ) = None
+    font: Annotated[int, Field(ge=0, le=9)] | SkipJsonSchema[None] = None
+    attachment_id: StatusMediaId | SkipJsonSchema[None] = None
+    caption: StatusText = ""
 
 
 class StatusOut(Body):
@@ -340,8 +340,8 @@ class StatusList(Body):
 
 
 class EmailRequest(Strict):
-    email: Annotated[str, StringConstraints(min_length=3, max_length=254), _NO_NUL] = Field(
-        examples=["ada@example.org"]
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254), _NO_NUL, _NO_NUL_DOC] = (
+        Field(examples=["ada@example.org"])
     )
     locale: str | None = Field(
         None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"

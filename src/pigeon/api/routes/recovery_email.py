@@ -37,7 +37,7 @@ async def set_email(
 
 
 @router.post(
-    "/verify", response_model=RecoveryEmailOut, responses=error_responses(401, 403, 422, 429)
+    "/verify", response_model=RecoveryEmailOut, responses=error_responses(400, 401, 403, 422, 429)
 )
 async def verify_email(
     body: EmailCode, principal: PrincipalDep, container: ContainerDep
