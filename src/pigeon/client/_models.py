@@ -317,7 +317,7 @@ class DrainedEvent:
 
 @dataclass(frozen=True, slots=True)
 class StatusEvent:
-    """Queued: a contact posted a status you may see (read it with ``list_statuses``)."""
+    """Queued: a contact posted a status you may see (read it with ``GET /v1/statuses``)."""
 
     status_id: str
     author_id: str
