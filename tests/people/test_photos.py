@@ -132,10 +132,12 @@ async def test_only_own_images_become_photos(user: Register, client: httpx.Async
     not_image = await set_photo(client, alice, response.json()["attachmentId"])
     assert (not_image.status_code, not_image.json()["error"]["code"]) == (400, "not_an_image")
     bobs = await upload(client, bob, png((1, 2, 3)))
-    for attachment_id in (bobs, "01JQ80G5H6J7K8M9N0P1Q2R3S4", "junk\x00"):
+    for attachment_id in (bobs, "01JQ80G5H6J7K8M9N0P1Q2R3S4", "junk"):
         refused = await set_photo(client, alice, attachment_id)
         assert refused.status_code == 404, attachment_id
         assert refused.json()["error"]["code"] == "attachment_not_found"
+    nul = await set_photo(client, alice, "junk\x00")
+    assert (nul.status_code, nul.json()["error"]["code"]) == (422, "invalid_request")
     assert await photo_of(client, bob, alice) is None
 
 
