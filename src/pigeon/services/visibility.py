@@ -59,14 +59,12 @@ async def watchers(uow: UnitOfWork, owner_id: str, viewer_ids: Sequence[str]) ->
     viewers = sorted(set(viewer_ids))
     if not viewers:
         return set()
-    privacy = (await uow.people.privacy([owner_id]))[owner_id]
-    blocked = await uow.people.blocked_among(owner_id, viewers)
-    contacts = await uow.people.contact_ids(owner_id, viewers)
+    audience, blocked, contacts = await uow.people.last_seen_audience(owner_id, viewers)
     return {
         viewer
         for viewer in viewers
         if viewer not in blocked
-        and may_see(privacy.last_seen, is_self=viewer == owner_id, is_contact=viewer in contacts)
+        and may_see(audience, is_self=viewer == owner_id, is_contact=viewer in contacts)
     }
 
 

@@ -293,3 +293,30 @@ class SqlPeopleRepository:
         for owner, which in rows:
             found.setdefault(owner, set()).add(StatusList(which))
         return found
+
+    async def last_seen_audience(
+        self, owner_id: str, viewer_ids: Sequence[str]
+    ) -> tuple[Audience, set[str], set[str]]:
+        """In one statement (it runs on every connect): the owner's last-seen setting,
+        which viewers the owner blocked, and which are the owner's contacts."""
+        viewers = sorted(set(viewer_ids))
+        query = sa.union_all(
+            sa.select(sa.literal("p").label("kind"), privacy_settings.c.last_seen.label("v")).where(
+                privacy_settings.c.user_id == owner_id
+            ),
+            sa.select(sa.literal("b"), blocks.c.blocked_id).where(
+                blocks.c.blocker_id == owner_id, blocks.c.blocked_id.in_(viewers)
+            ),
+            sa.select(sa.literal("c"), contacts.c.contact_id).where(
+                contacts.c.owner_id == owner_id, contacts.c.contact_id.in_(viewers)
+            ),
+        )
+        audience, blocked, known = DEFAULT_PRIVACY.last_seen, set(), set()
+        for kind, value in await self._conn.execute(query):
+            if kind == "p":
+                audience = Audience(value)
+            elif kind == "b":
+                blocked.add(value)
+            else:
+                known.add(value)
+        return audience, blocked, known
