@@ -28,6 +28,9 @@ from pigeon.domain.push import PushKind
 from pigeon.gateway.admission import Admission
 from pigeon.gateway.connection import ConnectionLimits
 from pigeon.gateway.services import GatewayServices
+from pigeon.mail.console import ConsoleEmailProvider
+from pigeon.mail.smtp import SmtpEmailProvider
+from pigeon.mail.templates import EmailTemplateCatalog
 from pigeon.media.inspect import inspect_file
 from pigeon.observability.metrics import Metrics, PushCounters, UnreachedCounter
 from pigeon.push.apns import ApnsSender, load_p8
@@ -51,11 +54,13 @@ from pigeon.services.forwarding import ForwardPolicy
 from pigeon.services.media import MediaPolicy, MediaService
 from pigeon.services.messaging import DeliveryPolicy, MessagingService
 from pigeon.services.notifications import NotificationService
+from pigeon.services.photos import PhotoService
 from pigeon.services.ports import (
     BlobStore,
     Bus,
     Clock,
     DeliveryFeedback,
+    EmailProvider,
     Presence,
     PushSender,
     SmsProvider,
@@ -63,10 +68,18 @@ from pigeon.services.ports import (
     UnitOfWorkFactory,
 )
 from pigeon.services.presence import PresenceService
+from pigeon.services.privacy import PrivacyService
 from pigeon.services.profiles import ProfileService
 from pigeon.services.push import PushService
 from pigeon.services.push_worker import PushPolicy, PushWorker
+from pigeon.services.recovery_email import (
+    EMAIL_CODE_PER_ACCOUNT,
+    EmailPolicy,
+    EmailService,
+    RecoveryEmailService,
+)
 from pigeon.services.sms import SmsService
+from pigeon.services.statuses import StatusPolicy, StatusService
 from pigeon.sms.console import ConsoleSmsProvider
 from pigeon.sms.templates import TemplateCatalog
 from pigeon.sms.twilio import TwilioSmsProvider
@@ -206,6 +219,10 @@ class Container:
     deletion: AccountDeletionService
     broadcasts: BroadcastService
     notifications: NotificationService
+    privacy: PrivacyService
+    photos: PhotoService
+    statuses: StatusService
+    recovery_email: RecoveryEmailService
     push_worker: PushWorker | None = None
     push_clients: list[httpx.AsyncClient] = field(default_factory=list)
     sqlite_writer: SqliteWriter | None = None
@@ -296,6 +313,20 @@ def build_push_senders(
     return senders, clients
 
 
+def build_email_provider(settings: Settings) -> EmailProvider:
+    if settings.email_provider == "smtp":
+        return SmtpEmailProvider(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            timeout=settings.smtp_timeout_seconds,
+        )
+    return ConsoleEmailProvider(settings.data_dir / "email-outbox.jsonl")
+
+
 def build_limiter(settings: Settings) -> LimitsRateLimiter:
     return LimitsRateLimiter(
         {
@@ -306,6 +337,7 @@ def build_limiter(settings: Settings) -> LimitsRateLimiter:
             contacts.LOOKUP_PER_ACCOUNT: settings.contacts_lookup_limit_per_account,
             contacts.LOOKUP_PER_IP: settings.contacts_lookup_limit_per_ip,
             contacts.LOOKUP_NUMBERS_PER_ACCOUNT: f"{settings.contacts_lookup_numbers_per_day}/day",
+            EMAIL_CODE_PER_ACCOUNT: settings.email_code_limit_per_account,
         },
         storage_url=settings.redis_url,
     )
@@ -569,6 +601,32 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         push_clients=push_clients,
         deletion=AccountDeletionService(uow, accounts_service, chats, bus, clock),
         broadcasts=broadcasts,
+        privacy=PrivacyService(uow, clock, settings.status_list_max_users),
+        photos=PhotoService(uow, blobs, clock),
+        statuses=StatusService(
+            uow,
+            blobs,
+            bus,
+            clock,
+            StatusPolicy(
+                ttl=timedelta(hours=settings.status_ttl_hours),
+                max_length=settings.status_max_length,
+            ),
+        ),
+        recovery_email=RecoveryEmailService(
+            uow,
+            EmailService(
+                build_email_provider(settings),
+                EmailTemplateCatalog(settings.email_default_locale, settings.email_templates_dir),
+            ),
+            limiter,
+            clock,
+            EmailPolicy(
+                secret_key=policy.secret_key,
+                code_ttl=policy.code_ttl,
+                max_code_attempts=policy.max_code_attempts,
+            ),
+        ),
         sqlite_writer=storage.sqlite_writer,
         committer_engine=storage.committer_engine,
     )

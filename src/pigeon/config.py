@@ -210,6 +210,25 @@ class Settings(BaseSettings):
     ws_max_concurrent_handshakes: int = Field(
         16, ge=1, description="New sockets between upgrade and first queue read at once."
     )
+    # -- people: statuses and email (issue 16) -----------------------------------
+    status_ttl_hours: float = Field(24, gt=0, description="A status expires this long after.")
+    status_max_length: int = Field(700, ge=1, description="Characters of a status or caption.")
+    status_list_max_users: int = Field(
+        1000, ge=1, description="People on a status list (except / only share with)."
+    )
+    email_provider: Literal["console", "smtp"] = "console"
+    email_from: str = Field("Pigeon <pigeon@localhost>", description="The sender of emails.")
+    email_default_locale: str = "en"
+    email_templates_dir: Path | None = Field(None, description="Overrides for the email texts.")
+    email_code_limit_per_account: str = Field(
+        "3/hour;10/day", description="Recovery-email codes sent per account."
+    )
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_seconds: float = Field(10.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

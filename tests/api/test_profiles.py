@@ -162,7 +162,7 @@ async def test_unicode_names_round_trip_exactly(
         assert stored.encode() == name.encode()
 
 
-async def test_public_profile_shows_only_id_name_and_about(
+async def test_public_profile_shows_only_id_name_about_and_photo(
     client: httpx.AsyncClient, outbox: Outbox
 ) -> None:
     alice = await register(client, outbox, PHONE)
@@ -172,7 +172,13 @@ async def test_public_profile_shows_only_id_name_and_about(
 
     response = await client.get(f"/v1/users/{alice['user_id']}", headers=bearer(bob))
     assert response.status_code == 200
-    assert response.json() == {"id": alice["user_id"], "name": "Alice", "about": "Hi"}
+    # And the photo, which Alice has not set (tests/people/test_photos.py).
+    assert response.json() == {
+        "id": alice["user_id"],
+        "name": "Alice",
+        "about": "Hi",
+        "photo": None,
+    }
     for private in (PHONE, PHONE[1:], "Keizersgracht", "NL"):
         assert private not in response.text
 

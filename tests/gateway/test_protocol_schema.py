@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from jsonschema import Draft202012Validator
 from PIL import Image
@@ -26,6 +27,7 @@ from pigeon.gateway.frames import COMMANDS
 from pigeon.gateway.schema import protocol_schema, render
 from tests.gateway.conftest import Connect, Register
 from tests.live import LiveServer, WsClient
+from tests.support import bearer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "docs" / "protocol.schema.json"
@@ -320,9 +322,13 @@ class Recorder:
 
 
 async def test_frames_of_a_live_server_match_the_schema(
-    protocol: Protocol, server: LiveServer, user: Register, connect: Connect
+    protocol: Protocol,
+    server: LiveServer,
+    user: Register,
+    connect: Connect,
+    client: httpx.AsyncClient,
 ) -> None:
-    alice, bob, carol = await user(), await user(), await user()
+    alice, bob, carol = await user("+14155550161"), await user(), await user()
     events: list[dict[str, Any]] = []
 
     # Authentication by a first frame: the auth answer, then ready.
@@ -446,6 +452,16 @@ async def test_frames_of_a_live_server_match_the_schema(
     await a.call("ping")
     await a.call("muteChat", {"chatId": direct["chatId"], "duration": "8h"})
     await a.call("muteChat", {"chatId": direct["chatId"], "duration": "off"})
+
+    # A contact's status update (queued for Bob, who has Alice's number; she shows her
+    # statuses to everyone, not only to her own contacts).
+    lookup = {"phones": ["+14155550161"]}
+    assert (await client.post("/v1/contacts/lookup", json=lookup, headers=bearer(bob))).is_success
+    shown = {"statuses": "everyone"}
+    assert (await client.patch("/v1/me/privacy", json=shown, headers=bearer(alice))).is_success
+    posted = await client.post("/v1/statuses", json={"text": "hi"}, headers=bearer(alice))
+    assert posted.status_code == 201
+    events.append(await _frame(b.client, lambda f: f.get("event") == "status"))
 
     # Errors: from services, from the frame checks, and without an id.
     assert not (await a.call("getChat", {"chatId": "01NOSUCHCHAT"}))["ok"]

@@ -119,9 +119,12 @@ async def test_bad_lookups_are_refused_with_a_code(
     unauthenticated = await client.post("/v1/contacts/lookup", json={"phones": []})
     assert unauthenticated.status_code == 401
     # NUL characters and junk are skipped, never a 500.
-    junk = await lookup(client, ada, ["\x00", "+", "+999999999999999", "☎"])
+    junk = await lookup(client, ada, ["", "+", "+999999999999999", "☎"])
     assert junk.status_code == 200, junk.text
     assert junk.json() == {"matches": [], "skipped": 4}
+    # Text no database can store is refused like in any other field.
+    nul = await lookup(client, ada, ["+1415555\x000101"])
+    assert (nul.status_code, nul.json()["error"]["code"]) == (422, "invalid_request")
 
 
 async def test_a_number_range_cannot_be_walked(client: httpx.AsyncClient, outbox: Outbox) -> None:

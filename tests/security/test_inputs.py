@@ -172,6 +172,31 @@ def json_routes(session: dict[str, Any]) -> list[Route]:
         ),
         Route("PATCH", "/v1/me/notifications", {"push": True, "previews": False}, token=True),
         Route("PUT", "/v1/chats/{chat_id}/mute", {"duration": "8h"}, token=True),
+        # People (issue 16).
+        Route("POST", "/v1/contacts/lookup", {"phones": ["+14155550100", "4155550101"]}, True),
+        Route(
+            "PATCH",
+            "/v1/me/privacy",
+            {
+                "lastSeen": "contacts",
+                "photo": "nobody",
+                "about": "everyone",
+                "statuses": "except",
+                "readReceipts": True,
+                "groups": "contacts",
+                "statusesExcept": ["01JQ80G5H6J7K8M9N0P1Q2R3S4"],
+                "statusesOnly": ["01JQ80G5H6J7K8M9N0P1Q2R3S4"],
+            },
+            token=True,
+        ),
+        Route("PUT", "/v1/me/photo", {"attachmentId": "01JQ80G5H6J7K8M9N0P1Q2R3S4"}, True),
+        Route(
+            "POST", "/v1/statuses", {"text": "hi", "backgroundColor": "#112233", "font": 1}, True
+        ),
+        Route("PUT", "/v1/me/email", {"email": "ada@example.org", "locale": "en"}, True),
+        Route("POST", "/v1/me/email/verify", {"code": "123456"}, True),
+        Route("POST", "/v1/auth/pin-reset/email", {"phone": phone, "locale": "en"}),
+        Route("POST", "/v1/auth/pin-reset/confirm", {"phone": phone, "code": "123456"}),
     ]
 
 

@@ -361,3 +361,21 @@ async def test_purge_drops_expired_entries_unheld_messages_and_old_send_records(
     assert await kept(engine) == ({fresh.id}, 1)
     async with units() as uow:
         assert await uow.delivery.find_sent([(alice, chat_id, "c2")]) == {}
+
+
+async def test_direct_blocks_find_blocks_in_one_to_one_chats_only(
+    engine: AsyncEngine, units: Units
+) -> None:
+    group, [[a1], [b1]] = await people(engine, 1, 1)
+    a, b = await owner(engine, a1), await owner(engine, b1)
+    direct = new_id()
+    async with units_of_work(engine)() as uow:
+        chat = Chat(direct, ChatKind.DIRECT, "", a, T0, direct_key=f"{min(a, b)}:{max(a, b)}")
+        await uow.chats.add(chat, [Member(direct, u, Role.MEMBER, T0) for u in (a, b)])
+        await uow.people.block(b, a, T0)  # b blocked a
+        await uow.commit()
+    async with units() as uow:
+        assert await uow.delivery.direct_blocks([direct, group], [a, b]) == {(direct, b, a)}
+        assert await uow.delivery.direct_blocks([group], [a]) == set()  # groups flow
+        assert await uow.delivery.direct_blocks([direct], [b]) == set()  # a blocked nobody
+        assert await uow.delivery.direct_blocks([], [a]) == set()

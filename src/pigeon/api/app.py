@@ -23,7 +23,12 @@ from pigeon.api.routes import (
     contacts,
     me,
     notifications,
+    photos,
+    pin_reset_email,
+    privacy,
     push,
+    recovery_email,
+    statuses,
     system,
     users,
 )
@@ -77,18 +82,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.state.container = container
     app.state.gateway = container.gateway
     install_error_handlers(app)
-    for module in (
-        auth,
-        me,
-        users,
-        attachments,
-        system,
-        contacts,
-        blocks,
-        push,
-        notifications,
-        broadcasts,
-    ):
+    people = (contacts, blocks, privacy, photos, statuses, recovery_email, pin_reset_email)
+    messaging = (push, notifications, broadcasts)
+    for module in (auth, me, users, attachments, system, *people, *messaging):
         app.include_router(module.router)
     install_docs(app)
     install_web(app)
@@ -131,6 +127,7 @@ async def _housekeeping(container: Container) -> None:
         try:
             purged = await container.accounts.purge_expired()
             purged |= await container.messaging.purge_expired()
+            purged |= await container.statuses.purge()  # before media: it frees their files
             purged |= await container.media.purge()
             purged |= await container.notifications.purge_expired()
             if any(purged.values()):

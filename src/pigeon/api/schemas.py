@@ -18,8 +18,10 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 from pigeon.domain.countries import COUNTRY_CODES
 from pigeon.domain.models import (
@@ -29,6 +31,7 @@ from pigeon.domain.models import (
     NAME_MAX_LENGTH,
     Platform,
 )
+from pigeon.domain.people import Audience, GroupAdders, StatusAudience
 
 DIGITS_6 = r"^[0-9]{6}$"
 
@@ -181,6 +184,9 @@ class PublicProfileOut(Body):
     id: str
     name: str
     about: str
+    photo: PhotoOut | None = Field(
+        None, description="The profile photo, where the user's privacy settings show it to you."
+    )
 
 
 class Health(Body):
@@ -197,7 +203,7 @@ class Health(Body):
 
 
 class ContactLookup(Strict):
-    phones: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+    phones: list[Annotated[str, StringConstraints(max_length=64), _NO_NUL, _NO_NUL_DOC]] = Field(
         description="Numbers as a person typed them (at most PIGEON_CONTACTS_LOOKUP_MAX_NUMBERS, "
         "1,000 by default; more is 413 too_many_numbers). Without a leading + they are read "
         "in the caller's own country. Numbers that cannot be read are skipped and counted.",
@@ -205,13 +211,22 @@ class ContactLookup(Strict):
     )
 
 
+class PhotoOut(Body):
+    url: str = Field(description="The image (GET with your token); 404 once hidden or changed.")
+    thumbnail_url: str = Field(description="The server's JPEG thumbnail, at most 96x96.")
+    mime_type: str
+    width: int | None
+    height: int | None
+    updated_at: datetime
+
+
 class ContactOut(Body):
     user_id: str
     phone: str = Field(description="E.164.")
     name: str
     about: str = Field(description="Empty unless the user's privacy settings show it to you.")
-    photo: dict[str, object] | None = Field(
-        None, description="The profile photo, where privacy allows (not yet: always null)."
+    photo: PhotoOut | None = Field(
+        None, description="The profile photo, where the user's privacy settings show it to you."
     )
 
 
@@ -235,6 +250,107 @@ class BlockOut(Body):
 
 class BlockList(Body):
     blocks: list[BlockOut]
+
+
+UserIdText = Annotated[str, StringConstraints(max_length=64), _NO_NUL, _NO_NUL_DOC]
+
+
+class PrivacyOut(Body):
+    last_seen: Audience = Field(description="Who sees your last seen and whether you are online.")
+    photo: Audience = Field(description="Who sees your profile photo.")
+    about: Audience = Field(description="Who sees your about.")
+    statuses: StatusAudience = Field(
+        description="Who sees your status updates; except: your contacts but those on "
+        "statusesExcept; only: those on statusesOnly."
+    )
+    read_receipts: bool = Field(
+        description="Off: in 1:1 chats you send no read receipts and get none (groups keep them)."
+    )
+    groups: GroupAdders = Field(
+        description="Who may add you to groups; others get 403 group_add_not_allowed."
+    )
+    statuses_except: list[str] = Field(description="User ids (the except list).")
+    statuses_only: list[str] = Field(description="User ids (the only list).")
+
+
+class PrivacyUpdate(Strict):
+    """Only the settings sent change; values outside the lists are 422 invalid_request."""
+
+    # Absent means unchanged; null is refused (and not in the schema).
+    last_seen: Audience | SkipJsonSchema[None] = None
+    photo: Audience | SkipJsonSchema[None] = None
+    about: Audience | SkipJsonSchema[None] = None
+    statuses: StatusAudience | SkipJsonSchema[None] = None
+    read_receipts: bool | SkipJsonSchema[None] = None
+    groups: GroupAdders | SkipJsonSchema[None] = None
+    statuses_except: list[UserIdText] | SkipJsonSchema[None] = Field(
+        None, description="Replaces the except list (at most PIGEON_STATUS_LIST_MAX_USERS)."
+    )
+    statuses_only: list[UserIdText] | SkipJsonSchema[None] = Field(
+        None, description="Replaces the only list (at most PIGEON_STATUS_LIST_MAX_USERS)."
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Absent means "unchanged"; a setting has no "null" value to set.
+        if value is None:
+            raise ValueError("a privacy setting cannot be null")
+        return value
+
+
+class PhotoRequest(Strict):
+    attachment_id: Annotated[str, _NO_NUL, _NO_NUL_DOC] = Field(
+        min_length=1,
+        max_length=64,
+        description="An image you uploaded (POST /v1/attachments); other types are refused.",
+    )
+
+
+# The length is the service's (a setting); the schema only keeps out what no database stores.
+StatusText = Annotated[str, _NO_NUL, _NO_NUL_DOC]
+StatusMediaId = Annotated[str, StringConstraints(min_length=1, max_length=64), _NO_NUL, _NO_NUL_DOC]
+
+
+class StatusIn(Strict):
+    """A text status (``text``, ``backgroundColor``, ``font``) or a media one
+    (``attachmentId`` of an image or video you uploaded, ``caption``)."""
+
+    text: StatusText = Field("", description="At most PIGEON_STATUS_MAX_LENGTH (700) characters.")
+    background_color: (
+        Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")] | SkipJsonSchema[None]
+    ) = None
+    font: Annotated[int, Field(ge=0, le=9)] | SkipJsonSchema[None] = None
+    attachment_id: StatusMediaId | SkipJsonSchema[None] = None
+    caption: StatusText = ""
+
+
+class StatusOut(Body):
+    id: str
+    author_id: str
+    text: str
+    background_color: str | None
+    font: int | None
+    caption: str
+    media: dict[str, object] | None = Field(
+        description="For a media status: its type, size, dimensions and thumbnail (base64), "
+        "and url, where GET returns the file."
+    )
+    created_at: datetime
+    expires_at: datetime
+
+
+class StatusList(Body):
+    statuses: list[StatusOut]
+
+
+class EmailRequest(Strict):
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254), _NO_NUL, _NO_NUL_DOC] = (
+        Field(examples=["ada@example.org"])
+    )
+    locale: str | None = Field(
+        None, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
+    )
 
 
 # -- account deletion ---------------------------------------------------------------
@@ -284,3 +400,31 @@ class BroadcastListOut(Body):
 
 class BroadcastListsOut(Body):
     lists: list[BroadcastListOut]
+
+
+class EmailCode(Strict):
+    code: str = Field(pattern=DIGITS_6)
+
+
+class RecoveryEmailOut(Body):
+    email: str | None = Field(description="The verified recovery email, or null.")
+    verified_at: datetime | None
+    pending_email: str | None = Field(description="An address waiting for its code.")
+
+
+class MutedList(Body):
+    muted: list[str] = Field(description="User ids whose statuses you muted.")
+
+
+class ViewerOut(Body):
+    user_id: str
+    viewed_at: datetime
+
+
+class ViewerList(Body):
+    viewers: list[ViewerOut]
+
+
+class PinResetConfirm(Strict):
+    phone: str = Field(min_length=1, max_length=32, examples=["+14155550123"])
+    code: str = Field(pattern=DIGITS_6, description="The code emailed to the recovery address.")

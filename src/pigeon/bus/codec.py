@@ -17,7 +17,14 @@ import orjson
 from pigeon.domain.changes import ChangeKind, MessageChange
 from pigeon.domain.chats import Message, MessageKind
 from pigeon.domain.delivery import InboxEntry, QueuedEvent
-from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, ReceiptType, Typing
+from pigeon.domain.events import (
+    LiveEvent,
+    PresenceChange,
+    Receipt,
+    ReceiptType,
+    StatusPosted,
+    Typing,
+)
 
 
 def _time(value: datetime) -> str:
@@ -103,11 +110,20 @@ def _change(c: MessageChange) -> list[Any]:
     ]
 
 
-def _event(event: QueuedEvent) -> list[Any]:
+def _event(event: QueuedEvent) -> Any:
+    """A receipt or a change as a list; a status as ``{"s": [...]}``."""
+    if isinstance(event, StatusPosted):
+        fields = [event.status_id, event.author_id, _time(event.created_at)]
+        return {"s": [*fields, _time(event.expires_at)]}
     return _change(event) if isinstance(event, MessageChange) else _receipt(event)
 
 
-def _event_from(fields: list[Any]) -> QueuedEvent:
+def _event_from(fields: Any) -> QueuedEvent:
+    if isinstance(fields, dict):
+        status_id, author_id, created, expires = fields["s"]
+        return StatusPosted(
+            status_id, author_id, datetime.fromisoformat(created), datetime.fromisoformat(expires)
+        )
     if fields[0] != "change":
         return _receipt_from(fields)
     _, kind, chat_id, message_id, user_id, at, emoji, text = fields

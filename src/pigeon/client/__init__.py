@@ -66,6 +66,7 @@ from pigeon.client._models import (
     ReceiptEvent,
     SentMessage,
     Session,
+    StatusEvent,
     TypingEvent,
     UploadStatus,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "SendFailed",
     "SentMessage",
     "Session",
+    "StatusEvent",
     "StoreError",
     "StoredMessage",
     "TypingEvent",

@@ -395,6 +395,17 @@ class MessageDeletedEvent:
     inbox_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """Queued: a contact posted a status you may see (read it with ``GET /v1/statuses``)."""
+
+    status_id: str
+    author_id: str
+    created_at: datetime
+    expires_at: datetime
+    inbox_seq: int
+
+
 Event = (
     MessageEvent
     | ReceiptEvent
@@ -404,6 +415,7 @@ Event = (
     | ReactionEvent
     | MessageEditedEvent
     | MessageDeletedEvent
+    | StatusEvent
 )
 
 
@@ -474,6 +486,14 @@ def parse_event(name: str, data: dict[str, Any]) -> Event | None:
             message_id=data["messageId"],
             user_id=data["userId"],
             at=_time(data["at"]),
+            inbox_seq=int(data["inboxSeq"]),
+        )
+    if name == "status":
+        return StatusEvent(
+            status_id=data["statusId"],
+            author_id=data["authorId"],
+            created_at=_time(data["createdAt"]),
+            expires_at=_time(data["expiresAt"]),
             inbox_seq=int(data["inboxSeq"]),
         )
     return None

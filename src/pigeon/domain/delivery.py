@@ -7,10 +7,10 @@ from datetime import datetime
 
 from pigeon.domain.changes import MessageChange
 from pigeon.domain.chats import Message
-from pigeon.domain.events import Receipt
+from pigeon.domain.events import Receipt, StatusPosted
 
-# A queued event that is not a message: a receipt, or a change to a message.
-QueuedEvent = Receipt | MessageChange
+# A queued event that is not a message: a receipt, a change to a message, or a status.
+QueuedEvent = Receipt | MessageChange | StatusPosted
 
 
 @dataclass(slots=True, frozen=True)
@@ -32,7 +32,8 @@ class SentRecord:
 
 @dataclass(slots=True)
 class InboxEntry:
-    """One queued event for one device: a message, a receipt or a change, at ``seq``.
+    """One queued event for one device: a message, a receipt, a change or a status,
+    at ``seq`` in its queue.
 
     ``user_id`` is the device's owner, known when the entry is made (a bus may
     route by user); entries read back from the queue leave it empty.

@@ -49,3 +49,16 @@ class PresenceChange:
 
 # Told only to connections that are live now; never queued.
 LiveEvent = Typing | PresenceChange
+
+
+@dataclass(slots=True, frozen=True)
+class StatusPosted:
+    """``author_id`` posted a status the device's user may see (queued until it expires).
+
+    Only ids and times: the status itself is read with ``GET /v1/statuses``.
+    """
+
+    status_id: str
+    author_id: str
+    created_at: datetime
+    expires_at: datetime

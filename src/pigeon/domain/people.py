@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -12,6 +13,21 @@ class Audience(StrEnum):
     EVERYONE = "everyone"
     CONTACTS = "contacts"  # users in my uploaded address book (their ids, kept as contacts)
     NOBODY = "nobody"
+
+
+class StatusAudience(StrEnum):
+    """Who sees my status updates: the audiences above, and two lists of my own."""
+
+    EVERYONE = "everyone"
+    CONTACTS = "contacts"
+    NOBODY = "nobody"
+    EXCEPT = "except"  # my contacts except those on my "except" list
+    ONLY = "only"  # only those on my "only" list
+
+
+class StatusList(StrEnum):
+    EXCEPT = "except"
+    ONLY = "only"
 
 
 class GroupAdders(StrEnum):
@@ -28,12 +44,26 @@ class Privacy:
     last_seen: Audience = Audience.EVERYONE  # last seen and online
     photo: Audience = Audience.EVERYONE
     about: Audience = Audience.EVERYONE
-    statuses: Audience = Audience.CONTACTS
+    statuses: StatusAudience = StatusAudience.CONTACTS
     read_receipts: bool = True
     groups: GroupAdders = GroupAdders.EVERYONE
 
 
 DEFAULT_PRIVACY = Privacy()
+
+
+def may_see_status(
+    audience: StatusAudience, *, is_self: bool, is_contact: bool, listed: set[StatusList]
+) -> bool:
+    """Whether a viewer sees statuses shown to ``audience``; ``listed``: the owner's lists
+    the viewer is on."""
+    if is_self:
+        return True
+    if audience is StatusAudience.EXCEPT:
+        return is_contact and StatusList.EXCEPT not in listed
+    if audience is StatusAudience.ONLY:
+        return StatusList.ONLY in listed
+    return may_see(Audience(audience.value), is_self=False, is_contact=is_contact)
 
 
 def may_see(audience: Audience, *, is_self: bool, is_contact: bool) -> bool:
@@ -47,3 +77,30 @@ def may_see(audience: Audience, *, is_self: bool, is_contact: bool) -> bool:
     if audience is Audience.EVERYONE:
         return True
     return audience is Audience.CONTACTS and is_contact
+
+
+@dataclass(slots=True, frozen=True)
+class ProfilePhoto:
+    """A user's profile photo: an image attachment of theirs, and when it was set."""
+
+    user_id: str
+    attachment_id: str
+    mime_type: str
+    width: int | None
+    height: int | None
+    set_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class Status:
+    """A status update: a text with its look, or an attachment with a caption."""
+
+    id: str
+    author_id: str
+    created_at: datetime
+    expires_at: datetime
+    text: str = ""
+    background: str | None = None  # "#RRGGBB"
+    font: int | None = None
+    attachment_id: str | None = None
+    caption: str = ""

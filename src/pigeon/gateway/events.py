@@ -32,7 +32,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pigeon.domain.changes import ChangeKind, MessageChange, forwarded_many_times
 from pigeon.domain.chats import Chat, Member, Message
 from pigeon.domain.delivery import InboxEntry
-from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, Typing
+from pigeon.domain.events import LiveEvent, PresenceChange, Receipt, StatusPosted, Typing
 from pigeon.domain.media import Attachment
 from pigeon.domain.push import ChatMute
 from pigeon.gateway.frames import MAX_SAFE_INTEGER, EntityId, RequestId, Seq
@@ -570,6 +570,22 @@ class ReceiptEvent(Payload):
     data: ReceiptEventData
 
 
+class StatusEventData(Payload):
+    statusId: EntityId
+    authorId: EntityId = Field(description="A contact whose status privacy shows it to you.")
+    createdAt: Timestamp
+    expiresAt: Timestamp = Field(description="By the server's clock; gone after that.")
+    inboxSeq: InboxSeq
+
+
+class StatusEvent(Payload):
+    """A contact posted a status (queued until it expires: ack its `inboxSeq`). Read it
+    with `GET /v1/statuses`."""
+
+    event: Literal["status"]
+    data: StatusEventData
+
+
 class DrainedEventData(Payload):
     inboxSeq: Seq = Field(description="The last queued event sent; 0 if there was none.")
 
@@ -667,6 +683,7 @@ EVENTS: dict[str, type[BaseModel]] = {
     "reaction": ReactionEvent,
     "messageEdited": MessageEditedEvent,
     "messageDeleted": MessageDeletedEvent,
+    "status": StatusEvent,
 }
 
 _answers = tuple(dict.fromkeys(ANSWERS.values()))
@@ -795,13 +812,25 @@ def change_frame(change: MessageChange, inbox_seq: int) -> dict[str, Any]:
 
 
 def queued_frame(entry: InboxEntry) -> dict[str, Any]:
-    """A queue entry as its ``message``, ``receipt`` or change event."""
+    """A queue entry as its ``message``, ``receipt``, change or ``status`` event."""
     if entry.message is not None:
         return {"event": "message", "data": {**message_data(entry.message), "inboxSeq": entry.seq}}
-    assert entry.event is not None
-    if isinstance(entry.event, MessageChange):
-        return change_frame(entry.event, entry.seq)
-    return {"event": "receipt", "data": {**receipt_data(entry.event), "inboxSeq": entry.seq}}
+    event = entry.event
+    assert event is not None
+    if isinstance(event, MessageChange):
+        return change_frame(event, entry.seq)
+    if isinstance(event, StatusPosted):
+        return {"event": "status", "data": {**status_posted_data(event), "inboxSeq": entry.seq}}
+    return {"event": "receipt", "data": {**receipt_data(event), "inboxSeq": entry.seq}}
+
+
+def status_posted_data(event: StatusPosted) -> dict[str, Any]:
+    return {
+        "statusId": event.status_id,
+        "authorId": event.author_id,
+        "createdAt": timestamp(event.created_at),
+        "expiresAt": timestamp(event.expires_at),
+    }
 
 
 def live_frame(event: LiveEvent) -> dict[str, Any]:

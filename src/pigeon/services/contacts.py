@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pigeon.domain.errors import NotFound, PigeonError
 from pigeon.domain.models import User
+from pigeon.domain.people import ProfilePhoto
 from pigeon.domain.phone import normalize_phone, region_of
 from pigeon.services.accounts import Principal
 from pigeon.services.ports import Clock, RateLimiter, UnitOfWork, UnitOfWorkFactory
@@ -44,6 +45,7 @@ class Contact:
     phone: str
     name: str
     about: str
+    photo: ProfilePhoto | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,8 +136,12 @@ class ContactService:
         self, uow: UnitOfWork, viewer_id: str, users: Sequence[User]
     ) -> dict[str, Contact]:
         seen = await seen_by(uow, viewer_id, [u.id for u in users])
+        photos = await uow.people.photos([u.id for u in users if seen[u.id].photo])
         return {
-            u.id: Contact(u.id, u.phone, u.name, u.about if seen[u.id].about else "") for u in users
+            u.id: Contact(
+                u.id, u.phone, u.name, u.about if seen[u.id].about else "", photos.get(u.id)
+            )
+            for u in users
         }
 
     async def _user(self, uow: UnitOfWork, user_id: str) -> User:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pigeon.domain.chats import Message, MessageKind
+from pigeon.domain.chats import ChatKind, Message, MessageKind
 from pigeon.domain.delivery import InboxEntry, SentRecord
 from pigeon.domain.errors import InvalidInput, NotFound, PigeonError
 from pigeon.domain.events import Receipt, ReceiptType
@@ -284,6 +284,8 @@ class _Batch:
             before = await uow.chats.raise_read_seq(op.chat_id, reader, up_to)
             if before is not None:
                 senders = await uow.delivery.senders_between(op.chat_id, before, up_to)
+                if chat is not None and chat.kind is ChatKind.DIRECT and senders:
+                    senders = await _receipts_on(uow, reader, senders)
                 self._tell_read(op, chat_members, senders, up_to)
             self.results[index] = ReadResult(up_to)
 
@@ -424,6 +426,15 @@ class _Batch:
         return kept
 
 
+async def _receipts_on(uow: UnitOfWork, reader: str, senders: set[str]) -> set[str]:
+    """The senders a 1:1 read receipt goes to: none if the reader turned read receipts
+    off, and never one who turned them off (off works both ways; groups keep them)."""
+    privacy = await uow.people.privacy(sorted(senders | {reader}))
+    if not privacy[reader].read_receipts:
+        return set()
+    return {sender for sender in senders if privacy[sender].read_receipts}
+
+
 async def _blocked_recipients(
     uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
 ) -> set[tuple[str, str, str]]:
@@ -433,7 +444,7 @@ async def _blocked_recipients(
         return set()
     chat_ids = sorted({op.chat_id for _, op, _ in fresh})
     senders = sorted({op.principal.user_id for _, op, _ in fresh})
-    return await uow.people.direct_blocks(chat_ids, senders)
+    return await uow.delivery.direct_blocks(chat_ids, senders)
 
 
 def _partition(op: Operation) -> str:

@@ -48,12 +48,15 @@ class PresenceService:
     async def announce(self, principal: Principal, online: bool) -> None:
         """Tell the user's contacts that they came online or went away."""
         now = self._clock.now()
-        async with self._uow(read_only=online) as uow:
-            if not online:
+        if not online:
+            async with self._uow() as uow:
                 await uow.users.set_last_seen(principal.user_id, now)
+                await uow.commit()
+        # Who is told is read apart from the write: SQLite's one writer is not held
+        # for it (the group committer shares that writer).
+        async with self._uow(read_only=True) as uow:
             contacts = await uow.chats.contacts(principal.user_id)
             told = await watchers(uow, principal.user_id, sorted(contacts))
-            await uow.commit()
         event = PresenceChange(principal.user_id, online, None if online else now)
         self._bus.notify(sorted(told), event)
 
@@ -86,7 +89,7 @@ class PresenceService:
         others = members - {principal.user_id}
         if len(others) == 1:  # maybe a 1:1 chat: a member who blocked the typist is not told
             async with self._uow(read_only=True) as uow:
-                blockers = await uow.people.direct_blocks([chat_id], [principal.user_id])
+                blockers = await uow.delivery.direct_blocks([chat_id], [principal.user_id])
             others -= {blocker for _, blocker, _ in blockers}
         event = Typing(chat_id, principal.user_id, composing)
         self._bus.notify(sorted(others), event)

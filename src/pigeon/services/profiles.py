@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pigeon.domain.errors import NotFound
 from pigeon.domain.models import ProfileChanges, User
+from pigeon.domain.people import ProfilePhoto
 from pigeon.services.ports import UnitOfWorkFactory
 from pigeon.services.visibility import seen_by
 
@@ -19,6 +20,7 @@ class PublicProfile:
     id: str
     name: str
     about: str
+    photo: ProfilePhoto | None = None
 
 
 class ProfileService:
@@ -50,12 +52,14 @@ class ProfileService:
         return user
 
     async def get_public(self, user_id: str, viewer_id: str | None = None) -> PublicProfile:
-        """The profile as ``viewer_id`` may see it: ``about`` only where the user's privacy
-        settings allow it, and never to someone the user blocked."""
+        """The profile as ``viewer_id`` may see it: ``about`` and the photo only where the
+        user's privacy settings allow them, and never to someone the user blocked."""
         async with self._uow(read_only=True) as uow:
             user = await uow.users.get(user_id)
             seen = await seen_by(uow, viewer_id, [user_id]) if viewer_id and user else {}
+            photos = await uow.people.photos([user_id]) if user else {}
         if user is None:
             raise NotFound("user_not_found", "No such user.")
         about = user.about if viewer_id is None or seen[user_id].about else ""
-        return PublicProfile(id=user.id, name=user.name, about=about)
+        photo = photos.get(user_id) if viewer_id is None or seen[user_id].photo else None
+        return PublicProfile(id=user.id, name=user.name, about=about, photo=photo)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pigeon.domain.people import GroupAdders, Privacy, may_see
+from pigeon.domain.people import (
+    GroupAdders,
+    Privacy,
+    StatusAudience,
+    StatusList,
+    may_see,
+    may_see_status,
+)
 from pigeon.services.ports import UnitOfWork
 
 
@@ -33,8 +40,16 @@ async def seen_by(uow: UnitOfWork, viewer_id: str, owner_ids: Sequence[str]) -> 
     privacy = await uow.people.privacy(owners)
     blockers = await uow.people.blockers_among(owners, viewer_id)
     knows_viewer = await uow.people.has_as_contact(owners, viewer_id)
+    listing = [o for o in owners if privacy[o].statuses in _LISTED]
+    lists = await uow.people.lists_with(listing, viewer_id) if listing else {}
     return {
-        owner: _seen(privacy[owner], owner == viewer_id, owner in knows_viewer, owner in blockers)
+        owner: _seen(
+            privacy[owner],
+            owner == viewer_id,
+            owner in knows_viewer,
+            owner in blockers,
+            lists.get(owner, set()),
+        )
         for owner in owners
     }
 
@@ -44,25 +59,30 @@ async def watchers(uow: UnitOfWork, owner_id: str, viewer_ids: Sequence[str]) ->
     viewers = sorted(set(viewer_ids))
     if not viewers:
         return set()
-    privacy = (await uow.people.privacy([owner_id]))[owner_id]
-    blocked = await uow.people.blocked_among(owner_id, viewers)
-    contacts = await uow.people.contact_ids(owner_id, viewers)
+    audience, blocked, contacts = await uow.people.last_seen_audience(owner_id, viewers)
     return {
         viewer
         for viewer in viewers
         if viewer not in blocked
-        and may_see(privacy.last_seen, is_self=viewer == owner_id, is_contact=viewer in contacts)
+        and may_see(audience, is_self=viewer == owner_id, is_contact=viewer in contacts)
     }
 
 
-def _seen(privacy: Privacy, is_self: bool, is_contact: bool, blocked: bool) -> Seen:
+_LISTED = (StatusAudience.EXCEPT, StatusAudience.ONLY)
+
+
+def _seen(
+    privacy: Privacy, is_self: bool, is_contact: bool, blocked: bool, listed: set[StatusList]
+) -> Seen:
     if blocked and not is_self:
         return Seen(about=False, photo=False, last_seen=False, statuses=False, blocked=True)
     return Seen(
         about=may_see(privacy.about, is_self=is_self, is_contact=is_contact),
         photo=may_see(privacy.photo, is_self=is_self, is_contact=is_contact),
         last_seen=may_see(privacy.last_seen, is_self=is_self, is_contact=is_contact),
-        statuses=may_see(privacy.statuses, is_self=is_self, is_contact=is_contact),
+        statuses=may_see_status(
+            privacy.statuses, is_self=is_self, is_contact=is_contact, listed=listed
+        ),
         blocked=False,
     )
 
@@ -81,3 +101,30 @@ async def refusing_adds(uow: UnitOfWork, adder_id: str, user_ids: Sequence[str])
         for u in targets
         if u in blockers or (privacy[u].groups is GroupAdders.CONTACTS and u not in knows_adder)
     }
+
+
+async def status_audience(uow: UnitOfWork, author_id: str) -> list[str]:
+    """Who is told of ``author_id``'s new status: those who have the author among their
+    contacts (they list it with ``GET /v1/statuses``) and whom the author's status setting
+    admits, less those the author blocked."""
+    candidates = [u for u in await uow.people.owners_of(author_id) if u != author_id]
+    if not candidates:
+        return []
+    privacy = (await uow.people.privacy([author_id]))[author_id]
+    blocked = await uow.people.blocked_among(author_id, candidates)
+    contacts = await uow.people.contact_ids(author_id, candidates)
+    lists: dict[StatusList, set[str]] = {}
+    if privacy.statuses in _LISTED:
+        lists = {which: set(await uow.people.status_list(author_id, which)) for which in StatusList}
+
+    def listed(user_id: str) -> set[StatusList]:
+        return {which for which, members in lists.items() if user_id in members}
+
+    return [
+        u
+        for u in candidates
+        if u not in blocked
+        and may_see_status(
+            privacy.statuses, is_self=False, is_contact=u in contacts, listed=listed(u)
+        )
+    ]

@@ -11,7 +11,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.media import Attachment, Upload
-from pigeon.storage.schema import attachment_links, attachments, blobs, chat_members, uploads
+from pigeon.storage.schema import (
+    attachment_links,
+    attachments,
+    blobs,
+    chat_members,
+    profile_photos,
+    statuses,
+    uploads,
+)
 
 
 def _attachment(m: Any) -> Attachment:
@@ -161,9 +169,13 @@ class SqlMediaRepository:
         hashes whose objects the caller must now delete).
         """
         linked = sa.exists().where(attachment_links.c.attachment_id == attachments.c.id)
+        photo = sa.exists().where(profile_photos.c.attachment_id == attachments.c.id)
+        status = sa.exists().where(statuses.c.attachment_id == attachments.c.id)
         await self._conn.execute(
             attachments.delete().where(
                 ~linked,
+                ~photo,
+                ~status,
                 sa.or_(attachments.c.expires_at.is_(None), attachments.c.expires_at <= now),
             )
         )

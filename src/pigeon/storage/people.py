@@ -10,9 +10,25 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import User
-from pigeon.domain.people import DEFAULT_PRIVACY, Audience, GroupAdders, Privacy
+from pigeon.domain.people import (
+    DEFAULT_PRIVACY,
+    Audience,
+    GroupAdders,
+    Privacy,
+    ProfilePhoto,
+    StatusAudience,
+    StatusList,
+)
 from pigeon.storage.repositories import user_of_row
-from pigeon.storage.schema import blocks, chat_members, chats, contacts, privacy_settings, users
+from pigeon.storage.schema import (
+    attachments,
+    blocks,
+    contacts,
+    privacy_settings,
+    profile_photos,
+    status_lists,
+    users,
+)
 
 
 def _privacy(m: Any) -> Privacy:
@@ -20,7 +36,7 @@ def _privacy(m: Any) -> Privacy:
         last_seen=Audience(m["last_seen"]),
         photo=Audience(m["photo"]),
         about=Audience(m["about"]),
-        statuses=Audience(m["statuses"]),
+        statuses=StatusAudience(m["statuses"]),
         read_receipts=bool(m["read_receipts"]),
         groups=GroupAdders(m["groups"]),
     )
@@ -94,6 +110,15 @@ class SqlPeopleRepository:
         )
         return set(rows.scalars())
 
+    async def owners_of(self, contact_id: str) -> list[str]:
+        """The users who have ``contact_id`` among their contacts."""
+        rows = await self._conn.execute(
+            sa.select(contacts.c.owner_id)
+            .where(contacts.c.contact_id == contact_id)
+            .order_by(contacts.c.owner_id)
+        )
+        return list(rows.scalars())
+
     # -- blocks --------------------------------------------------------------------
 
     async def block(self, blocker_id: str, blocked_id: str, now: datetime) -> None:
@@ -147,27 +172,6 @@ class SqlPeopleRepository:
         )
         return set(rows.scalars())
 
-    async def direct_blocks(
-        self, chat_ids: Sequence[str], sender_ids: Sequence[str]
-    ) -> set[tuple[str, str, str]]:
-        """(chat, blocker, blocked) for 1:1 chats among ``chat_ids`` where a member blocked
-        one of ``sender_ids``: one statement per batch of sends, starting from the
-        blocks of those senders (by index; nearly always none)."""
-        if not chat_ids or not sender_ids:
-            return set()
-        rows = await self._conn.execute(
-            sa.select(chats.c.id, blocks.c.blocker_id, blocks.c.blocked_id)
-            .select_from(blocks)
-            .join(chat_members, chat_members.c.user_id == blocks.c.blocker_id)
-            .join(chats, chats.c.id == chat_members.c.chat_id)
-            .where(
-                blocks.c.blocked_id.in_(sorted(set(sender_ids))),
-                chat_members.c.chat_id.in_(sorted(set(chat_ids))),
-                chats.c.kind == "direct",
-            )
-        )
-        return {(row[0], row[1], row[2]) for row in rows}
-
     # -- privacy -------------------------------------------------------------------
 
     async def privacy(self, user_ids: Sequence[str]) -> dict[str, Privacy]:
@@ -196,3 +200,123 @@ class SqlPeopleRepository:
         )
         if updated.rowcount == 0:
             await self._conn.execute(privacy_settings.insert().values(user_id=user_id, **values))
+
+    # -- profile photos ------------------------------------------------------------
+
+    async def photos(self, user_ids: Sequence[str]) -> dict[str, ProfilePhoto]:
+        """The photos of those of ``user_ids`` who have one."""
+        if not user_ids:
+            return {}
+        rows = await self._conn.execute(
+            sa.select(
+                profile_photos.c.user_id,
+                profile_photos.c.attachment_id,
+                profile_photos.c.set_at,
+                attachments.c.mime_type,
+                attachments.c.width,
+                attachments.c.height,
+            )
+            .join(attachments, attachments.c.id == profile_photos.c.attachment_id)
+            .where(profile_photos.c.user_id.in_(sorted(set(user_ids))))
+        )
+        return {
+            row.user_id: ProfilePhoto(
+                row.user_id, row.attachment_id, row.mime_type, row.width, row.height, row.set_at
+            )
+            for row in rows
+        }
+
+    async def set_photo(self, user_id: str, attachment_id: str | None, now: datetime) -> str | None:
+        """Make ``attachment_id`` the user's photo (None: no photo); returns the previous
+        photo's attachment id. The previous attachment expires now, so the media purge
+        frees it (unless a message carries it)."""
+        previous = (
+            await self._conn.execute(
+                sa.select(profile_photos.c.attachment_id).where(profile_photos.c.user_id == user_id)
+            )
+        ).scalar()
+        await self._conn.execute(profile_photos.delete().where(profile_photos.c.user_id == user_id))
+        if attachment_id is not None:
+            await self._conn.execute(
+                profile_photos.insert().values(
+                    user_id=user_id, attachment_id=attachment_id, set_at=now
+                )
+            )
+        if previous is not None and previous != attachment_id:
+            await self._conn.execute(
+                attachments.update().where(attachments.c.id == previous).values(expires_at=now)
+            )
+        return str(previous) if previous is not None else None
+
+    # -- status lists ----------------------------------------------------------------
+
+    async def status_list(self, owner_id: str, which: StatusList) -> list[str]:
+        rows = await self._conn.execute(
+            sa.select(status_lists.c.user_id)
+            .where(status_lists.c.owner_id == owner_id, status_lists.c.list == which.value)
+            .order_by(status_lists.c.user_id)
+        )
+        return list(rows.scalars())
+
+    async def set_status_list(
+        self, owner_id: str, which: StatusList, user_ids: Sequence[str]
+    ) -> None:
+        """Replace the list (users that do not exist are left out)."""
+        await self._conn.execute(
+            status_lists.delete().where(
+                status_lists.c.owner_id == owner_id, status_lists.c.list == which.value
+            )
+        )
+        wanted = sorted(set(user_ids) - {owner_id})
+        if not wanted:
+            return
+        existing = await self._conn.execute(sa.select(users.c.id).where(users.c.id.in_(wanted)))
+        rows = [
+            {"owner_id": owner_id, "list": which.value, "user_id": u} for u in existing.scalars()
+        ]
+        if rows:
+            await self._conn.execute(status_lists.insert(), rows)
+
+    async def lists_with(
+        self, owner_ids: Sequence[str], user_id: str
+    ) -> dict[str, set[StatusList]]:
+        """For each of ``owner_ids``, the status lists of theirs that ``user_id`` is on."""
+        if not owner_ids:
+            return {}
+        rows = await self._conn.execute(
+            sa.select(status_lists.c.owner_id, status_lists.c.list).where(
+                status_lists.c.owner_id.in_(sorted(set(owner_ids))),
+                status_lists.c.user_id == user_id,
+            )
+        )
+        found: dict[str, set[StatusList]] = {}
+        for owner, which in rows:
+            found.setdefault(owner, set()).add(StatusList(which))
+        return found
+
+    async def last_seen_audience(
+        self, owner_id: str, viewer_ids: Sequence[str]
+    ) -> tuple[Audience, set[str], set[str]]:
+        """In one statement (it runs on every connect): the owner's last-seen setting,
+        which viewers the owner blocked, and which are the owner's contacts."""
+        viewers = sorted(set(viewer_ids))
+        query = sa.union_all(
+            sa.select(sa.literal("p").label("kind"), privacy_settings.c.last_seen.label("v")).where(
+                privacy_settings.c.user_id == owner_id
+            ),
+            sa.select(sa.literal("b"), blocks.c.blocked_id).where(
+                blocks.c.blocker_id == owner_id, blocks.c.blocked_id.in_(viewers)
+            ),
+            sa.select(sa.literal("c"), contacts.c.contact_id).where(
+                contacts.c.owner_id == owner_id, contacts.c.contact_id.in_(viewers)
+            ),
+        )
+        audience, blocked, known = DEFAULT_PRIVACY.last_seen, set(), set()
+        for kind, value in await self._conn.execute(query):
+            if kind == "p":
+                audience = Audience(value)
+            elif kind == "b":
+                blocked.add(value)
+            else:
+                known.add(value)
+        return audience, blocked, known

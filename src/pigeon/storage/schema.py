@@ -99,7 +99,7 @@ chats = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     # The last message seq handed out in this chat; seqs increase strictly.
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
-    # Disappearing messages (migration 0009): seconds a message lives, 0 for off.
+    # Disappearing messages (migration 0010): seconds a message lives, 0 for off.
     sa.Column("disappear_seconds", sa.Integer, nullable=False, server_default="0"),
 )
 
@@ -129,7 +129,7 @@ messages = sa.Table(
     sa.Column("reply_to", ID),
     sa.Column("system", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    # Forwarding and replies (migration 0009): how many times it was forwarded
+    # Forwarding and replies (migration 0010): how many times it was forwarded
     # (0: not), and the quote of a reply as the sender's client gave it.
     sa.Column("forward_hops", sa.Integer, nullable=False, server_default="0"),
     sa.Column("quote", sa.JSON),
@@ -156,7 +156,7 @@ sent_messages = sa.Table(
     # (null in records written before migration 0007).
     sa.Column("sender_id", ID),
     sa.Index("ix_sent_messages_chat_id_seq", "chat_id", "seq"),
-    # Message changes (migration 0009): what the server must know of a message
+    # Message changes (migration 0010): what the server must know of a message
     # after it is gone from every queue, to check a reaction, an edit or a
     # delete (never its text). Only messages without attachments can be edited.
     sa.Column("has_attachments", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -329,10 +329,102 @@ privacy_settings = sa.Table(
     sa.Column("last_seen", sa.String(8), nullable=False),
     sa.Column("photo", sa.String(8), nullable=False),
     sa.Column("about", sa.String(8), nullable=False),
-    sa.Column("statuses", sa.String(8), nullable=False),
+    sa.Column("statuses", sa.String(16), nullable=False),
     sa.Column("read_receipts", sa.Boolean, nullable=False),
     sa.Column("groups", sa.String(8), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A user's profile photo: an image attachment they uploaded. While it is one,
+# the media purge keeps it; when replaced or removed it expires like any
+# unsent attachment, and its blob is freed by the usual rules.
+profile_photos = sa.Table(
+    "profile_photos",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "attachment_id",
+        ID,
+        sa.ForeignKey("attachments.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("set_at", UtcDateTime, nullable=False),
+)
+
+# Status updates: a text (with its colour and font) or an attachment of the
+# author's (with a caption), gone at ``expires_at`` (24 hours by the server's
+# clock) or when the author deletes it. Like a message body, the text is
+# stored for delivery and never read by the server.
+statuses = sa.Table(
+    "statuses",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column(
+        "author_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("background", sa.String(7)),
+    sa.Column("font", sa.Integer),
+    sa.Column("attachment_id", ID, sa.ForeignKey("attachments.id", ondelete="CASCADE"), index=True),
+    sa.Column("caption", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# Who saw a status, and when (viewers with read receipts off are not recorded).
+status_views = sa.Table(
+    "status_views",
+    metadata,
+    sa.Column("status_id", ID, sa.ForeignKey("statuses.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("viewer_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("viewed_at", UtcDateTime, nullable=False),
+)
+
+# Whose statuses a user muted: a client preference, kept here so all the
+# user's devices share it. The server does not filter by it.
+status_mutes = sa.Table(
+    "status_mutes",
+    metadata,
+    sa.Column("owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "muted_id",
+        ID,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# A user's recovery email: the verified address, and a new one waiting for the
+# code sent to it (only the code's keyed hash is stored).
+recovery_emails = sa.Table(
+    "recovery_emails",
+    metadata,
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("email", sa.String(254)),
+    sa.Column("verified_at", UtcDateTime),
+    sa.Column("pending_email", sa.String(254)),
+    sa.Column("code_hash", sa.String(64)),
+    sa.Column("code_expires_at", UtcDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # A PIN reset confirmed by a code sent to the verified address.
+    sa.Column("reset_code_hash", sa.String(64)),
+    sa.Column("reset_expires_at", UtcDateTime),
+    sa.Column("reset_attempts", sa.Integer, nullable=False, server_default="0"),
+)
+
+# The users on a user's status lists: "except" (my contacts except these) and
+# "only" (only these), used when the status privacy setting names the list.
+status_lists = sa.Table(
+    "status_lists",
+    metadata,
+    sa.Column("owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("list", sa.String(8), primary_key=True),
+    sa.Column(
+        "user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    ),
 )
 
 # -- push notifications (issue 18) ---------------------------------------------------

@@ -20,7 +20,9 @@ from pigeon.storage.erasure import SqlErasureRepository
 from pigeon.storage.media import SqlMediaRepository
 from pigeon.storage.people import SqlPeopleRepository
 from pigeon.storage.push import SqlPushRepository
+from pigeon.storage.recovery_emails import SqlRecoveryEmailRepository
 from pigeon.storage.repositories import SqlCodeRepository, SqlDeviceRepository, SqlUserRepository
+from pigeon.storage.statuses import SqlStatusRepository
 
 # How a unit of work gets its delivery repository for its connection: the
 # dialect's class on the right executor, as ``bootstrap`` chose.
@@ -41,6 +43,8 @@ class BoundRepositories:
     changes: SqlMessageChangeRepository
     erasure: SqlErasureRepository
     broadcasts: SqlBroadcastRepository
+    statuses: SqlStatusRepository
+    recovery_emails: SqlRecoveryEmailRepository
 
     def _bind(self, conn: AsyncConnection, delivery: DeliveryRepository) -> None:
         self.users = SqlUserRepository(conn)
@@ -54,6 +58,8 @@ class BoundRepositories:
         self.changes = SqlMessageChangeRepository(conn)
         self.erasure = SqlErasureRepository(conn)
         self.broadcasts = SqlBroadcastRepository(conn)
+        self.statuses = SqlStatusRepository(conn)
+        self.recovery_emails = SqlRecoveryEmailRepository(conn)
 
 
 def raise_as_storage_error(exc: BaseException | None) -> None:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from pigeon.api.deps import ClientIp, ContainerDep, PrincipalDep
 from pigeon.api.errors import error_responses
+from pigeon.api.photos import photo_out
 from pigeon.api.schemas import ContactList, ContactLookup, ContactMatch, ContactOut, LookupOut
 from pigeon.services.contacts import Contact
 
@@ -14,7 +15,11 @@ router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
 def _out(contact: Contact) -> ContactOut:
     return ContactOut(
-        user_id=contact.user_id, phone=contact.phone, name=contact.name, about=contact.about
+        user_id=contact.user_id,
+        phone=contact.phone,
+        name=contact.name,
+        about=contact.about,
+        photo=photo_out(contact.photo),
     )
 
 
@@ -37,6 +42,7 @@ async def lookup(
                 phone=m.contact.phone,
                 name=m.contact.name,
                 about=m.contact.about,
+                photo=photo_out(m.contact.photo),
             )
             for m in result.matches
         ],

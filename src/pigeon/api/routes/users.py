@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from pigeon.api.deps import ContainerDep, PrincipalDep
 from pigeon.api.errors import error_responses
+from pigeon.api.photos import photo_out
 from pigeon.api.schemas import PublicProfileOut
 from pigeon.domain.errors import NotFound
 from pigeon.domain.ids import is_valid_id
@@ -22,4 +23,6 @@ async def get_user(
     if not is_valid_id(user_id):  # e.g. a NUL, which PostgreSQL cannot even compare
         raise NotFound("user_not_found", "No such user.")
     profile = await container.profiles.get_public(user_id, viewer_id=principal.user_id)
-    return PublicProfileOut(id=profile.id, name=profile.name, about=profile.about)
+    return PublicProfileOut(
+        id=profile.id, name=profile.name, about=profile.about, photo=photo_out(profile.photo)
+    )

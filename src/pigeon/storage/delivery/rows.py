@@ -18,7 +18,7 @@ import orjson
 from pigeon.domain.changes import ChangeKind, MessageChange
 from pigeon.domain.chats import Message, MessageKind
 from pigeon.domain.delivery import InboxEntry, QueuedEvent, SentRecord
-from pigeon.domain.events import Receipt, ReceiptType
+from pigeon.domain.events import Receipt, ReceiptType, StatusPosted
 from pigeon.storage.schema import inbox, messages, sent_messages
 
 # Each table's columns in schema order: the order of every row built below.
@@ -106,10 +106,25 @@ def event_document(event: QueuedEvent) -> dict[str, Any]:
     """A queued event that is not a message, as its queue entry stores it."""
     if isinstance(event, MessageChange):
         return change_document(event)
+    if isinstance(event, StatusPosted):
+        return {
+            "kind": "status",
+            "status_id": event.status_id,
+            "author_id": event.author_id,
+            "created_at": event.created_at.isoformat(),
+            "expires_at": event.expires_at.isoformat(),
+        }
     return receipt_document(event)
 
 
 def event_from_document(document: dict[str, Any]) -> QueuedEvent:
+    if document.get("kind") == "status":
+        return StatusPosted(
+            status_id=document["status_id"],
+            author_id=document["author_id"],
+            created_at=datetime.fromisoformat(document["created_at"]),
+            expires_at=datetime.fromisoformat(document["expires_at"]),
+        )
     if document.get("kind") == "change":
         return change_from_document(document)
     return receipt_from_document(document)

@@ -1,7 +1,7 @@
 """Notification preferences, muted chats, and the users a message mentions.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 from pigeon.storage.schema import UtcDateTime
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

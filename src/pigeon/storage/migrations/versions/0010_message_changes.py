@@ -11,8 +11,8 @@ of a reply (the excerpt its sender's client gave) to its recipients.
 Disappearing messages: a chat has a timer (0 for off), and a message sent
 while it is on, and its send record, carry the time they expire.
 
-Revision ID: 0009
-Revises: 0012
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-05
 """
 
@@ -21,8 +21,8 @@ from alembic import op
 
 from pigeon.storage.schema import UtcDateTime
 
-revision = "0009"
-down_revision = "0012"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -4,16 +4,16 @@ When an account is deleted, the files it uploaded that other people's
 messages still carry stay for those messages; they keep no trace of who
 uploaded them.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

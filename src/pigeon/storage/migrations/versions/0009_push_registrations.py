@@ -1,6 +1,6 @@
 """Push registrations: where a device without a live connection is woken up.
 
-Revision ID: 0012
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-05
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 from pigeon.storage.schema import UtcDateTime
 
-revision = "0012"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """Broadcast lists (a broadcast checks the contacts table of 0008).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from pigeon.storage.schema import UtcDateTime
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

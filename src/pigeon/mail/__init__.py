@@ -1,0 +1,1 @@
+"""Email: providers (console outbox, SMTP) and the templates the messages are made from."""
