@@ -226,6 +226,27 @@ async def test_unacked_events_are_sent_again_after_reconnect_until_acked(
     assert await queued_before(b, await send(a, chat_id, "marker")) == []
 
 
+@pytest.mark.parametrize("settings", [{"ack_commit_delay_ms": 60_000}], indirect=True)
+async def test_a_new_connection_does_not_get_back_what_the_last_one_acked(
+    user: Register, connect: Connect
+) -> None:
+    """Acks wait up to a minute for a ride here: the device's next connection
+    commits them before its first queue read instead of sending them again."""
+    alice, bob = await person(user), await person(user)
+    a = await online(connect, alice[0])
+    b = await online(connect, bob[0], auto_ack=False)
+    chat_id = await direct_chat(a, bob[0])
+    sent = [await send(a, chat_id, f"m{i}") for i in range(3)]
+    got = await incoming(b, 3)
+    assert await b.call("ack", {"upTo": got[2]["inboxSeq"]}) == {"upTo": got[2]["inboxSeq"]}
+
+    again = await connect(bob[0], auto_ack=False)  # replaces b, whose ack is not committed
+    assert (await next_queued(again))["event"] == "drained"
+    marker = await send(a, chat_id, "marker")
+    assert [m["messageId"] for m in await queued_before(again, marker)] == []
+    assert [s["messageId"] for s in sent] == [m["messageId"] for m in got]
+
+
 async def test_partially_acked_backlog_resumes_after_the_ack(
     user: Register, connect: Connect
 ) -> None:

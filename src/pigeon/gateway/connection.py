@@ -129,6 +129,7 @@ class DeviceConnection:
     async def run(self) -> None:
         """Serve the connection until the client leaves or it is closed."""
         bus, presence = self.services.bus, self.services.presence
+        await self.services.messaging.settle_acks(self.device_id)
         await bus.attach(self)
         self.request_pump()
         try:

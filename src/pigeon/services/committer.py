@@ -169,6 +169,10 @@ class GroupCommitter:
         """Queue ``op`` to ride along with the next batch; committed within ``lazy_delay``."""
         return self._queue(op, lazy=self._lazy_delay > 0)
 
+    def lazy_waiting(self, match: Callable[[Any], bool]) -> list[asyncio.Future[Any]]:
+        """The futures of the lazy work queued now for which ``match`` holds."""
+        return [p.future for w in self._workers for p in w.lazy if match(p.op)]
+
     def hurry(self) -> None:
         """Commit the lazy work queued now, without waiting for its delay."""
         for worker in self._workers:

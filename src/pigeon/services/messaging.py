@@ -162,6 +162,20 @@ class MessagingService:
         device's next connection does not get back what it acked on this one."""
         self.committer.hurry()
 
+    async def settle_acks(self, device_id: str) -> None:
+        """Commit the device's acks still waiting in the committer, and wait for them.
+
+        A device's new connection calls this before its first queue read: the
+        acks its previous connection sent may still wait for their ride, and
+        without this the new connection would get back what it acked.
+        """
+        waiting = self.committer.lazy_waiting(
+            lambda op: isinstance(op, Ack) and op.principal.device_id == device_id
+        )
+        if waiting:
+            self.committer.hurry()
+            await asyncio.gather(*waiting, return_exceptions=True)
+
     def mark_read(self, command: MarkRead) -> asyncio.Future[ReadResult]:
         return self.committer.submit(command)
 
