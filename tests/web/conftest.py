@@ -48,8 +48,16 @@ def backend() -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[WebServer]:
-    env = dict(RELAXED_LIMITS)
+def server_settings() -> dict[str, str]:
+    """Settings of this test's server on top of the relaxed limits (parametrize to change)."""
+    return {}
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, backend: str, server_settings: dict[str, str], request: pytest.FixtureRequest
+) -> Iterator[WebServer]:
+    env = {**RELAXED_LIMITS, **server_settings}
     if backend == "postgresql":
         url = str(request.getfixturevalue("postgres_url"))
         _run_in_thread(lambda: _truncate(url))

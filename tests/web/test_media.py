@@ -7,6 +7,7 @@ import io
 import random
 import re
 
+import pytest
 from PIL import Image
 from playwright.sync_api import Locator, Route, expect
 
@@ -97,6 +98,10 @@ def test_an_image_goes_through_with_progress_and_arrives_byte_for_byte(web: Web)
     assert again.evaluate(SHOWN_IMAGE)["sha256"] == hashlib.sha256(photo).hexdigest()
 
 
+# Every file is accepted as a document unless the operator restricts the types.
+@pytest.mark.parametrize(
+    "server_settings", [{"PIGEON_MEDIA_ALLOWED_TYPES": '["image/*", "video/*"]'}]
+)
 def test_a_file_of_a_type_the_server_refuses_is_explained(web: Web) -> None:
     alice = web.register(ALICE, "Alice")
     bob = web.register(BOB, "Bob")
