@@ -64,11 +64,16 @@ def load_vapid_keys(configured: str | None, data_dir: Path, subject: str) -> Vap
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        # Written whole beside it, then linked into place: a node starting at the
+        # same moment (``--workers``, a shared data dir) sees no key or a whole one.
+        draft = path.with_name(f"{KEY_FILE}.{os.getpid()}.tmp")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
+            os.link(draft, path)
+        except FileExistsError:  # another process made it first: use theirs
             pass
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
+        finally:
+            draft.unlink()
     return VapidKeys(parse_private_key(path.read_text()), subject)
