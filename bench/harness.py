@@ -9,8 +9,9 @@ Scenarios, each on SQLite and PostgreSQL:
   catchup     one device offline while 10,000 messages arrive, then connects
 and the same throughput and rate scenarios against a bare relay on the same stack;
 also bench/ordinary.py's ordinary, signups and httpcost (ordinary load, issue 20),
-nodes (bench/nodes.py): two nodes against one, on PostgreSQL with Redis and NATS, and
-storm (bench/storm.py): 10,000 devices connecting at once while 20 connected ones ask.
+nodes (bench/nodes.py): two nodes against one, on PostgreSQL with Redis and NATS,
+storm (bench/storm.py): 10,000 devices connecting at once while 20 connected ones ask, and
+broadcast (bench/broadcast.py): transactions for one send to a list of 256.
 
     python -m bench.harness [--databases sqlite,postgresql] [--scenarios ...] [--quick]
 """
@@ -487,6 +488,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             out[f"{kind}/catchup"] = await scenario_catchup(kind, 1000 if quick else 10_000)
             print(f"{kind}/catchup: {out[f'{kind}/catchup']}", flush=True)
         out.update(await ordinary.run(kind, wanted, quick))  # ordinary load (issue 20)
+        if "broadcast" in wanted:  # bench/broadcast.py: transactions per list of 256
+            from bench.broadcast import run as broadcast_run
+
+            for row in await broadcast_run(kind, 16 if quick else 256):
+                out[f"{kind}/broadcast/{row['broadcast'].split()[0]}"] = row
+                print(f"{kind}/broadcast: {row}", flush=True)
         if "storm" in wanted:  # bench/storm.py: 10,000 devices reconnecting at once
             from bench.storm import scenario_storm
 
@@ -513,7 +520,11 @@ def cli() -> None:
     parser.add_argument(
         "--scenarios",
         default=",".join(
-            ["throughput,rate,fanout,reads,idle,catchup", *ordinary.SCENARIOS, "nodes,storm"]
+            [
+                "throughput,rate,fanout,reads,idle,catchup",
+                *ordinary.SCENARIOS,
+                "broadcast,nodes,storm",
+            ]
         ),
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
