@@ -106,11 +106,20 @@ def bearer(session: dict[str, Any]) -> dict[str, str]:
 
 
 async def eventually(
-    condition: Callable[[], bool], timeout: float = 5, interval: float = 0.01
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 5, interval: float = 0.01
 ) -> None:
-    """Wait until ``condition()`` holds: a bounded poll for something that must happen."""
+    """Wait until ``condition()`` holds: a bounded poll for something that must happen.
+
+    ``condition`` may be a coroutine function (a row in the database, a line in
+    ``/metrics``): what is polled has no event to wait on.
+    """
     async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - what is polled has no event to wait on
+        while True:
+            held = condition()
+            if not isinstance(held, bool):
+                held = await held
+            if held:
+                return
             await asyncio.sleep(interval)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from pigeon.bootstrap import Container
 from pigeon.config import Settings
@@ -18,8 +16,8 @@ from tests.fakes.apns import KEY_ID, TEAM_ID, FakeApns
 from tests.fakes.fcm import FakeFcm
 from tests.gateway.conftest import Connect, Register
 from tests.push.conftest import COALESCE_SECONDS
-from tests.push.test_webpush import direct_chat
-from tests.support import bearer, mark, online
+from tests.push.test_webpush import direct_chat, no_push_rows
+from tests.support import bearer, eventually, mark, online
 
 APNS_TOKEN = "a1" * 32
 
@@ -63,16 +61,8 @@ async def put_push(client: httpx.AsyncClient, session: dict[str, Any], body: Any
     assert response.status_code == 204, response.text
 
 
-async def registered(container: Container) -> int:
-    async with container.engine.connect() as conn:
-        rows = await conn.execute(sa.text("SELECT count(*) FROM push_registrations"))
-        return int(rows.scalar_one())
-
-
 async def until_unregistered(container: Container) -> None:
-    async with asyncio.timeout(5):
-        while await registered(container):  # noqa: ASYNC110 - a row, no event to wait on
-            await asyncio.sleep(0.02)
+    await eventually(lambda: no_push_rows(container))
 
 
 async def test_fcm_gets_a_v1_message_with_an_oauth_token_it_issued_and_reused(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +12,7 @@ from tests.fakes.webpush import FakeWebPush
 from tests.gateway.conftest import Connect, Register
 from tests.live import WsClient
 from tests.push.test_webpush import direct_chat, subscribe
-from tests.support import bearer, mark, online
+from tests.support import bearer, eventually, mark, online
 
 
 async def test_preferences_are_shared_by_my_devices(
@@ -107,6 +106,10 @@ async def test_a_muted_chat_sends_no_push_and_counts_no_unread(
     assert push.payload["unread"] == 1
 
 
+async def metric_shows(client: httpx.AsyncClient, line: str) -> bool:
+    return line in (await client.get("/metrics")).text
+
+
 async def test_pushes_off_means_none_and_previews_name_the_sender(
     client: httpx.AsyncClient, connect: Connect, user: Register, webpush: FakeWebPush
 ) -> None:
@@ -120,9 +123,7 @@ async def test_pushes_off_means_none_and_previews_name_the_sender(
 
     await mark(on_alice, chat_id, "while pushes are off")
     suppressed = 'pigeon_push_total{outcome="suppressed",provider="webpush"} 1.0'
-    async with asyncio.timeout(5):  # the worker looked at it, and sent nothing
-        while suppressed not in (await client.get("/metrics")).text:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+    await eventually(lambda: metric_shows(client, suppressed))  # looked at it, sent nothing
     response = await client.patch(
         "/v1/me/notifications", json={"push": True, "previews": True}, headers=bearer(bob)
     )

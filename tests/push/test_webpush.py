@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from pigeon.bootstrap import Container
 from tests.fakes.webpush import FakeWebPush
 from tests.gateway.conftest import Connect, Register
 from tests.push.conftest import COALESCE_SECONDS
-from tests.support import bearer, mark, online
+from tests.support import bearer, eventually, mark, online
 
 
 async def subscribe(
@@ -107,6 +106,10 @@ async def test_pushes_coalesce_and_carry_the_latest_unread_count(
     assert second.headers["topic"] == first.headers["topic"]
 
 
+async def no_push_rows(container: Container) -> bool:
+    return await push_rows(container) == 0
+
+
 async def push_rows(container: Container) -> int:
     async with container.engine.connect() as conn:
         return int(
@@ -130,9 +133,7 @@ async def test_a_gone_subscription_is_removed(
 
     [push] = await webpush.wait_for(phone, 1)
     assert push.answered == 410
-    async with asyncio.timeout(5):
-        while await push_rows(container):  # noqa: ASYNC110 - a row, no event to wait on
-            await asyncio.sleep(0.02)
+    await eventually(lambda: no_push_rows(container))
     metrics = (await client.get("/metrics")).text
     assert 'pigeon_push_total{outcome="removed",provider="webpush"} 1.0' in metrics
 
