@@ -17,6 +17,8 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.types import ASGIApp
 
+from tests.support import eventually
+
 
 class HttpFake:
     """An ASGI app on plain HTTP, on a port the OS chose."""
@@ -33,9 +35,7 @@ class HttpFake:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve())
-        async with asyncio.timeout(5):
-            while not self._server.started:  # noqa: ASYNC110 - uvicorn sets a flag
-                await asyncio.sleep(0.01)
+        await eventually(lambda: self._server.started)  # uvicorn sets a flag
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -105,15 +105,15 @@ class Http2Fake:
         self._task = asyncio.create_task(
             serve(self._app, config, shutdown_trigger=self._stop.wait, mode="asgi")  # type: ignore[arg-type]
         )
-        async with asyncio.timeout(5):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.01)
-                    continue
-                writer.close()
-                return
+        await eventually(self._listening)
+
+    async def _listening(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        writer.close()
+        return True
 
     async def stop(self) -> None:
         self._stop.set()

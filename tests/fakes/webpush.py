@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import http_ece
-import uvicorn
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,6 +29,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.fakes.servers import HttpFake
 
 
 def b64url(data: bytes) -> str:
@@ -77,15 +78,13 @@ class FakeWebPush:
         self.retry_after = "0"  # sent with every 429 and 503
         self._subscriptions: dict[str, _Subscription] = {}
         self._arrived = asyncio.Condition()
-        self.port = 0
-        app = Starlette(routes=[Route("/push/{sid}", self._push, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
+        self._http = HttpFake(
+            Starlette(routes=[Route("/push/{sid}", self._push, methods=["POST"])])
+        )
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._http.origin
 
     def subscribe(self) -> dict[str, Any]:
         """A new subscription, as ``PushSubscription.toJSON()`` (plus Pigeon's ``kind``)."""
@@ -159,13 +158,7 @@ class FakeWebPush:
         return Response(status_code=status, headers=headers)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
-        async with asyncio.timeout(5):
-            while not self._server.started:  # noqa: ASYNC110 - uvicorn sets a flag
-                await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        await self._http.start()
 
     async def stop(self) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 10)
+        await self._http.stop()
