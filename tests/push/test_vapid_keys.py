@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from pigeon.push.vapid import KEY_FILE, load_vapid_keys
 
-# Imported first, then all load at the same moment (when ``go`` appears).
+# Each says it is ready once imported, then loads the key when told to go.
 LOAD = (
-    "import sys, pathlib, time; from pigeon.push.vapid import load_vapid_keys\n"
-    "folder = pathlib.Path(sys.argv[1])\n"
-    "while not (folder.parent / 'go').exists(): time.sleep(0.0005)\n"
-    "print(load_vapid_keys(None, folder, 'mailto:a@b').public_key)"
+    "import sys, pathlib; from pigeon.push.vapid import load_vapid_keys\n"
+    "print('ready', flush=True); sys.stdin.readline()\n"
+    "print(load_vapid_keys(None, pathlib.Path(sys.argv[1]), 'mailto:a@b').public_key)"
 )
 
 
@@ -24,12 +22,20 @@ def test_nodes_starting_at_once_on_one_data_dir_share_one_whole_key(tmp_path: Pa
     data_dir.mkdir()
     starting = [
         subprocess.Popen(
-            [sys.executable, "-c", LOAD, str(data_dir)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", LOAD, str(data_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(16)
     ]
-    time.sleep(1.0)  # every process imported and waiting (a bound, not a measure)
-    (tmp_path / "go").touch()
+    for process in starting:  # every one imported and waiting
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+    for process in starting:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
     public_keys = {process.communicate(timeout=60)[0].strip() for process in starting}
     assert all(process.returncode == 0 for process in starting)
     assert public_keys == {load_vapid_keys(None, data_dir, "mailto:a@b").public_key}
