@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 
 import pytest
 
+from pigeon import ratelimit
 from pigeon.domain.errors import RateLimited, Unavailable
 from pigeon.ratelimit import LimitsRateLimiter, memory
 
@@ -65,23 +65,44 @@ async def test_an_unreachable_redis_fails_closed() -> None:
         await limiter.close()
 
 
-async def test_in_memory_window_moves_and_refused_hits_do_not_count() -> None:
+class MovedClock:
+    """``time.time`` for the in-memory limiter, moved by the test instead of waited for."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> MovedClock:
+    moved = MovedClock()
+    monkeypatch.setattr(memory, "time", moved)
+    monkeypatch.setattr(ratelimit, "time", moved)
+    return moved
+
+
+async def test_in_memory_window_moves_and_refused_hits_do_not_count(clock: MovedClock) -> None:
     limiter = LimitsRateLimiter({"send_code": "2/second"})
     assert await hit_until_refused(limiter, "+14155550100", 5) == 2
+    assert await limiter.retry_after("send_code", "+14155550100") > 0
     # Three refused hits above did not extend the window: a second after the
     # first two, the key is allowed two more.
-    await asyncio.sleep(1.05)
+    clock.now += 1.05
     assert await limiter.retry_after("send_code", "+14155550100") == 0
     assert await hit_until_refused(limiter, "+14155550100", 5) == 2
 
 
-async def test_in_memory_limits_forget_idle_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_in_memory_limits_forget_idle_keys(
+    monkeypatch: pytest.MonkeyPatch, clock: MovedClock
+) -> None:
     """Thousands of numbers that asked once do not stay in memory (nor slow each hit)."""
     monkeypatch.setattr(memory, "SWEEP_SECONDS", 0.0)
     limiter = LimitsRateLimiter({"send_code": "1/second"})
     for n in range(1000):
         await limiter.hit("send_code", f"+1415555{n:04d}")
-    await asyncio.sleep(1.05)
+    clock.now += 1.05
     await limiter.hit("send_code", "+14155550000")  # sweeps: only this key is left
     assert await hit_until_refused(limiter, "+14155550000", 2) == 0
     assert await limiter.retry_after("send_code", "+14155550001") == 0
