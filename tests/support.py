@@ -123,6 +123,16 @@ async def eventually(
             await asyncio.sleep(interval)
 
 
+async def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port`` (for ``eventually``)."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
 # -- live sockets ----------------------------------------------------------------------
 #
 # Proving that nothing arrived takes a barrier, not a pause: something the server

@@ -17,7 +17,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.types import ASGIApp
 
-from tests.support import eventually
+from tests.support import eventually, listening
 
 
 class HttpFake:
@@ -105,15 +105,7 @@ class Http2Fake:
         self._task = asyncio.create_task(
             serve(self._app, config, shutdown_trigger=self._stop.wait, mode="asgi")  # type: ignore[arg-type]
         )
-        await eventually(self._listening)
-
-    async def _listening(self) -> bool:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        writer.close()
-        return True
+        await eventually(lambda: listening(self.port))
 
     async def stop(self) -> None:
         self._stop.set()

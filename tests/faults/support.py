@@ -45,6 +45,7 @@ from websockets.exceptions import ConnectionClosed
 from pigeon.storage import migrate
 from pigeon.storage.engine import create_engine
 from tests.conftest import POSTGRES_URL
+from tests.support import eventually, listening
 
 FULL = os.environ.get("PIGEON_FAULTS_FULL", "") not in ("", "0")
 
@@ -478,15 +479,12 @@ class BusServer:
             )
         finally:
             log.close()
-        deadline = time.monotonic() + 10
-        while True:
-            assert self.process.returncode is None, f"{self.kind} exited"
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            assert time.monotonic() < deadline, f"{self.kind} did not listen within 10 s"
-            await asyncio.sleep(0.02)
+        await eventually(self._listening, timeout=10, interval=0.02)
+
+    async def _listening(self) -> bool:
+        assert self.process is not None
+        assert self.process.returncode is None, f"{self.kind} exited"
+        return await listening(self.port)
 
     async def kill(self) -> None:
         assert self.process is not None
@@ -931,6 +929,11 @@ class Fleet:
 
     def answered(self) -> int:
         return sum(len(device.answers) for device in self.devices)
+
+    def arrived_since(self, moment: float) -> int:
+        """Messages sent after ``moment`` (perf_counter) that some device has shown."""
+        sent_at = self.devices[0].registry.sent_at
+        return sum(1 for d in self.devices for cmid in d.arrived if sent_at.get(cmid, 0.0) > moment)
 
     def all_answered(self) -> bool:
         """Every send answered (or refused for good, which the figures count)."""

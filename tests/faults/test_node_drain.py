@@ -87,7 +87,9 @@ async def test_sigterm_drains_a_node_with_1012_and_its_devices_move(tmp_path: Pa
                 assert len(on_a) == len(fleet.devices) // 2
                 total = RATE * DURATION
                 loading = asyncio.create_task(steady_load(fleet, chats, RATE, total, "t"))
-                await asyncio.sleep(DURATION / 3)
+                await fleet.wait_for(
+                    lambda: fleet.answered() >= total / 3, 30, "a third of the load answered"
+                )
                 answered_at_sigterm = fleet.answered()
                 sigterm_at = time.monotonic()
                 stopping = asyncio.create_task(a.stop())
