@@ -11,6 +11,7 @@ import pytest
 from pigeon.domain.errors import InvalidInput, PigeonError, Unavailable
 from pigeon.services.committer import GatherPolicy, GroupCommitter, Publish
 from pigeon.services.ports import StorageError, StorageUnreachable
+from tests.support import eventually
 
 
 class Handler:
@@ -181,7 +182,8 @@ async def test_hurried_lazy_operations_commit_without_waiting_for_the_delay() ->
     committer.start()
     try:
         acks = [committer.submit_lazy(f"ack{n}") for n in range(2)]
-        await asyncio.sleep(0)  # the committer is waiting for the delay now
+        # The committer is waiting for the delay now (its wake-up future is set).
+        await eventually(lambda: committer._workers[0].wakeup is not None)
         committer.hurry()
         assert await asyncio.wait_for(asyncio.gather(*acks), 5) == ["ack0", "ack1"]
     finally:
