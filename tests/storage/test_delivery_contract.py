@@ -363,6 +363,20 @@ async def test_purge_drops_expired_entries_unheld_messages_and_old_send_records(
         assert await uow.delivery.find_sent([(alice, chat_id, "c2")]) == {}
 
 
+async def test_disappearing_names_only_chats_with_a_timer(
+    engine: AsyncEngine, units: Units
+) -> None:
+    timed, _ = await people(engine, 1, 1)
+    plain, _ = await people(engine, 1, 1)
+    async with units_of_work(engine)() as uow:
+        await uow.chats.set_disappearing(timed, 86400)
+        await uow.commit()
+    async with units() as uow:
+        assert await uow.delivery.disappearing([timed, plain]) == {timed: 86400}
+        assert await uow.delivery.disappearing([plain]) == {}
+        assert await uow.delivery.disappearing([]) == {}
+
+
 async def test_direct_blocks_find_blocks_in_one_to_one_chats_only(
     engine: AsyncEngine, units: Units
 ) -> None:

@@ -394,7 +394,7 @@ class _Batch:
         """Messages sent while their chat's disappearing timer is on expire with it."""
         if not fresh:
             return
-        timers = await uow.chats.disappearing(sorted({m.chat_id for _, _, m in fresh}))
+        timers = await uow.delivery.disappearing(sorted({m.chat_id for _, _, m in fresh}))
         for _, _, message in fresh:
             seconds = timers.get(message.chat_id)
             if seconds:

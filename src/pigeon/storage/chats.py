@@ -134,13 +134,6 @@ class SqlChatRepository:
             chats.update().where(chats.c.id == chat_id).values(disappear_seconds=seconds)
         )
 
-    async def disappearing(self, chat_ids: Sequence[str]) -> dict[str, int]:
-        """The chats among ``chat_ids`` whose messages disappear, with their timers."""
-        query = sa.select(chats.c.id, chats.c.disappear_seconds).where(
-            chats.c.id.in_(chat_ids), chats.c.disappear_seconds > 0
-        )
-        return {chat_id: seconds for chat_id, seconds in await self._conn.execute(query)}
-
     def _key(self, chat_id: str, user_id: str) -> sa.ColumnElement[bool]:
         return sa.and_(chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id)
 

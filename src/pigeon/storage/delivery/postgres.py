@@ -48,6 +48,10 @@ MEMBER_DEVICES = (
 )
 # Blocks of a batch's senders by members of its 1:1 chats: starts from the
 # blocks index on blocked_id, which nearly always finds nothing.
+DISAPPEARING = (
+    "SELECT id, disappear_seconds FROM chats"
+    " WHERE id = ANY(CAST($1 AS TEXT[])) AND disappear_seconds > 0"
+)
 DIRECT_BLOCKS = (
     "SELECT m.chat_id, b.blocker_id, b.blocked_id FROM blocks AS b"
     " JOIN chat_members AS m ON m.user_id = b.blocker_id"
@@ -186,6 +190,12 @@ class PostgresDelivery:
             return set()
         found = await self._db.fetch(DIRECT_BLOCKS, (list(sender_ids), list(chat_ids)))
         return {(c, blocker, blocked) for c, blocker, blocked in found}
+
+    async def disappearing(self, chat_ids: Sequence[str]) -> dict[str, int]:
+        if not chat_ids:
+            return {}
+        found = await self._db.fetch(DISAPPEARING, (list(chat_ids),))
+        return {chat_id: seconds for chat_id, seconds in found}
 
     async def devices_of(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
         if not user_ids:

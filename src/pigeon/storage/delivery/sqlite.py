@@ -34,6 +34,11 @@ MEMBER_DEVICES = (
     " LEFT JOIN devices AS d ON d.user_id = m.user_id"
     " WHERE m.chat_id IN (SELECT value FROM json_each(?)) ORDER BY m.chat_id, m.user_id, d.id"
 )
+# Each batch with sends reads its chats' disappearing timers (almost always none).
+DISAPPEARING = (
+    "SELECT id, disappear_seconds FROM chats"
+    " WHERE id IN (SELECT value FROM json_each(?)) AND disappear_seconds > 0"
+)
 # Blocks of a batch's senders by members of its 1:1 chats: starts from the
 # blocks index on blocked_id, which nearly always finds nothing.
 DIRECT_BLOCKS = (
@@ -139,6 +144,12 @@ class SqliteDelivery:
             return {}
         found = await self._db.fetch(MEMBER_DEVICES, (rows.json_text(list(chat_ids)),))
         return rows.group_member_devices(found)
+
+    async def disappearing(self, chat_ids: Sequence[str]) -> dict[str, int]:
+        if not chat_ids:
+            return {}
+        found = await self._db.fetch(DISAPPEARING, (rows.json_text(list(chat_ids)),))
+        return {chat_id: seconds for chat_id, seconds in found}
 
     async def direct_blocks(
         self, chat_ids: Sequence[str], sender_ids: Sequence[str]
