@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -116,7 +117,7 @@ async def eventually(
     async with asyncio.timeout(timeout):
         while True:
             held = condition()
-            if not isinstance(held, bool):
+            if inspect.isawaitable(held):
                 held = await held
             if held:
                 return
