@@ -96,7 +96,7 @@ async def test_a_node_killed_during_a_burst_loses_nothing(bus: str, tmp_path: Pa
                 plan[senders[turn % len(senders)]].append(
                     Outgoing(chat_id, f"n{n:06d}", f"n{n:06d} node kill burst")
                 )
-            kill_point = int(TOTAL * rng.uniform(0.25, 0.6))
+            kill_fraction = rng.uniform(0.25, 0.6)
 
             await asyncio.gather(a.start(), b.start())
             try:
@@ -108,12 +108,22 @@ async def test_a_node_killed_during_a_burst_loses_nothing(bus: str, tmp_path: Pa
                 assert len(on_a) == len(devices) // 2
                 for device, items in plan.items():
                     fleet.send(device, items)
+                # The kill point counts node a's own answers: counted over the
+                # whole fleet, node a's devices could finish their share before
+                # the kill and leave nothing to resend on node b.
+                planned_on_a = sum(len(plan[d]) for d in on_a)
+                kill_point = int(planned_on_a * kill_fraction)
+
+                def answered_on_a() -> int:
+                    return sum(len(d.answers) for d in on_a)
+
                 await fleet.wait_for(
-                    lambda: fleet.answered() >= kill_point, 120, f"{kill_point} answers"
+                    lambda: answered_on_a() >= kill_point, 120, f"{kill_point} answers on node a"
                 )
                 answered_at_kill = fleet.answered()
                 killed_at = time.monotonic()
                 await a.kill()
+                unanswered_on_a = planned_on_a - answered_on_a()
                 await fleet.wait_for(
                     lambda: all(d.online.is_set() for d in on_a), 30, "node a's devices on b"
                 )
@@ -141,7 +151,7 @@ async def test_a_node_killed_during_a_burst_loses_nothing(bus: str, tmp_path: Pa
     figures = fleet.figures()
     print(
         f"[node kill {bus}] devices={len(devices)} on_killed_node={len(on_a)} "
-        f"answered_at_kill={answered_at_kill} {figures.line()}"
+        f"answered_at_kill={answered_at_kill} unanswered_on_a={unanswered_on_a} {figures.line()}"
     )
     print(
         f"[node kill {bus}] recovery: node a's devices back online on b after "
