@@ -31,7 +31,7 @@ from pigeon.gateway.services import GatewayServices
 from pigeon.mail.console import ConsoleEmailProvider
 from pigeon.mail.smtp import SmtpEmailProvider
 from pigeon.mail.templates import EmailTemplateCatalog
-from pigeon.media.inspect import inspect_file
+from pigeon.media.inspect import inspect_file, is_jpeg_thumbnail
 from pigeon.observability.metrics import Metrics, PushCounters, UnreachedCounter
 from pigeon.push.apns import ApnsSender, load_p8
 from pigeon.push.endpoints import EndpointGuard
@@ -543,10 +543,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             unattached_ttl=timedelta(hours=settings.media_unattached_ttl_hours),
             upload_ttl=timedelta(hours=settings.media_unattached_ttl_hours),
             link_ttl=timedelta(seconds=settings.media_link_ttl_seconds),
+            client_thumbnail_max_bytes=settings.media_client_thumbnail_max_bytes,
         ),
         staging_dir=settings.data_dir / "uploads",
         inspect=inspect_file,
         secret_key=policy.secret_key,
+        check_thumbnail=is_jpeg_thumbnail,
     )
     push = PushService(uow, clock, guard, vapid.public_key)
     broadcasts = BroadcastService(

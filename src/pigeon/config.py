@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     )
     media_unattached_ttl_hours: float = Field(24, gt=0)
     media_link_ttl_seconds: int = Field(300, ge=10)
+    media_client_thumbnail_max_bytes: int = Field(
+        16 * 1024,
+        ge=1,
+        description="Largest thumbnail a client may send with a resumable upload (a JPEG poster "
+        "of a video, which the server cannot make itself).",
+    )
 
     # -- people: contacts, blocks, privacy (issue 16) -----------------------------
     contacts_lookup_max_numbers: int = Field(1000, ge=1, description="Numbers per lookup.")

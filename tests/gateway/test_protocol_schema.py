@@ -46,6 +46,10 @@ HTTP_ONLY_CODES = {
     "upload_overflow",
     "link_expired",
     "range_not_satisfiable",
+    # A client's thumbnail comes with POST /v1/uploads only (docs/protocol.md, Uploading).
+    "invalid_thumbnail",
+    "thumbnail_too_large",
+    "thumbnail_not_accepted",
 }
 
 

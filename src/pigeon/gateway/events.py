@@ -110,7 +110,8 @@ class AttachmentMetadata(Payload):
     )
     height: Pixels | SkipJsonSchema[None] = _optional(description="Sent together with width.")
     thumbnail: Base64 | SkipJsonSchema[None] = _optional(
-        description="Images only: a JPEG of at most 96x96 pixels, base64."
+        description="A small JPEG, base64: the server's (at most 96x96) for images it could "
+        "decode, or the poster the uploading client made (video, at most 16 KiB by default)."
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""Type sniffing (by content, never by the client's word) and image thumbnails."""
+"""Type sniffing (by content, never by the client's word), image thumbnails, and the check of
+thumbnails clients make themselves (video posters)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ SNIFF_BYTES = 8192
 THUMBNAIL_PIXELS = 96
 # Decompression bombs: refuse to decode images with more pixels than this.
 MAX_IMAGE_PIXELS = 64_000_000
+# A client's thumbnail is a small poster (the web app makes at most 320 px a side).
+CLIENT_THUMBNAIL_MAX_SIDE = 1024
 
 
 def sniff(head: bytes) -> str:
@@ -56,3 +59,20 @@ def inspect_file(path: Path) -> Inspection:
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
         return Inspection(mime_type)
     return Inspection(mime_type, width, height, out.getvalue())
+
+
+def is_jpeg_thumbnail(data: bytes) -> bool:
+    """Whether ``data`` decodes as a JPEG of at most ``CLIENT_THUMBNAIL_MAX_SIDE`` a side.
+
+    The whole image is decoded (a valid header on garbage is refused too); the size
+    is read from the header first, so a tiny file declaring a huge image is refused
+    before any pixel is decoded.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            if max(image.size) > CLIENT_THUMBNAIL_MAX_SIDE or min(image.size) < 1:
+                return False
+            image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
+        return False
+    return True

@@ -51,6 +51,8 @@ class MediaPolicy:
     upload_ttl: timedelta = timedelta(days=1)
     blob_grace: timedelta = timedelta(hours=1)
     link_ttl: timedelta = timedelta(minutes=5)
+    # A poster the uploading client made (video): the server cannot make one itself.
+    client_thumbnail_max_bytes: int = 16 * 1024
 
 
 class TooLarge(PigeonError):
@@ -79,6 +81,7 @@ class MediaService:
         staging_dir: Path,
         inspect: Callable[[Path], Inspection],
         secret_key: bytes,
+        check_thumbnail: Callable[[bytes], bool] | None = None,
     ) -> None:
         self._uow = uow
         self._blobs = blobs
@@ -87,6 +90,8 @@ class MediaService:
         self._staging = staging_dir
         self._inspect = inspect
         self._key = secret_key
+        # Whether bytes are an acceptable client thumbnail (a JPEG); None: none is.
+        self._check_thumbnail = check_thumbnail
         staging_dir.mkdir(parents=True, exist_ok=True)
 
     # -- uploading ---------------------------------------------------------------
@@ -141,7 +146,13 @@ class MediaService:
         return await self.upload(principal, one_chunk(), sha256, file_name, len(body), limit)
 
     async def _store(
-        self, principal: Principal, path: Path, sha256: str, size: int, file_name: str
+        self,
+        principal: Principal,
+        path: Path,
+        sha256: str,
+        size: int,
+        file_name: str,
+        client_thumbnail: bytes | None = None,
     ) -> Attachment:
         found = await asyncio.to_thread(self._inspect, path)
         if not type_allowed(found.mime_type, self._policy.allowed_types):
@@ -151,6 +162,15 @@ class MediaService:
                 f"Files of type {found.mime_type} are not accepted. Accepted types: {allowed} "
                 "(the server's PIGEON_MEDIA_ALLOWED_TYPES setting).",
             )
+        thumbnail = found.thumbnail
+        if client_thumbnail is not None:
+            if found.mime_type.startswith("image/"):
+                raise InvalidInput(
+                    "thumbnail_not_accepted",
+                    f"This file is {found.mime_type}: the server makes the thumbnails of images "
+                    "itself. Send a thumbnail only for other types (video).",
+                )
+            thumbnail = client_thumbnail
         now = self._clock.now()
         # Claim the blob row first (fresh last_used_at keeps the purge away for
         # the grace period), then make sure the object is there: a row that is
@@ -171,7 +191,7 @@ class MediaService:
             expires_at=now + self._policy.unattached_ttl,
             width=found.width,
             height=found.height,
-            thumbnail=found.thumbnail,
+            thumbnail=thumbnail,
         )
         async with self._uow() as uow:
             await uow.media.add(attachment)
@@ -181,13 +201,23 @@ class MediaService:
     # -- resumable uploads ---------------------------------------------------------
 
     async def start_upload(
-        self, principal: Principal, size: int, sha256: str, file_name: str
+        self,
+        principal: Principal,
+        size: int,
+        sha256: str,
+        file_name: str,
+        thumbnail_base64: str | None = None,
     ) -> Upload:
+        """Begin a resumable upload; ``thumbnail_base64`` is an optional poster the client
+        made (a JPEG, base64), kept with the upload until its last part arrives."""
         sha256 = _check_hash(sha256)
         if size <= 0:
             raise InvalidInput("invalid_size", "An upload has at least one byte.")
         if size > self._policy.max_upload_bytes:
             raise _too_large(self._policy.max_upload_bytes)
+        thumbnail = None
+        if thumbnail_base64 is not None:
+            thumbnail = await self._client_thumbnail(thumbnail_base64)
         now = self._clock.now()
         upload = Upload(
             id=new_id(),
@@ -200,10 +230,28 @@ class MediaService:
             expires_at=now + self._policy.upload_ttl,
         )
         self._part(upload.id).touch()
+        if thumbnail is not None:
+            await asyncio.to_thread(self._thumbnail_part(upload.id).write_bytes, thumbnail)
         async with self._uow() as uow:
             await uow.media.add_upload(upload)
             await uow.commit()
         return upload
+
+    async def _client_thumbnail(self, body_base64: str) -> bytes:
+        """The decoded thumbnail, if it is a JPEG within the size limit; else a clear error."""
+        limit = self._policy.client_thumbnail_max_bytes
+        if len(body_base64) > (limit + 2) // 3 * 4 + 4:
+            raise _thumbnail_too_large(limit)
+        try:
+            body = base64.b64decode(body_base64, validate=True)
+        except binascii.Error as exc:
+            raise _invalid_thumbnail("it is not valid base64") from exc
+        if len(body) > limit:
+            raise _thumbnail_too_large(limit)
+        check = self._check_thumbnail
+        if check is None or not body or not await asyncio.to_thread(check, body):
+            raise _invalid_thumbnail("it does not decode as a JPEG of at most 1024x1024 pixels")
+        return body
 
     async def upload_status(self, principal: Principal, upload_id: str) -> Upload:
         async with self._uow(read_only=True) as uow:
@@ -234,17 +282,25 @@ class MediaService:
                 raise InvalidInput(
                     "hash_mismatch", "The upload's SHA-256 differs from the declared hash."
                 )
-            attachment = await self._store(principal, part, digest, upload.size, upload.file_name)
+            thumbnail = await asyncio.to_thread(_read_if_there, self._thumbnail_part(upload_id))
+            attachment = await self._store(
+                principal, part, digest, upload.size, upload.file_name, thumbnail
+            )
         finally:
             async with self._uow() as uow:
                 await uow.media.delete_upload(upload_id)
                 await uow.commit()
-            with contextlib.suppress(FileNotFoundError):
-                part.unlink()
+            for path in (part, self._thumbnail_part(upload_id)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         return upload, attachment
 
     def _part(self, upload_id: str) -> Path:
         return self._staging / f"upload-{upload_id}.part"
+
+    def _thumbnail_part(self, upload_id: str) -> Path:
+        """The client's thumbnail of an upload in progress (``*.part``: swept like parts)."""
+        return self._staging / f"upload-{upload_id}-thumbnail.part"
 
     # -- reading -----------------------------------------------------------------
 
@@ -303,8 +359,9 @@ class MediaService:
             uploads, hashes = await uow.media.purge(now, now - self._policy.blob_grace)
             await uow.commit()
         for upload_id in uploads:
-            with contextlib.suppress(FileNotFoundError):
-                self._part(upload_id).unlink()
+            for path in (self._part(upload_id), self._thumbnail_part(upload_id)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         deleted = 0
         for sha256 in hashes:
             try:
@@ -364,6 +421,24 @@ def _check_hash(value: str) -> str:
 
 def _too_large(limit: int) -> TooLarge:
     return TooLarge("attachment_too_large", f"Attachments are at most {limit} bytes.")
+
+
+def _thumbnail_too_large(limit: int) -> TooLarge:
+    return TooLarge(
+        "thumbnail_too_large",
+        f"A client's thumbnail is at most {limit} bytes (PIGEON_MEDIA_CLIENT_THUMBNAIL_MAX_BYTES).",
+    )
+
+
+def _invalid_thumbnail(why: str) -> InvalidInput:
+    return InvalidInput("invalid_thumbnail", f"The thumbnail is refused: {why}.")
+
+
+def _read_if_there(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _not_found() -> NotFound:

@@ -53,6 +53,15 @@ class UploadStart(BaseModel):
     size: int = Field(ge=1, le=2**53)
     sha256: str = Field(min_length=64, max_length=64)
     fileName: str = Field("file", max_length=1024)
+    thumbnail: str | None = Field(
+        None,
+        # The limit is a setting (PIGEON_MEDIA_CLIENT_THUMBNAIL_MAX_BYTES), checked by the
+        # service with its own error code; this only keeps out what no setting would allow.
+        max_length=4 * 1024 * 1024,
+        description="A poster the client made for a file the server cannot thumbnail itself "
+        "(video): a JPEG, base64, at most PIGEON_MEDIA_CLIENT_THUMBNAIL_MAX_BYTES (16 KiB) "
+        "decoded. Messages then carry it as `thumbnail`, as for images.",
+    )
 
 
 class UploadOut(BaseModel):
@@ -173,8 +182,11 @@ async def signed_download(
 async def start_upload(
     body: UploadStart, principal: PrincipalDep, container: ContainerDep
 ) -> UploadOut:
-    """Begin a resumable upload; send the bytes in parts with PATCH."""
-    upload = await container.media.start_upload(principal, body.size, body.sha256, body.fileName)
+    """Begin a resumable upload; send the bytes in parts with PATCH. ``thumbnail`` is an
+    optional poster the client made (videos: the server makes thumbnails of images only)."""
+    upload = await container.media.start_upload(
+        principal, body.size, body.sha256, body.fileName, body.thumbnail
+    )
     return _upload_out(upload)
 
 
