@@ -206,6 +206,33 @@ async def test_console_provider_keeps_lines_whole_under_concurrent_sends(tmp_pat
     assert sorted(m["body"] for m in outbox.messages()) == sorted(bodies)
 
 
+async def test_console_provider_returns_once_the_line_is_in_the_file(tmp_path: Path) -> None:
+    """Sends made together share writes, yet none returns before its own line is written."""
+    outbox = Outbox(tmp_path / "sms-outbox.jsonl")
+    provider = ConsoleSmsProvider(outbox.path)
+
+    async def send_then_read(body: str) -> bool:
+        await provider.send(SmsMessage(to=PHONE, template="t", body=body))
+        return body in [m["body"] for m in outbox.messages()]
+
+    found = await asyncio.gather(*(send_then_read(f"code {i}") for i in range(50)))
+
+    assert all(found)
+
+
+async def test_console_provider_fails_every_send_of_a_failed_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    provider = ConsoleSmsProvider(blocker / "sms-outbox.jsonl")
+
+    results = await asyncio.gather(
+        *(provider.send(SmsMessage(to=PHONE, template="t", body=str(i))) for i in range(5)),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(result, OSError) for result in results)
+
+
 # -- through the API ---------------------------------------------------------
 
 

@@ -6,13 +6,13 @@ one JSON object per line, as with the SMS outbox.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
+from pigeon.outbox_file import JsonLinesOutbox
 from pigeon.services.ports import EmailMessage
 
 log = structlog.get_logger(__name__)
@@ -20,8 +20,7 @@ log = structlog.get_logger(__name__)
 
 class ConsoleEmailProvider:
     def __init__(self, outbox: Path) -> None:
-        self._outbox = outbox
-        self._lock = asyncio.Lock()
+        self._outbox = JsonLinesOutbox(outbox)
 
     async def send(self, message: EmailMessage) -> None:
         line = json.dumps(
@@ -35,11 +34,5 @@ class ConsoleEmailProvider:
             },
             ensure_ascii=False,
         )
-        async with self._lock:
-            await asyncio.to_thread(self._append, line)
+        await self._outbox.append(line)
         log.info("email.console", template=message.template)
-
-    def _append(self, line: str) -> None:
-        self._outbox.parent.mkdir(parents=True, exist_ok=True)
-        with self._outbox.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
