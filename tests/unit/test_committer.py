@@ -223,3 +223,19 @@ async def test_a_stream_of_work_is_gathered_but_a_lone_operation_is_not_delayed(
     assert sum(map(len, streamed)) == 60
     assert max(map(len, streamed)) >= 4
     assert len(streamed) <= 30  # without gathering: one commit per operation
+
+
+async def test_gathering_ends_as_soon_as_enough_work_is_queued() -> None:
+    """A long gather wait does not hold a batch that already has ``enough`` operations."""
+    handler = Recorder()
+    committer = GroupCommitter(handler, gather=GatherPolicy(wait=30.0, enough=5))
+    committer.start()
+    try:
+        results = []
+        for n in range(5):
+            results.append(committer.submit(n))
+            await asyncio.sleep(0)  # the committer starts gathering after the first
+        assert await asyncio.wait_for(asyncio.gather(*results), 5) == list(range(5))
+    finally:
+        await committer.stop()
+    assert handler.batches == [[0, 1, 2, 3, 4]]

@@ -13,9 +13,10 @@ Two things keep ordinary load from paying a commit per operation:
   entries come again, and the client drops what it already has.
 - **Gathering** (``GatherPolicy``): when eager work arrives faster than one
   operation per ``wait`` (a moving average of the gaps between arrivals) and
-  the queue holds few operations, the committer waits ``wait`` before taking
-  them, so the next few share the commit. After an idle spell the average
-  gap is long and it never waits: a lone message is committed at once.
+  the queue holds fewer than ``enough`` operations, the committer waits up
+  to ``wait`` (less if ``enough`` arrive meanwhile) before taking them, so
+  the next few share the commit. After an idle spell the average gap is
+  long and it never waits: a lone message is committed at once.
 
 Where the database takes concurrent writers (PostgreSQL), several such
 workers can run, each with its own queues: an operation goes to the worker
@@ -86,7 +87,15 @@ _GAP_CAP = 1.0
 class _Worker:
     """One committing task's queues: eager work, and lazy work waiting for a ride."""
 
-    __slots__ = ("arrival_gap", "eager", "hurried", "last_arrival", "lazy", "wakeup")
+    __slots__ = (
+        "arrival_gap",
+        "eager",
+        "gather_until",
+        "hurried",
+        "last_arrival",
+        "lazy",
+        "wakeup",
+    )
 
     def __init__(self) -> None:
         self.eager: deque[Pending] = deque()
@@ -95,6 +104,7 @@ class _Worker:
         self.wakeup: asyncio.Future[None] | None = None
         self.last_arrival = 0.0
         self.arrival_gap = _GAP_CAP  # seconds between eager arrivals, on average
+        self.gather_until = 0  # while gathering: the eager count that ends the wait
 
     def arrived(self, now: float) -> None:
         gap = min(now - self.last_arrival, _GAP_CAP)
@@ -194,7 +204,8 @@ class GroupCommitter:
         else:
             worker.eager.append(pending)
             worker.arrived(now)
-            worker.wake()
+            if len(worker.eager) >= worker.gather_until:
+                worker.wake()
         return pending.future
 
     async def _run(self, worker: _Worker) -> None:
@@ -222,7 +233,19 @@ class GroupCommitter:
                     timer.cancel()
         gather = self._gather
         if 0 < worker.arrival_gap < gather.wait and len(worker.eager) < gather.enough:
-            await asyncio.sleep(gather.wait)
+            await self._gather_more(worker, loop)
+
+    async def _gather_more(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait ``wait`` for more eager work, or until ``enough`` of it is queued."""
+        worker.gather_until = self._gather.enough
+        worker.wakeup = loop.create_future()
+        timer = loop.call_later(self._gather.wait, worker.wake)
+        try:
+            await worker.wakeup
+        finally:
+            worker.wakeup = None
+            worker.gather_until = 0
+            timer.cancel()
 
     def _take(self, worker: _Worker) -> list[Pending]:
         """Eager work first, then lazy work to fill the batch."""
