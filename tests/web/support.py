@@ -142,11 +142,14 @@ class Web:
         self.people.append(person)
         return person
 
-    def register(self, phone: str, name: str, **context_args: Any) -> Person:
-        """Log in with the code from the console outbox and set a name, as a new user does."""
-        return self.log_in(self.person(phone, name, **context_args))
+    def register(
+        self, phone: str, name: str, photo: bytes | None = None, **context_args: Any
+    ) -> Person:
+        """Log in with the code from the console outbox and set a name, as a new user does
+        (and a profile photo, a PNG, when ``photo`` is given)."""
+        return self.log_in(self.person(phone, name, **context_args), photo)
 
-    def log_in(self, person: Person) -> Person:
+    def log_in(self, person: Person, photo: bytes | None = None) -> Person:
         """From the login page to the chat list: code from the outbox, then the name."""
         phone, name = person.phone, person.name
         person.by("phone-input").fill(phone)
@@ -155,6 +158,11 @@ class Web:
         person.by("code-input").fill(self.outbox.last_code(phone))
         person.by("verify-code").click()
         person.by("profile-name").fill(name)
+        if photo is not None:
+            person.by("profile-photo-input").set_input_files(
+                files=[{"name": "me.png", "mimeType": "image/png", "buffer": photo}]
+            )
+            expect(person.by("profile-photo-preview")).to_be_visible()
         person.by("profile-name").press("Enter")
         expect(person.by("chat-list")).to_be_visible(timeout=WAIT_MS)
         expect(person.by("connection-status")).to_have_attribute(

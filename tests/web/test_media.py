@@ -9,7 +9,7 @@ import re
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Locator, Route, expect
+from playwright.sync_api import Locator, Request, Route, expect
 
 from tests.web.support import WAIT_MS, Person, Web
 
@@ -208,3 +208,93 @@ def test_a_video_plays_in_the_page_from_the_stored_copy(web: Web) -> None:
     video = bob.by("message-video")
     expect(video).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
     expect(video).to_have_attribute("aria-label", "clip.mp4")
+
+
+# A real video, made in the page: a canvas recorded by MediaRecorder (WebM, VP8), green with
+# a moving white square. Its bytes, as a list.
+RECORD_VIDEO = """async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 320;
+    canvas.height = 240;
+    const context = canvas.getContext("2d");
+    const recorder = new MediaRecorder(canvas.captureStream(30), {mimeType: "video/webm"});
+    const chunks = [];
+    recorder.ondataavailable = (e) => chunks.push(e.data);
+    const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
+    recorder.start();
+    for (let frame = 0; frame < 20; frame++) {
+        context.fillStyle = "rgb(30, 160, 60)";
+        context.fillRect(0, 0, 320, 240);
+        context.fillStyle = "#fff";
+        context.fillRect(10 + frame * 5, 200, 20, 20);
+        await new Promise((resolve) => setTimeout(resolve, 33));
+    }
+    recorder.stop();
+    await stopped;
+    const blob = new Blob(chunks, {type: "video/webm"});
+    return Array.from(new Uint8Array(await blob.arrayBuffer()));
+}"""
+
+# The poster's size and the colour at its centre, once decoded.
+POSTER = """async (img) => {
+    await img.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const context = canvas.getContext("2d");
+    context.drawImage(img, 0, 0);
+    const pixel = context.getImageData(canvas.width >> 1, canvas.height >> 1, 1, 1).data;
+    const colour = [pixel[0], pixel[1], pixel[2]];
+    return {width: img.naturalWidth, height: img.naturalHeight, colour};
+}"""
+
+# The video's width once it has a frame to show (it decodes and plays).
+PLAYABLE = """(video) => new Promise((resolve) => {
+    if (video.readyState >= 2) resolve(video.videoWidth);
+    else video.addEventListener("loadeddata", () => resolve(video.videoWidth), {once: true});
+})"""
+
+
+def test_a_video_shows_the_poster_its_sender_made_and_plays_in_the_viewer(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "a clip of the garden")
+    alice.open_chat("Bob")
+    bob.open_chat("Alice")
+    clip = bytes(alice.page.evaluate(RECORD_VIDEO))
+    started: list[dict[str, object]] = []
+
+    def on_request(request: Request) -> None:
+        if request.method == "POST" and request.url.endswith("/v1/uploads"):
+            started.append(request.post_data_json)
+
+    alice.page.on("request", on_request)
+    alice.by("attach-input").set_input_files(
+        files=[{"name": "garden.webm", "mimeType": "video/webm", "buffer": clip}]
+    )
+
+    # The receiver sees the poster (a JPEG from the message, no download needed) with a play button.
+    poster = bob.by("message-video-poster")
+    expect(poster).to_be_visible(timeout=WAIT_MS)
+    expect(poster).to_have_attribute("aria-label", "Play video garden.webm")
+    image = poster.locator("img")
+    expect(image).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
+    shown = image.evaluate(POSTER)
+    assert (shown["width"], shown["height"]) == (320, 240)  # at most 320 px a side
+    assert all(abs(a - b) <= 30 for a, b in zip(shown["colour"], (30, 160, 60), strict=True))
+    # The sender made it and sent it with the upload, within the server's 16 KiB.
+    [body] = started
+    assert isinstance(body["thumbnail"], str)
+    assert len(body["thumbnail"]) <= (16 * 1024 + 2) // 3 * 4
+    expect(alice.by("message-video-poster")).to_be_visible()
+    web.screenshot(bob, "video")
+
+    # A click opens the viewer, which plays the device's own copy; Escape closes it.
+    poster.click()
+    viewer = bob.by("video-viewer")
+    expect(viewer).to_be_visible()
+    video = viewer.get_by_test_id("message-video")
+    expect(video).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
+    assert video.evaluate(PLAYABLE) == 320
+    bob.page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()

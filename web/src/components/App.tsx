@@ -89,8 +89,9 @@ export function App() {
           if (newUser) setNeedsName(true);
           setEngine(made);
         }}
-        onName={async (name) => {
+        onName={async (name, photo) => {
           await engine?.setName(name);
+          if (photo) await engine?.setPhoto(photo);
           setNeedsName(false);
         }}
       />

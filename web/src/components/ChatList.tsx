@@ -3,7 +3,9 @@ import { useState, type FormEvent } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
 import { filterChats, sortChats } from "../lib/state";
 import { strings } from "../strings";
-import { chatTitle, formatTime } from "./names";
+import { Avatar } from "./Avatar";
+import { chatPhoto, chatTitle, formatTime } from "./names";
+import { ProfilePanel } from "./ProfilePanel";
 
 type Form = "none" | "chat" | "group";
 
@@ -47,6 +49,7 @@ export function ChatList({ engine, snap }: { engine: Engine; snap: Snapshot }) {
   return (
     <nav className="sidebar" aria-label={strings.chats}>
       <header className="sidebar-header">
+        <ProfilePanel engine={engine} snap={snap} />
         <h1>{strings.chats}</h1>
         <button type="button" data-testid="new-chat" onClick={() => setForm(form === "chat" ? "none" : "chat")}>
           {strings.newChat}
@@ -115,9 +118,7 @@ export function ChatList({ engine, snap }: { engine: Engine; snap: Snapshot }) {
               aria-current={chat.chatId === snap.openChatId ? "true" : undefined}
               onClick={() => void engine.openChat(chat.chatId)}
             >
-              <span className="avatar" aria-hidden="true">
-                {chatTitle(snap, chat).slice(0, 1).toUpperCase()}
-              </span>
+              <Avatar name={chatTitle(snap, chat)} photo={chatPhoto(snap, chat)} />
               <span className="chat-item-text">
                 <span className="chat-item-title">{chatTitle(snap, chat)}</span>
                 <span className="chat-item-last" data-testid="chat-last">

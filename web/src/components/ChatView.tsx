@@ -1,13 +1,14 @@
 // One chat: header with presence or typing, the timeline, the composer and attachments.
-import { useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
-import { messageStatus, preview } from "../lib/state";
+import { preview } from "../lib/state";
 import type { Chat, StoredMessage } from "../lib/types";
 import { strings } from "../strings";
+import { Avatar } from "./Avatar";
 import { GroupPanel } from "./GroupPanel";
 import { ClipIcon } from "./icons";
-import { MessageBubble } from "./MessageBubble";
-import { chatTitle, formatTime, peerOf, userName } from "./names";
+import { chatPhoto, chatTitle, formatTime, peerOf, userName } from "./names";
+import { Timeline } from "./Timeline";
 
 interface Props {
   engine: Engine;
@@ -20,18 +21,11 @@ export function ChatView({ engine, snap, chat }: Props) {
   const [dragging, setDragging] = useState(false);
   const [replyTo, setReplyTo] = useState<StoredMessage | null>(null);
   const composer = useRef<HTMLTextAreaElement>(null);
-  const timeline = useRef<HTMLOListElement>(null);
   const peer = peerOf(snap, chat);
   const presence = peer ? snap.presence[peer] : undefined;
   const typist = snap.typing[chat.chatId];
-  const messages = snap.messages;
-
-  // Follow the newest message; showing earlier ones keeps the reader where they are.
-  const newest = snap.messages.at(-1)?.key;
-  useLayoutEffect(() => {
-    const list = timeline.current;
-    if (list) list.scrollTop = list.scrollHeight;
-  }, [newest]);
+  const newest = snap.messages.at(-1);
+  const announced = newest && !newest.own && newest.senderId !== snap.me && newest.kind === "text" ? newest : null;
 
   function send(event?: FormEvent) {
     event?.preventDefault();
@@ -87,6 +81,9 @@ export function ChatView({ engine, snap, chat }: Props) {
           <span aria-hidden="true">←</span>
           <span className="visually-hidden">{strings.back}</span>
         </button>
+        <span data-testid="chat-avatar">
+          <Avatar name={chatTitle(snap, chat)} photo={chatPhoto(snap, chat)} />
+        </span>
         <div>
           <h2 id="chat-title" data-testid="chat-title">
             {chatTitle(snap, chat)}
@@ -103,28 +100,19 @@ export function ChatView({ engine, snap, chat }: Props) {
         </div>
       </header>
       {chat.kind === "group" && <GroupPanel engine={engine} snap={snap} chat={chat} />}
-      <ol className="timeline" ref={timeline} aria-live="polite">
-        {snap.hasEarlier && (
-          <li className="earlier">
-            <button type="button" data-testid="show-earlier" onClick={() => void engine.showEarlier()}>
-              {strings.showEarlier}
-            </button>
-          </li>
-        )}
-        {messages.map((message) => (
-          <MessageBubble
-            key={message.key}
-            engine={engine}
-            snap={snap}
-            message={message}
-            status={messageStatus(message, chat, snap.me)}
-            onReply={(original) => {
-              setReplyTo(original);
-              composer.current?.focus();
-            }}
-          />
-        ))}
-      </ol>
+      <Timeline
+        engine={engine}
+        snap={snap}
+        chat={chat}
+        onReply={(original) => {
+          setReplyTo(original);
+          composer.current?.focus();
+        }}
+      />
+      {/* The list draws only what is on screen, so new messages are announced here. */}
+      <p className="visually-hidden" aria-live="polite">
+        {announced ? `${userName(snap, announced.senderId)}: ${preview(announced)}` : ""}
+      </p>
       {snap.upload && (
         <div className="upload">
           <label htmlFor="upload-progress">{snap.upload.fileName}</label>

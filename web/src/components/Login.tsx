@@ -1,5 +1,5 @@
 // Phone, then the SMS code, then (for a new account) a name.
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { ApiError, requestCode, verify } from "../lib/http";
 import type { Session } from "../lib/types";
 import { strings } from "../strings";
@@ -7,7 +7,8 @@ import { strings } from "../strings";
 interface Props {
   askName: boolean;
   onSession(session: Session, newUser: boolean): Promise<void>;
-  onName(name: string): Promise<void>;
+  /** The name, and the photo picked (if any) to set after it. */
+  onName(name: string, photo: File | null): Promise<void>;
 }
 
 export function Login({ askName, onSession, onName }: Props) {
@@ -16,6 +17,15 @@ export function Login({ askName, onSession, onName }: Props) {
   const [outbox, setOutbox] = useState<string | null>(null);
   const [code, setCode] = useState("");
   const [name, setName] = useState("");
+  const [photo, setPhoto] = useState<File | null>(null);
+  const [preview, setPreview] = useState<string | null>(null);
+
+  useEffect(() => {
+    if (!photo) return;
+    const url = URL.createObjectURL(photo);
+    setPreview(url);
+    return () => URL.revokeObjectURL(url);
+  }, [photo]);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -51,7 +61,7 @@ export function Login({ askName, onSession, onName }: Props) {
 
   const submitName = (event: FormEvent) => {
     event.preventDefault();
-    void run(() => onName(name.trim()));
+    void run(() => onName(name.trim(), photo));
   };
 
   return (
@@ -69,6 +79,25 @@ export function Login({ askName, onSession, onName }: Props) {
             required
             onChange={(e) => setName(e.target.value)}
           />
+          <div className="photo-pick">
+            {photo && preview ? (
+              <img className="avatar large" src={preview} alt={strings.photoChosen(photo.name)} data-testid="profile-photo-preview" />
+            ) : (
+              <span className="avatar large" aria-hidden="true">
+                {name.trim().slice(0, 1).toUpperCase() || "?"}
+              </span>
+            )}
+            <label className="button-like">
+              {photo ? strings.changePhoto : strings.addPhoto}
+              <input
+                type="file"
+                accept="image/*"
+                className="visually-hidden"
+                data-testid="profile-photo-input"
+                onChange={(e) => setPhoto(e.target.files?.[0] ?? null)}
+              />
+            </label>
+          </div>
           <button type="submit" data-testid="save-profile" disabled={busy}>
             {strings.saveProfile}
           </button>

@@ -4,7 +4,7 @@ import type { Engine, Snapshot } from "../lib/engine";
 import type { Attachment, Status, StoredMessage } from "../lib/types";
 import { strings } from "../strings";
 import { preview } from "../lib/state";
-import { ClockIcon } from "./icons";
+import { ClockIcon, PlayIcon } from "./icons";
 import { formatTime, userName } from "./names";
 
 interface Props {
@@ -20,14 +20,14 @@ const TICKS: Record<Status, string> = { pending: "", sent: "âœ“", delivered: "âœ
 export function MessageBubble({ engine, snap, message, status, onReply }: Props) {
   if (message.kind === "system") {
     return (
-      <li className="system" data-testid="message" data-message-id={message.messageId ?? message.key}>
+      <div className="system" data-testid="message" data-message-id={message.messageId ?? message.key}>
         {systemText(snap, message)}
-      </li>
+      </div>
     );
   }
   const mine = message.own || message.senderId === snap.me;
   return (
-    <li
+    <div
       className={mine ? "bubble mine" : "bubble"}
       data-testid="message"
       data-message-id={message.messageId ?? message.key}
@@ -52,13 +52,14 @@ export function MessageBubble({ engine, snap, message, status, onReply }: Props)
           </span>
         )}
       </span>
-    </li>
+    </div>
   );
 }
 
 function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot; file: Attachment }) {
   const url = snap.media[file.attachmentId];
   const [missing, setMissing] = useState(false);
+  const [playing, setPlaying] = useState(false);
   const viewer = useRef<HTMLDialogElement>(null);
   useEffect(() => {
     if (!url) void engine.mediaUrl(file.attachmentId).then((found) => setMissing(!found));
@@ -86,6 +87,53 @@ function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot
       </>
     ) : (
       <span>{file.fileName}</span>
+    );
+  }
+  if (file.mimeType.startsWith("video/") && file.thumbnail) {
+    // The poster its sender drew; the player opens in a viewer, as on WhatsApp.
+    return (
+      <>
+        <button
+          type="button"
+          className="video-poster"
+          data-testid="message-video-poster"
+          data-attachment-id={file.attachmentId}
+          aria-label={strings.playVideo(file.fileName)}
+          onClick={() => {
+            setPlaying(true);
+            viewer.current?.showModal();
+          }}
+        >
+          <img className="image" src={`data:image/jpeg;base64,${file.thumbnail}`} alt="" />
+          <span className="play" aria-hidden="true">
+            <PlayIcon />
+          </span>
+        </button>
+        <dialog
+          ref={viewer}
+          className="viewer"
+          data-testid="video-viewer"
+          aria-label={file.fileName}
+          onClose={() => setPlaying(false)}
+        >
+          {playing &&
+            (url ? (
+              <video data-testid="message-video" src={url} controls autoPlay aria-label={file.fileName} />
+            ) : (
+              <p>{strings.notOnDevice(file.fileName)}</p>
+            ))}
+          <form method="dialog">
+            <button type="submit" autoFocus>
+              {strings.close}
+            </button>
+            {url && (
+              <a href={url} download={file.fileName}>
+                {strings.download}
+              </a>
+            )}
+          </form>
+        </dialog>
+      </>
     );
   }
   if (file.mimeType.startsWith("video/") && url) {

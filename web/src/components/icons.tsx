@@ -22,3 +22,12 @@ export function ClockIcon() {
     </svg>
   );
 }
+
+export function PlayIcon() {
+  return (
+    <svg width="44" height="44" viewBox="0 0 48 48" aria-hidden="true" focusable="false">
+      <circle cx="24" cy="24" r="22" fill="rgb(0 0 0 / 55%)" />
+      <path d="M19 15v18l15-9z" fill="#fff" />
+    </svg>
+  );
+}

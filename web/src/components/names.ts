@@ -26,3 +26,9 @@ export function formatTime(iso: string): string {
     ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
     : date.toLocaleDateString();
 }
+
+/** The photo shown for a chat: the other person's in a 1:1 chat (groups have none). */
+export function chatPhoto(snap: Snapshot, chat: Chat): string | null {
+  const peer = peerOf(snap, chat);
+  return peer ? (snap.photos[peer] ?? null) : null;
+}

@@ -1,6 +1,8 @@
 // The logged-in device: socket events into IndexedDB (then acked), sends, receipts, typing, presence.
+import { photoChanged, photoCheckDue } from "./avatar";
 import { Store, wipe } from "./db";
 import { Api } from "./http";
+import { makePoster } from "./poster";
 import { newId } from "./ids";
 import { CommandError, Socket } from "./socket";
 import {
@@ -15,7 +17,7 @@ import {
 import type { Attachment, Chat, ConnectionState, Session, StoredMessage } from "./types";
 
 const TYPING_SEND_EVERY_MS = 3000;
-/** Messages of the open chat read from IndexedDB at a time ("show earlier" reads more). */
+/** Messages of the open chat read first, so it opens at once; the rest follow in the background. */
 export const PAGE = 200;
 const TYPING_SHOWN_MS = 5000;
 /** Attachments at most this large are fetched before the message is acked (the server forgets them after). */
@@ -33,9 +35,12 @@ export interface Snapshot {
   chats: Chat[];
   users: Record<string, string>;
   openChatId: string | null;
+  /** The open chat's messages read so far: the newest, then (soon after opening) all. */
   messages: StoredMessage[];
-  /** More messages of the open chat are stored than `messages` holds. */
-  hasEarlier: boolean;
+  /** Stored messages of the open chat before `messages[0]` not read yet (drawn as placeholders). */
+  earlierCount: number;
+  /** Profile photos as object URLs by user id (this device's own too); null: none or hidden. */
+  photos: Record<string, string | null>;
   typing: Record<string, string | undefined>;
   presence: Record<string, Presence>;
   media: Record<string, string>;
@@ -51,6 +56,8 @@ export class Engine {
   private typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private lastTypingSent = 0;
   private uploadAbort: AbortController | null = null;
+  /** When each user's profile was last read (ms): photos are refreshed at most every few minutes. */
+  private profileChecked = new Map<string, number>();
   snapshot: Snapshot;
 
   constructor(
@@ -67,7 +74,8 @@ export class Engine {
       users: {},
       openChatId: null,
       messages: [],
-      hasEarlier: false,
+      earlierCount: 0,
+      photos: {},
       typing: {},
       presence: {},
       media: {},
@@ -105,7 +113,11 @@ export class Engine {
     for (const chat of await this.store.chats()) this.chats.set(chat.chatId, chat);
     const users: Record<string, string> = {};
     for (const user of await this.store.users()) users[user.id] = user.name;
-    this.set({ users });
+    const photos: Record<string, string | null> = {};
+    for (const photo of await this.store.photos()) {
+      photos[photo.userId] = photo.blob ? URL.createObjectURL(photo.blob) : null;
+    }
+    this.set({ users, photos });
     this.publishChats();
     window.addEventListener("offline", this.wentOffline);
     window.addEventListener("online", this.cameOnline);
@@ -114,6 +126,7 @@ export class Engine {
       .me()
       .then((me) => this.set({ myName: me.name }))
       .catch(() => undefined);
+    void this.refreshProfile(this.snapshot.me).catch(() => undefined);
   }
 
   stop(): void {
@@ -212,11 +225,44 @@ export class Engine {
   private async learnUser(id: string): Promise<void> {
     if (id in this.snapshot.users) return;
     try {
-      const user = await this.api.user(id);
-      await this.store.putUser({ id, name: user.name });
-      this.set({ users: { ...this.snapshot.users, [id]: user.name } });
+      await this.refreshProfile(id);
     } catch {
       // A profile we cannot read shows as "Someone"; the chat still works.
+    }
+  }
+
+  /** Read a profile again: its name, and its photo when `photo.updatedAt` changed. */
+  private async refreshProfile(id: string): Promise<void> {
+    this.profileChecked.set(id, Date.now());
+    const user = await this.api.user(id);
+    if (id !== this.snapshot.me && this.snapshot.users[id] !== user.name) {
+      await this.store.putUser({ id, name: user.name });
+      this.set({ users: { ...this.snapshot.users, [id]: user.name } });
+    }
+    await this.syncPhoto(id, user.photo?.updatedAt ?? null);
+  }
+
+  /** The photo of `id` as of `updatedAt` (null: none), fetched (with the token) only if changed. */
+  private async syncPhoto(id: string, updatedAt: string | null): Promise<void> {
+    const stored = await this.store.photo(id);
+    if (!photoChanged(stored, updatedAt) && id in this.snapshot.photos) return;
+    let blob = stored && !photoChanged(stored, updatedAt) ? stored.blob : null;
+    if (updatedAt !== null && (blob === null || photoChanged(stored, updatedAt))) {
+      blob = await this.api.photoThumbnail(id);
+    }
+    await this.store.putPhoto({ userId: id, blob, updatedAt: blob ? updatedAt : null });
+    const old = this.snapshot.photos[id];
+    if (old) URL.revokeObjectURL(old);
+    this.set({ photos: { ...this.snapshot.photos, [id]: blob ? URL.createObjectURL(blob) : null } });
+  }
+
+  /** Opening a chat reads its other member's profile again, at most every few minutes
+   * (no protocol event says a profile changed). */
+  private refreshPeer(chat: Chat | undefined): void {
+    if (!chat || chat.kind !== "direct") return;
+    for (const id of chat.members) {
+      if (id === this.snapshot.me || !photoCheckDue(this.profileChecked.get(id), Date.now())) continue;
+      void this.refreshProfile(id).catch(() => undefined);
     }
   }
 
@@ -318,13 +364,15 @@ export class Engine {
   // --- what the person does ---
 
   async openChat(chatId: string | null): Promise<void> {
-    this.set({ openChatId: chatId, messages: [], hasEarlier: false });
+    this.set({ openChatId: chatId, messages: [], earlierCount: 0 });
     if (!chatId) return;
-    const messages = await this.store.latest(chatId, PAGE);
+    const { messages, earlier: earlierCount } = await this.store.window(chatId, PAGE);
     if (this.snapshot.openChatId !== chatId) return;
-    this.set({ messages, hasEarlier: messages.length === PAGE });
+    this.set({ messages, earlierCount });
+    if (earlierCount > 0) void this.readEarlier(chatId, messages[0].order ?? 0);
     this.markOpenChatRead();
     const chat = this.chats.get(chatId);
+    this.refreshPeer(chat);
     const peers = (chat?.members ?? []).filter((m) => m !== this.snapshot.me);
     if (peers.length > 0 && this.socket.ready) {
       try {
@@ -340,14 +388,14 @@ export class Engine {
     }
   }
 
-  async showEarlier(): Promise<void> {
-    const chatId = this.snapshot.openChatId;
-    if (!chatId) return;
-    const limit = this.snapshot.messages.length + PAGE;
-    const messages = await this.store.latest(chatId, limit);
-    if (this.snapshot.openChatId === chatId) {
-      this.set({ messages, hasEarlier: messages.length === limit });
-    }
+  /** The rest of the open chat, once its newest messages are on screen: one IndexedDB
+   * request; the timeline drew them as placeholders of the same count meanwhile. */
+  private async readEarlier(chatId: string, before: number): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 50)); // after the first frames
+    if (this.snapshot.openChatId !== chatId) return;
+    const earlier = await this.store.allBefore(chatId, before);
+    if (this.snapshot.openChatId !== chatId) return;
+    this.set({ messages: [...earlier, ...this.snapshot.messages], earlierCount: 0 });
   }
 
   private markOpenChatRead(): void {
@@ -440,12 +488,16 @@ export class Engine {
 
   async sendFile(chatId: string, file: File): Promise<void> {
     this.uploadAbort = new AbortController();
+    const signal = this.uploadAbort.signal;
     this.set({ upload: { fileName: file.name, fraction: 0 }, error: null });
     try {
+      // A video goes with the poster this device draws of it (the server makes none).
+      const poster = file.type.startsWith("video/") ? await makePoster(file) : null;
       const metadata = (await this.api.upload(
         file,
         (fraction) => this.set({ upload: { fileName: file.name, fraction } }),
-        this.uploadAbort.signal,
+        signal,
+        poster ?? undefined,
       )) as unknown as Attachment;
       await this.store.putMedia(metadata.attachmentId, file);
       await this.sendText(chatId, "", [metadata]);
@@ -510,6 +562,18 @@ export class Engine {
   async setName(name: string): Promise<void> {
     await this.api.setName(name);
     this.set({ myName: name });
+  }
+
+  /** Upload an image and make it the profile photo; shown from the server's thumbnail. */
+  async setPhoto(file: File): Promise<void> {
+    const metadata = (await this.api.upload(file, () => undefined)) as unknown as Attachment;
+    const photo = await this.api.setPhoto(metadata.attachmentId);
+    await this.syncPhoto(this.snapshot.me, photo.updatedAt);
+  }
+
+  async removePhoto(): Promise<void> {
+    await this.api.removePhoto();
+    await this.syncPhoto(this.snapshot.me, null);
   }
 
   dismissError(): void {

@@ -107,8 +107,25 @@ export class Api {
     return this.json("/v1/me", "PATCH", { name });
   }
 
-  user(id: string): Promise<{ id: string; name: string }> {
-    return this.json(`/v1/users/${encodeURIComponent(id)}`) as Promise<{ id: string; name: string }>;
+  user(id: string): Promise<Profile> {
+    return this.json(`/v1/users/${encodeURIComponent(id)}`) as Promise<Profile>;
+  }
+
+  /** Make an uploaded image the profile photo; the answer says when it was set. */
+  setPhoto(attachmentId: string): Promise<{ updatedAt: string }> {
+    return this.json("/v1/me/photo", "PUT", { attachmentId }) as Promise<{ updatedAt: string }>;
+  }
+
+  removePhoto(): Promise<unknown> {
+    return this.json("/v1/me/photo", "DELETE");
+  }
+
+  /** A user's photo as the server's small JPEG, or null when they have none or hide it (404). */
+  async photoThumbnail(userId: string): Promise<Blob | null> {
+    const response = await this.request(`/v1/users/${encodeURIComponent(userId)}/photo?size=thumbnail`);
+    if (response.status === 404) return null;
+    if (!response.ok) await parse(response);
+    return response.blob();
   }
 
   lookup(phones: string[]): Promise<{ matches: { input: string; userId: string; name: string }[] }> {
@@ -127,16 +144,20 @@ export class Api {
     return response.blob();
   }
 
-  /** Upload a file, reporting progress from 0 to 1: in one request, or resumable when large. */
+  /** Upload a file, reporting progress from 0 to 1: in one request, or resumable when large
+   * or when it comes with a thumbnail this device made (base64 JPEG: a video's poster). */
   async upload(
     file: File,
     onProgress: (fraction: number) => void,
     signal?: AbortSignal,
+    thumbnail?: string,
   ): Promise<Record<string, unknown>> {
     const bytes = await file.arrayBuffer();
     const digest = await crypto.subtle.digest("SHA-256", bytes);
     const hash = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-    if (file.size >= RESUMABLE_FROM_BYTES) return this.uploadInParts(file, hash, onProgress, signal);
+    if (file.size >= RESUMABLE_FROM_BYTES || thumbnail) {
+      return this.uploadInParts(file, hash, onProgress, signal, thumbnail);
+    }
     const send = () =>
       new Promise<{ status: number; body: unknown }>((resolve, reject) => {
         const xhr = new XMLHttpRequest();
@@ -176,12 +197,14 @@ export class Api {
     hash: string,
     onProgress: (fraction: number) => void,
     signal?: AbortSignal,
+    thumbnail?: string,
   ): Promise<Record<string, unknown>> {
     const cancelled = () => new ApiError(0, "cancelled", "The upload was cancelled.");
     let upload = (await this.json("/v1/uploads", "POST", {
       size: file.size,
       sha256: hash,
       fileName: file.name,
+      ...(thumbnail ? { thumbnail } : {}),
     })) as Upload;
     const path = `/v1/uploads/${encodeURIComponent(upload.uploadId)}`;
     let failures = 0;
@@ -208,6 +231,12 @@ export class Api {
     }
     return upload.attachment;
   }
+}
+
+export interface Profile {
+  id: string;
+  name: string;
+  photo?: { updatedAt: string } | null;
 }
 
 /** Files at least this large go up in parts that survive a dropped connection. */
