@@ -2,7 +2,7 @@
 // the DOM, whatever the chat's length. Rows have their own heights, measured once drawn.
 // At the bottom, it stays there as messages arrive; reading above, it stays put.
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { useCallback, useEffect, useLayoutEffect, useRef } from "react";
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef } from "react";
 import type { Engine, Snapshot } from "../lib/engine";
 import { estimateHeight, messageStatus } from "../lib/state";
 import type { Chat, StoredMessage } from "../lib/types";
@@ -18,7 +18,6 @@ interface Props {
 
 /** Within this many pixels of the end counts as "at the bottom". */
 const PINNED_WITHIN_PX = 48;
-const PLACEHOLDER_PX = 44;
 
 export function Timeline({ engine, snap, chat, onReply }: Props) {
   const scroller = useRef<HTMLDivElement>(null);
@@ -27,6 +26,12 @@ export function Timeline({ engine, snap, chat, onReply }: Props) {
   const { messages, earlierCount } = snap;
   const count = earlierCount + messages.length;
 
+  // A row not read yet is guessed as tall as the average of those read, so the rows on
+  // screen hardly move when the older messages take the placeholders' places.
+  const placeholderHeight = useMemo(() => {
+    const sample = messages.slice(0, 200);
+    return sample.length ? sample.reduce((sum, m) => sum + estimateHeight(m), 0) / sample.length : 60;
+  }, [messages]);
   const messageAt = useCallback(
     (index: number): StoredMessage | undefined => messages[index - earlierCount],
     [messages, earlierCount],
@@ -36,7 +41,7 @@ export function Timeline({ engine, snap, chat, onReply }: Props) {
     getScrollElement: () => scroller.current,
     estimateSize: (index) => {
       const message = messageAt(index);
-      return message ? estimateHeight(message) : PLACEHOLDER_PX;
+      return message ? estimateHeight(message) : placeholderHeight;
     },
     getItemKey: (index) => messageAt(index)?.key ?? `earlier-${index}`,
     overscan: 8,
