@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
@@ -137,7 +136,7 @@ class MediaService:
             raise _too_large(limit)
         try:
             body = base64.b64decode(body_base64, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or a character outside ASCII
             raise InvalidInput("invalid_body", "The body is not valid base64.") from exc
 
         async def one_chunk() -> AsyncIterator[bytes]:
@@ -244,7 +243,7 @@ class MediaService:
             raise _thumbnail_too_large(limit)
         try:
             body = base64.b64decode(body_base64, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or a character outside ASCII
             raise _invalid_thumbnail("it is not valid base64") from exc
         if len(body) > limit:
             raise _thumbnail_too_large(limit)
