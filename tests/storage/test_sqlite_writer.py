@@ -99,3 +99,27 @@ async def test_units_at_once_share_commits_and_a_failing_one_undoes_only_its_own
         writer.close()
     assert [type(o) for o in outcomes] == [type(None)] * 10 + [RuntimeError] * 10
     assert phones(database)[-1] == "+14155559999"
+
+
+async def test_a_failing_first_unit_of_a_group_undoes_only_its_own(database: Path) -> None:
+    """The first unit has the transaction to itself (no savepoint): its rollback is its own."""
+    writer = SqliteWriter(f"sqlite+aiosqlite:///{database}")
+
+    async def add_then_fail(phone: str) -> None:
+        async with writer() as uow:
+            await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
+            raise RuntimeError("the service changed its mind")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await add_then_fail("+14155550000")  # alone: the whole transaction rolls back
+        outcomes = await asyncio.gather(
+            add_then_fail("+14155550001"),  # first of the group, the others queue behind it
+            add_user(writer, "+14155550002"),
+            add_user(writer, "+14155550003"),
+            return_exceptions=True,
+        )
+    finally:
+        writer.close()
+    assert [type(o) for o in outcomes] == [RuntimeError, type(None), type(None)]
+    assert phones(database) == ["+14155550002", "+14155550003"]
