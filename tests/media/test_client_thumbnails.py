@@ -139,7 +139,7 @@ async def test_the_default_limit_is_16_kib(client: httpx.AsyncClient, user: Regi
         pytest.param(base64.b64encode(poster()[:300]).decode(), id="cut-jpeg"),
         pytest.param(base64.b64encode(poster(2000, 10, quality=10)).decode(), id="too-wide"),
         pytest.param("not base64 at all!", id="not-base64"),
-        pytest.param("øØ×", id="not-ascii"),  # schemathesis found a 500 here
+        pytest.param("\u00f8\u00d8\u00d7", id="not-ascii"),  # schemathesis found a 500 here
         pytest.param("", id="empty"),
     ],
 )
