@@ -53,6 +53,10 @@ def test_axe_finds_nothing_serious_on_login_chat_list_and_chat(web: Web) -> None
         "data-status", "delivered", timeout=WAIT_MS
     )
     assert serious_violations(alice) == []
+    # The profile panel (photo and name), open over the chat.
+    alice.by("open-profile").click()
+    expect(alice.by("profile-panel")).to_be_visible()
+    assert serious_violations(alice) == []
 
 
 def test_keyboard_alone_opens_a_chat_and_sends(web: Web) -> None:
