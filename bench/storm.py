@@ -28,6 +28,7 @@ from bench.common import (
     Workspace,
     latency_ms,
     pin_generator,
+    process_cpu_seconds,
     raise_file_limit,
     seed,
     seed_chats,
@@ -121,6 +122,7 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
             assert (await commanding.stdout.readline()).strip() == b"ready"
             await asyncio.sleep(2.0)  # the commands' latency before the storm
             started = time.monotonic()
+            server_cpu, generator_cpu = process_cpu_seconds(server.pid), time.process_time()
             step = RAMP_SECONDS / max(devices, 1)
             drained_at = await asyncio.gather(
                 *(
@@ -130,6 +132,8 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
             )
             drained = sorted(t for t in drained_at if t is not None)
             ended = drained[-1] if drained else time.monotonic()
+            server_cpu = process_cpu_seconds(server.pid) - server_cpu
+            generator_cpu = time.process_time() - generator_cpu
             await asyncio.sleep(1.0)
             commanding.stdin.write(b"stop\n")
             await commanding.stdin.drain()
@@ -143,6 +147,10 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
                 "all_drained_seconds": round(ended - started, 2),
                 "failed": len(drained_at) - len(drained),
                 "half_drained_seconds": round(drained[len(drained) // 2] - started, 2),
+                # Until the last drained: near 1.0 that side's core was the limit.
+                "server_cpu_share": round(server_cpu / max(ended - started, 1e-9), 2),
+                "generator_cpu_share": round(generator_cpu / max(ended - started, 1e-9), 2),
+                "server_cpu_ms_per_device": round(server_cpu * 1000 / max(len(drained), 1), 2),
                 "commands_during": len(during),
                 "commands_refused": refused,
                 **{f"before_{k}": v for k, v in latency_ms(before).items() if k != "max_ms"},

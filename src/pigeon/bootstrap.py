@@ -91,6 +91,7 @@ from pigeon.storage.delivery import (
     SqliteDelivery,
 )
 from pigeon.storage.engine import create_committer_engine, create_engine
+from pigeon.storage.sqlite_readers import SqliteReaders
 from pigeon.storage.sqlite_writer import SqliteWriter
 from pigeon.storage.uow import DeliveryFactory, SqlUnitOfWork
 
@@ -226,6 +227,7 @@ class Container:
     push_worker: PushWorker | None = None
     push_clients: list[httpx.AsyncClient] = field(default_factory=list)
     sqlite_writer: SqliteWriter | None = None
+    sqlite_readers: SqliteReaders | None = None
     committer_engine: AsyncEngine | None = None
 
     async def start(self) -> None:
@@ -251,6 +253,8 @@ class Container:
         await self.bus.close()
         if self.sqlite_writer is not None:
             self.sqlite_writer.close()
+        if self.sqlite_readers is not None:
+            self.sqlite_readers.close()
         if self.committer_engine is not None:
             await self.committer_engine.dispose()
         await self.blobs.close()
@@ -381,12 +385,17 @@ def units_of_work(engine: AsyncEngine) -> UnitOfWorkFactory:
     return uow
 
 
-def _sqlite_units_of_work(pool: UnitOfWorkFactory, writer: SqliteWriter) -> UnitOfWorkFactory:
-    """Reads on the pool; writes on the one writer, in arrival order; purges on the pool."""
+def _sqlite_units_of_work(
+    pool: UnitOfWorkFactory, writer: SqliteWriter, readers: SqliteReaders
+) -> UnitOfWorkFactory:
+    """Reads on the loop's thread; writes on the one writer, in arrival order; purges on
+    the pool."""
 
     def uow(*, read_only: bool = False, housekeeping: bool = False) -> UnitOfWork:
-        if read_only or housekeeping:
+        if housekeeping:
             return pool(read_only=read_only)
+        if read_only:
+            return readers()
         return writer()
 
     return uow
@@ -400,15 +409,17 @@ class Storage:
     uow: UnitOfWorkFactory
     batch_uow: UnitOfWorkFactory
     sqlite_writer: SqliteWriter | None = None
+    sqlite_readers: SqliteReaders | None = None
     committer_engine: AsyncEngine | None = None
 
 
 def build_storage(settings: Settings) -> Storage:
     """SQLite or PostgreSQL, chosen here and nowhere else.
 
-    SQLite: reads on the aiosqlite pool; every write (the group committer's
-    batches and the requests' units of work) on one writer connection, in
-    arrival order (``storage/sqlite_writer.py``); purges on the pool.
+    SQLite: reads on the event loop's thread (``storage/sqlite_readers.py``);
+    every write (the group committer's batches and the requests' units of
+    work) on one writer connection, in arrival order
+    (``storage/sqlite_writer.py``); purges on the aiosqlite pool.
     PostgreSQL: units of work on the pool; the committer's on an engine of its
     own with one connection per commit worker. Both run the delivery queue's
     statements on the driver itself (``storage/delivery/``).
@@ -417,8 +428,9 @@ def build_storage(settings: Settings) -> Storage:
     engine = create_engine(url, pool_size=settings.database_pool_size)
     if engine.url.get_backend_name() == "sqlite":
         writer = SqliteWriter(url)
-        uow = _sqlite_units_of_work(units_of_work(engine), writer)
-        return Storage(engine, uow, uow, sqlite_writer=writer)
+        readers = SqliteReaders(url, keep=settings.database_pool_size)
+        uow = _sqlite_units_of_work(units_of_work(engine), writer, readers)
+        return Storage(engine, uow, uow, sqlite_writer=writer, sqlite_readers=readers)
     committer_engine = create_committer_engine(url, settings.commit_workers)
     return Storage(
         engine,
@@ -630,5 +642,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             ),
         ),
         sqlite_writer=storage.sqlite_writer,
+        sqlite_readers=storage.sqlite_readers,
         committer_engine=storage.committer_engine,
     )

@@ -16,6 +16,8 @@ READ_ONLY = "pigeon_read_only"
 
 # How long a write transaction waits for another writer's lock.
 BUSY_TIMEOUT_MS = 5000
+# How long a read on the event loop's thread may wait in SQLite's rare busy moments.
+READER_BUSY_TIMEOUT_MS = 100
 
 # For each target_session_attrs that wants a writable server, the parameters by
 # which a server says it is not one (asyncpg checks the same when it connects;
@@ -134,6 +136,33 @@ def create_sqlite_writer(url: str) -> Engine:
         connect_args={"check_same_thread": False},
     )
     _configure_sqlite(engine, busy_timeout_ms=0)
+    return engine
+
+
+def create_sqlite_reader(url: str, keep: int) -> Engine:
+    """A synchronous engine for read-only units of work on the event loop's thread.
+
+    It keeps ``keep`` connections and opens more when a burst wants them
+    (closing them again after): a unit never waits for a connection, which
+    on the loop's thread would stop the whole process. Each transaction is a
+    plain ``BEGIN``: a snapshot for the unit's reads, taking no lock. A WAL
+    reader waits for nothing but in rare moments (another connection
+    recovering the WAL); the short busy timeout bounds that wait.
+    """
+    sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = sa.create_engine(
+        sync_url,
+        pool_size=keep,
+        max_overflow=-1,
+        hide_parameters=True,
+        connect_args={"check_same_thread": False},
+    )
+    _configure_sqlite(engine, busy_timeout_ms=READER_BUSY_TIMEOUT_MS)
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
     return engine
 
 

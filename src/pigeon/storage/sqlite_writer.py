@@ -49,7 +49,7 @@ from pigeon.storage.engine import BUSY_TIMEOUT_MS, create_sqlite_writer
 from pigeon.storage.uow import BoundRepositories, raise_as_storage_error
 
 
-class _InlineConnection:
+class InlineConnection:
     """What the repositories need of an AsyncConnection, answered synchronously."""
 
     def __init__(self, connection: Connection) -> None:
@@ -204,7 +204,7 @@ class SqliteWriterUnitOfWork(BoundRepositories):
         except (DBAPIError, OSError, sqlite3.Error) as exc:
             self._writer.release(broken=True)
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
-        inline = cast(AsyncConnection, _InlineConnection(self._connection))
+        inline = cast(AsyncConnection, InlineConnection(self._connection))
         # The hot path's statements go to the same connection's driver directly.
         self._bind(inline, SqliteDelivery(Sqlite3Executor(raw)))
         return self
