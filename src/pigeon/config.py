@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     ws_max_concurrent_handshakes: int = Field(
         16, ge=1, description="New sockets between upgrade and first queue read at once."
     )
+    listen_backlog: int = Field(
+        4096,
+        ge=1,
+        description="Connections the kernel holds until accepted (capped by net.core.somaxconn).",
+    )
     # -- people: statuses and email (issue 16) -----------------------------------
     status_ttl_hours: float = Field(24, gt=0, description="A status expires this long after.")
     status_max_length: int = Field(700, ge=1, description="Characters of a status or caption.")

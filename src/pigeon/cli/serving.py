@@ -64,6 +64,9 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         app,
         host=settings.host,
         port=settings.port,
+        # Past the backlog the kernel drops new connections' SYNs, and the clients
+        # retry after 1, 3, 7 and 15 s: a reconnect storm's tail (uvicorn's 2048).
+        backlog=settings.listen_backlog,
         loop="uvloop",
         http="httptools",
         ws=WebSocketProtocol,

@@ -47,6 +47,22 @@ def _member_row(member: Member) -> dict[str, Any]:
     }
 
 
+# Built once: every device that connects reads its user's contacts (for
+# presence), and building the select cost more than running it on SQLite.
+_CONTACTS = (
+    sa.select(chat_members.c.user_id)
+    .where(
+        chat_members.c.chat_id.in_(
+            sa.select(chat_members.c.chat_id).where(
+                chat_members.c.user_id == sa.bindparam("user_id")
+            )
+        ),
+        chat_members.c.user_id != sa.bindparam("user_id"),
+    )
+    .distinct()
+)
+
+
 class SqlChatRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -188,10 +204,4 @@ class SqlChatRepository:
         return int(old)
 
     async def contacts(self, user_id: str) -> set[str]:
-        mine = sa.select(chat_members.c.chat_id).where(chat_members.c.user_id == user_id)
-        query = (
-            sa.select(chat_members.c.user_id)
-            .where(chat_members.c.chat_id.in_(mine), chat_members.c.user_id != user_id)
-            .distinct()
-        )
-        return set((await self._conn.execute(query)).scalars())
+        return set((await self._conn.execute(_CONTACTS, {"user_id": user_id})).scalars())

@@ -98,6 +98,13 @@ class SqlUserRepository:
         return [user_of_row(row) for row in await self._conn.execute(query)]
 
 
+# Built once: a device connecting looks its token up, and building the select
+# (operators, then its cache key) cost more than running it on SQLite.
+_DEVICE_BY_ACCESS_HASH = sa.select(devices).where(
+    devices.c.access_token_hash == sa.bindparam("token_hash")
+)
+
+
 class SqlDeviceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -127,7 +134,9 @@ class SqlDeviceRepository:
         return await self._one(devices.c.id == device_id)
 
     async def get_by_access_hash(self, token_hash: str) -> Device | None:
-        return await self._one(devices.c.access_token_hash == token_hash)
+        result = await self._conn.execute(_DEVICE_BY_ACCESS_HASH, {"token_hash": token_hash})
+        row = result.first()
+        return _device(row) if row else None
 
     async def get_by_refresh_hash(self, token_hash: str) -> Device | None:
         return await self._one(devices.c.refresh_token_hash == token_hash)

@@ -81,7 +81,7 @@ class SqlUnitOfWork(BoundRepositories):
         try:
             self._conn = await self._engine.connect()
             if self._read_only:
-                await self._conn.execution_options(**{READ_ONLY: True})
+                await self._conn.execution_options(**self._read_options())
             await self._conn.begin()
         except (DBAPIError, OSError) as exc:
             if self._conn is not None:
@@ -115,6 +115,19 @@ class SqlUnitOfWork(BoundRepositories):
     async def commit(self) -> None:
         assert self._conn is not None
         await self._conn.commit()
+
+    def _read_options(self) -> dict[str, object]:
+        """A read-only unit's connection options.
+
+        On PostgreSQL it runs outside a transaction: under READ COMMITTED each
+        statement takes its own snapshot anyway, so BEGIN and ROLLBACK were
+        two round trips that changed nothing (a device connecting reads in
+        three such units). On SQLite the transaction is a plain BEGIN: one
+        snapshot for the unit's reads.
+        """
+        if self._engine.dialect.name == "postgresql":
+            return {READ_ONLY: True, "isolation_level": "AUTOCOMMIT"}
+        return {READ_ONLY: True}
 
 
 async def _release(conn: AsyncConnection) -> None:
