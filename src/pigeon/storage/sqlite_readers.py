@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import sqlite3
 from types import TracebackType
-from typing import Self, cast
+from typing import Self
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.services.ports import StorageUnreachable
-from pigeon.storage.delivery import Sqlite3Executor, SqliteDelivery
 from pigeon.storage.engine import create_sqlite_reader
-from pigeon.storage.sqlite_writer import InlineConnection
+from pigeon.storage.sqlite_writer import bind_inline
 from pigeon.storage.uow import BoundRepositories, raise_as_storage_error
 
 
@@ -62,10 +60,7 @@ class SqliteReadUnitOfWork(BoundRepositories):
                 self._connection.close()
                 self._connection = None
             raise StorageUnreachable(f"cannot open the database: {exc}") from exc
-        raw = self._connection.connection.dbapi_connection
-        assert isinstance(raw, sqlite3.Connection)
-        inline = cast(AsyncConnection, InlineConnection(self._connection))
-        self._bind(inline, SqliteDelivery(Sqlite3Executor(raw)))
+        bind_inline(self, self._connection)
         return self
 
     async def __aexit__(

@@ -49,7 +49,7 @@ from pigeon.storage.engine import BUSY_TIMEOUT_MS, create_sqlite_writer
 from pigeon.storage.uow import BoundRepositories, raise_as_storage_error
 
 
-class InlineConnection:
+class _InlineConnection:
     """What the repositories need of an AsyncConnection, answered synchronously."""
 
     def __init__(self, connection: Connection) -> None:
@@ -63,6 +63,17 @@ class InlineConnection:
     async def begin_nested(self) -> AsyncIterator[None]:
         with self._connection.begin_nested():
             yield
+
+
+def bind_inline(unit: BoundRepositories, connection: Connection) -> None:
+    """Bind ``unit``'s repositories to ``connection``, answered on the loop's thread.
+
+    The delivery statements go to the same connection's sqlite3 driver directly.
+    """
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, sqlite3.Connection)
+    inline = cast(AsyncConnection, _InlineConnection(connection))
+    unit._bind(inline, SqliteDelivery(Sqlite3Executor(raw)))
 
 
 def _begin_unless_busy(raw: sqlite3.Connection) -> bool:
@@ -204,9 +215,7 @@ class SqliteWriterUnitOfWork(BoundRepositories):
         except (DBAPIError, OSError, sqlite3.Error) as exc:
             self._writer.release(broken=True)
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
-        inline = cast(AsyncConnection, InlineConnection(self._connection))
-        # The hot path's statements go to the same connection's driver directly.
-        self._bind(inline, SqliteDelivery(Sqlite3Executor(raw)))
+        bind_inline(self, self._connection)
         return self
 
     async def __aexit__(
