@@ -56,6 +56,22 @@ export function MessageBubble({ engine, snap, message, status, onReply }: Props)
   );
 }
 
+// A viewer's buttons: close, and download once the file is on this device.
+function ViewerActions({ url, fileName }: { url: string | undefined; fileName: string }) {
+  return (
+    <form method="dialog">
+      <button type="submit" autoFocus>
+        {strings.close}
+      </button>
+      {url && (
+        <a href={url} download={fileName}>
+          {strings.download}
+        </a>
+      )}
+    </form>
+  );
+}
+
 function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot; file: Attachment }) {
   const url = snap.media[file.attachmentId];
   const [missing, setMissing] = useState(false);
@@ -73,16 +89,7 @@ function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot
         </button>
         <dialog ref={viewer} className="viewer" data-testid="image-viewer" aria-label={file.fileName}>
           <img src={src} alt={file.fileName} />
-          <form method="dialog">
-            <button type="submit" autoFocus>
-              {strings.close}
-            </button>
-            {url && (
-              <a href={url} download={file.fileName}>
-                {strings.download}
-              </a>
-            )}
-          </form>
+          <ViewerActions url={url} fileName={file.fileName} />
         </dialog>
       </>
     ) : (
@@ -122,16 +129,7 @@ function AttachmentView({ engine, snap, file }: { engine: Engine; snap: Snapshot
             ) : (
               <p>{strings.notOnDevice(file.fileName)}</p>
             ))}
-          <form method="dialog">
-            <button type="submit" autoFocus>
-              {strings.close}
-            </button>
-            {url && (
-              <a href={url} download={file.fileName}>
-                {strings.download}
-              </a>
-            )}
-          </form>
+          <ViewerActions url={url} fileName={file.fileName} />
         </dialog>
       </>
     );
