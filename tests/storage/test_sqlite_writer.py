@@ -36,6 +36,12 @@ async def add_user(writer: SqliteWriter, phone: str) -> None:
         await uow.commit()
 
 
+async def add_then_fail(writer: SqliteWriter, phone: str) -> None:
+    async with writer() as uow:
+        await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
+        raise RuntimeError("the service changed its mind")
+
+
 def phones(path: Path) -> list[str]:
     with sqlite3.connect(path) as conn:
         return [row[0] for row in conn.execute("SELECT phone FROM users ORDER BY phone")]
@@ -80,15 +86,10 @@ async def test_units_at_once_share_commits_and_a_failing_one_undoes_only_its_own
 ) -> None:
     writer = SqliteWriter(f"sqlite+aiosqlite:///{database}")
 
-    async def add_then_fail(phone: str) -> None:
-        async with writer() as uow:
-            await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
-            raise RuntimeError("the service changed its mind")
-
     try:
         outcomes = await asyncio.gather(
             *(add_user(writer, f"+1415555{n:04d}") for n in range(0, 20, 2)),
-            *(add_then_fail(f"+1415555{n:04d}") for n in range(1, 20, 2)),
+            *(add_then_fail(writer, f"+1415555{n:04d}") for n in range(1, 20, 2)),
             return_exceptions=True,
         )
         # Each unit's commit() returned only once its rows were committed: another
@@ -105,16 +106,11 @@ async def test_a_failing_first_unit_of_a_group_undoes_only_its_own(database: Pat
     """The first unit has the transaction to itself (no savepoint): its rollback is its own."""
     writer = SqliteWriter(f"sqlite+aiosqlite:///{database}")
 
-    async def add_then_fail(phone: str) -> None:
-        async with writer() as uow:
-            await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
-            raise RuntimeError("the service changed its mind")
-
     try:
         with pytest.raises(RuntimeError):
-            await add_then_fail("+14155550000")  # alone: the whole transaction rolls back
+            await add_then_fail(writer, "+14155550000")  # alone: the whole transaction rolls back
         outcomes = await asyncio.gather(
-            add_then_fail("+14155550001"),  # first of the group, the others queue behind it
+            add_then_fail(writer, "+14155550001"),  # first of the group, the others queue behind it
             add_user(writer, "+14155550002"),
             add_user(writer, "+14155550003"),
             return_exceptions=True,
