@@ -231,10 +231,10 @@ async def test_gathering_ends_as_soon_as_enough_work_is_queued() -> None:
     committer = GroupCommitter(handler, gather=GatherPolicy(wait=30.0, enough=5))
     committer.start()
     try:
-        results = []
-        for n in range(5):
-            results.append(committer.submit(n))
-            await asyncio.sleep(0)  # the committer starts gathering after the first
+        results = [committer.submit(0)]
+        # The committer is gathering now: the batch waits for more.
+        await eventually(lambda: committer._workers[0].gather_until > 0)
+        results += [committer.submit(n) for n in range(1, 5)]
         assert await asyncio.wait_for(asyncio.gather(*results), 5) == list(range(5))
     finally:
         await committer.stop()
