@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pigeon.api.deps import ContainerDep, PrincipalDep
+from pigeon.api.downloads import ranged_response
 from pigeon.api.errors import error_responses
 from pigeon.domain.media import Attachment, Upload, served_type
 from pigeon.services.media import Download
@@ -222,20 +223,7 @@ async def upload_part(
 
 def _stream(download: Download) -> StreamingResponse:
     attachment = download.attachment
-    headers = {
-        "Content-Length": str(download.end - download.start + 1),
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(attachment.file_name)}",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "private, max-age=0",
-    }
-    status = 200
-    if download.partial:
-        status = 206
-        headers["Content-Range"] = f"bytes {download.start}-{download.end}/{attachment.size}"
-    return StreamingResponse(
-        download.chunks,
-        status_code=status,
-        media_type=served_type(attachment.mime_type),
-        headers=headers,
+    disposition = f"attachment; filename*=UTF-8''{quote(attachment.file_name)}"
+    return ranged_response(
+        download, served_type(attachment.mime_type), {"Content-Disposition": disposition}
     )

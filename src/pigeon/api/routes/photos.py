@@ -8,13 +8,12 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from pigeon.api.deps import ContainerDep, PrincipalDep
+from pigeon.api.downloads import PRIVATE_FILE_HEADERS, ranged_response
 from pigeon.api.errors import error_responses
 from pigeon.api.photos import photo_out
 from pigeon.api.schemas import PhotoOut, PhotoRequest
 
 router = APIRouter(prefix="/v1", tags=["photos"])
-
-_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=0"}
 
 
 @router.put("/me/photo", response_model=PhotoOut, responses=error_responses(400, 401, 404, 422))
@@ -52,19 +51,6 @@ async def get_photo(
     privacy settings show it to you; otherwise, as for no photo, 404 ``photo_not_found``."""
     if size == "thumbnail":
         thumbnail = await container.photos.thumbnail(principal, user_id)
-        return Response(thumbnail.jpeg, media_type="image/jpeg", headers=_HEADERS)
+        return Response(thumbnail.jpeg, media_type="image/jpeg", headers=PRIVATE_FILE_HEADERS)
     _, download = await container.photos.download(principal, user_id, range_header)
-    headers = {**_HEADERS, "Content-Length": str(download.end - download.start + 1)}
-    headers["Accept-Ranges"] = "bytes"
-    status = 200
-    if download.partial:
-        status = 206
-        headers["Content-Range"] = (
-            f"bytes {download.start}-{download.end}/{download.attachment.size}"
-        )
-    return StreamingResponse(
-        download.chunks,
-        status_code=status,
-        media_type=download.attachment.mime_type,
-        headers=headers,
-    )
+    return ranged_response(download, download.attachment.mime_type)

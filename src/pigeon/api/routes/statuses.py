@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Response
 from fastapi.responses import StreamingResponse
 
 from pigeon.api.deps import ContainerDep, PrincipalDep
+from pigeon.api.downloads import ranged_response
 from pigeon.api.errors import error_responses
 from pigeon.api.schemas import MutedList, StatusIn, StatusList, StatusOut, ViewerList, ViewerOut
 from pigeon.domain.people import Status
@@ -124,21 +125,4 @@ async def status_media(
 ) -> StreamingResponse:
     """A media status's file, for those who may see the status (``Range`` gives 206)."""
     download = await container.statuses.media(principal, status_id, range_header)
-    headers = {
-        "Content-Length": str(download.end - download.start + 1),
-        "Accept-Ranges": "bytes",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "private, max-age=0",
-    }
-    status = 200
-    if download.partial:
-        status = 206
-        headers["Content-Range"] = (
-            f"bytes {download.start}-{download.end}/{download.attachment.size}"
-        )
-    return StreamingResponse(
-        download.chunks,
-        status_code=status,
-        media_type=download.attachment.mime_type,
-        headers=headers,
-    )
+    return ranged_response(download, download.attachment.mime_type)
