@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,14 +137,23 @@ async def paced(
 async def pairs(
     server: PigeonServer, database_url: str, count: int
 ) -> list[tuple[Client, Client, str]]:
+    """``count`` 1:1 chats on one server: (sender, recipient, chat id)."""
+    return await open_pairs([server], database_url, count)
+
+
+async def open_pairs(
+    servers: Sequence[PigeonServer], database_url: str, count: int
+) -> list[tuple[Client, Client, str]]:
+    """``count`` 1:1 chats; with two nodes the sender and the recipient are on different ones."""
     users = await seed(database_url, count * 2)
     chats = await seed_chats(
         database_url, [(users[2 * i].user_id, users[2 * i + 1].user_id) for i in range(count)], True
     )
     result = []
     for i, chat_id in enumerate(chats):
-        sender = await Client.open(server.ws_url, users[2 * i].devices[0][1])
-        receiver = await Client.open(server.ws_url, users[2 * i + 1].devices[0][1])
+        home, away = servers[i % len(servers)], servers[(i + 1) % len(servers)]
+        sender = await Client.open(home.ws_url, users[2 * i].devices[0][1])
+        receiver = await Client.open(away.ws_url, users[2 * i + 1].devices[0][1])
         result.append((sender, receiver, chat_id))
     return result
 
@@ -233,15 +242,22 @@ async def scenario_relay(mode: str, seconds: float, n_pairs: int) -> dict[str, A
         process.wait(10)
 
 
+async def group_online(
+    server: PigeonServer, ws: Workspace, members: int
+) -> tuple[str, list[Client]]:
+    """A group of ``members`` users, each with one device connected."""
+    users = await seed(ws.database.url, members)
+    [chat_id] = await seed_chats(ws.database.url, [[u.user_id for u in users]], False)
+    return chat_id, [await Client.open(server.ws_url, u.devices[0][1]) for u in users]
+
+
 async def scenario_fanout(kind: str, seconds: float, members: int) -> dict[str, Any]:
     async with Workspace(kind) as ws:
         server = PigeonServer(ws.data_dir, ws.database.url)
         server.start()
         try:
             await server.wait_ready()
-            users = await seed(ws.database.url, members)
-            [chat_id] = await seed_chats(ws.database.url, [[u.user_id for u in users]], False)
-            clients = [await Client.open(server.ws_url, u.devices[0][1]) for u in users]
+            chat_id, clients = await group_online(server, ws, members)
             await asyncio.sleep(0.5)
             meter = Meter(server.pid, f"{kind}/fanout")
             sent = await pump(clients[0], chat_id, 5, time.perf_counter() + seconds)
@@ -288,9 +304,7 @@ async def scenario_reads(kind: str, members: int, rounds: int) -> dict[str, Any]
         server.start()
         try:
             await server.wait_ready()
-            users = await seed(ws.database.url, members)
-            [chat_id] = await seed_chats(ws.database.url, [[u.user_id for u in users]], False)
-            clients = [await Client.open(server.ws_url, u.devices[0][1]) for u in users]
+            chat_id, clients = await group_online(server, ws, members)
             readers = clients[1:]
             await asyncio.sleep(0.5)
             meter = Meter(server.pid, f"{kind}/reads")

@@ -37,10 +37,8 @@ from bench.common import (
     latency_ms,
     process_cpu_seconds,
     raise_file_limit,
-    seed,
-    seed_chats,
 )
-from bench.harness import paced, pump
+from bench.harness import open_pairs, paced, pump
 
 # Database numbers of their own, so the tests' buses (db 3) are not disturbed.
 BUSES = {"memory": None, "redis": "redis://127.0.0.1:6379/6", "nats": "nats://127.0.0.1:4222"}
@@ -92,23 +90,6 @@ async def broker_idle_rate(broker: str | None, seconds: float = 2.0) -> float:
     before = broker_cpu(broker)
     await asyncio.sleep(seconds)
     return (broker_cpu(broker) - before) / seconds
-
-
-async def open_pairs(
-    servers: list[PigeonServer], database_url: str, count: int
-) -> list[tuple[Client, Client, str]]:
-    """``count`` 1:1 chats; with two nodes the sender and the recipient are on different ones."""
-    users = await seed(database_url, count * 2)
-    chats = await seed_chats(
-        database_url, [(users[2 * i].user_id, users[2 * i + 1].user_id) for i in range(count)], True
-    )
-    result = []
-    for i, chat_id in enumerate(chats):
-        home, away = servers[i % len(servers)], servers[(i + 1) % len(servers)]
-        sender = await Client.open(home.ws_url, users[2 * i].devices[0][1])
-        receiver = await Client.open(away.ws_url, users[2 * i + 1].devices[0][1])
-        result.append((sender, receiver, chat_id))
-    return result
 
 
 async def measure(
