@@ -147,7 +147,8 @@ def create_sqlite_reader(url: str, keep: int) -> Engine:
     on the loop's thread would stop the whole process. Each transaction is a
     plain ``BEGIN``: a snapshot for the unit's reads, taking no lock. A WAL
     reader waits for nothing but in rare moments (another connection
-    recovering the WAL); the short busy timeout bounds that wait.
+    recovering the WAL); the short busy timeout bounds that wait. The unit
+    begins its transaction on the driver (``storage/sqlite_readers.py``).
     """
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
     engine = sa.create_engine(
@@ -158,11 +159,6 @@ def create_sqlite_reader(url: str, keep: int) -> Engine:
         connect_args={"check_same_thread": False},
     )
     _configure_sqlite(engine, busy_timeout_ms=READER_BUSY_TIMEOUT_MS)
-
-    @event.listens_for(engine, "begin")
-    def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
-
     return engine
 
 

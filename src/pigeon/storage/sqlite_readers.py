@@ -53,6 +53,11 @@ class SqliteReadUnitOfWork(BoundRepositories):
     async def __aenter__(self) -> Self:
         try:
             self._connection = self._readers.connect()
+            # A plain BEGIN on the driver (a snapshot for the unit's reads, no
+            # lock), then SQLAlchemy takes the transaction over, as the writer does.
+            raw = self._connection.connection.dbapi_connection
+            assert isinstance(raw, sqlite3.Connection)
+            raw.execute("BEGIN")
             self._connection.begin()
         except (DBAPIError, OSError, sqlite3.Error) as exc:
             if self._connection is not None:
