@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 # Connections opened with this execution option start a plain (deferred)
 # transaction on SQLite instead of BEGIN IMMEDIATE: only for read-only work.
@@ -18,6 +20,10 @@ READ_ONLY = "pigeon_read_only"
 BUSY_TIMEOUT_MS = 5000
 # How long a read on the event loop's thread may wait in SQLite's rare busy moments.
 READER_BUSY_TIMEOUT_MS = 100
+
+# A pooled PostgreSQL connection idle for longer is pinged before it is used.
+PING_AFTER_IDLE_SECONDS = 5.0
+PING_TIMEOUT_SECONDS = 5.0
 
 # For each target_session_attrs that wants a writable server, the parameters by
 # which a server says it is not one (asyncpg checks the same when it connects;
@@ -34,8 +40,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     Statement parameters never appear in errors or logs: they hold phone
     numbers, token hashes and message text. A PostgreSQL connection is tested
     each time it leaves the pool, so a request never meets one the server has
-    dropped; with several hosts, nor one on a server that no longer takes writes
-    (``_writable_host``, ``_leave_servers_that_stopped_writing``).
+    dropped (``_test_connections_leaving_the_pool``); with several hosts, nor one
+    on a server that no longer takes writes (``_writable_host``,
+    ``_leave_servers_that_stopped_writing``).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -51,9 +58,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         hide_parameters=True,
     )
+    _test_connections_leaving_the_pool(engine.sync_engine)
     _leave_servers_that_stopped_writing(engine.sync_engine, parsed)
     return engine
 
@@ -79,6 +86,39 @@ def create_committer_engine(url: str, pool_size: int) -> AsyncEngine:
     )
     _leave_servers_that_stopped_writing(engine.sync_engine, parsed)
     return engine
+
+
+def _test_connections_leaving_the_pool(engine: Engine) -> None:
+    """A connection leaving the pool is known to be open, for one round trip at most.
+
+    SQLAlchemy's ``pool_pre_ping`` costs three round trips on asyncpg (BEGIN,
+    an empty statement, ROLLBACK) at every checkout: six of the nine a device's
+    connection cost in a reconnect storm. A connection its server closed (a
+    restart, a terminated backend, a failover) is known closed without one:
+    asyncpg saw its socket close. One that sat idle for
+    ``PING_AFTER_IDLE_SECONDS`` is pinged once with an empty statement, for
+    what a socket does not show at once (a peer gone without closing it). A
+    connection in steady use is not pinged: if its server died since it was
+    last returned, that statement fails, the pool drops its connections, and
+    the request gets ``unavailable``, as it would have had the ping seen it.
+    A failed test makes the pool open a new connection for the checkout.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver.is_closed():
+            raise sa_exc.DisconnectionError("the server closed the connection")
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
+            try:
+                await_only(driver.fetchrow(";", timeout=PING_TIMEOUT_SECONDS))
+            except Exception as exc:
+                raise sa_exc.DisconnectionError(f"the connection failed its ping: {exc}") from exc
 
 
 def _writable_host(url: URL) -> URL:
