@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import User
@@ -19,6 +20,7 @@ from pigeon.domain.people import (
     StatusAudience,
     StatusList,
 )
+from pigeon.storage.asyncpg_reads import AsyncpgSelect, read_only_driver
 from pigeon.storage.repositories import user_of_row
 from pigeon.storage.schema import (
     attachments,
@@ -28,6 +30,37 @@ from pigeon.storage.schema import (
     profile_photos,
     status_lists,
     users,
+)
+
+
+def _last_seen_audience(viewers: sa.BindParameter[Any]) -> sa.CompoundSelect[str, str]:
+    """The owner's last-seen setting, and which of the viewers the owner blocked or
+    keeps as contacts: one statement, as it runs on every connect."""
+    owner: sa.BindParameter[str] = sa.bindparam("owner_id")
+    return sa.union_all(
+        sa.select(sa.literal("p").label("kind"), privacy_settings.c.last_seen.label("v")).where(
+            privacy_settings.c.user_id == owner
+        ),
+        sa.select(sa.literal("b"), blocks.c.blocked_id).where(
+            blocks.c.blocker_id == owner, _among(blocks.c.blocked_id, viewers)
+        ),
+        sa.select(sa.literal("c"), contacts.c.contact_id).where(
+            contacts.c.owner_id == owner, _among(contacts.c.contact_id, viewers)
+        ),
+    )
+
+
+def _among(column: sa.Column[Any], values: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    if values.expanding:
+        return column.in_(values)
+    return column == sa.any_(values)
+
+
+# Built once: building the union cost more than running it (0.3 of 0.5 ms on
+# PostgreSQL). Through SQLAlchemy the viewers are an expanding IN, on asyncpg an array.
+_LAST_SEEN_AUDIENCE = _last_seen_audience(sa.bindparam("viewers", expanding=True))
+_LAST_SEEN_AUDIENCE_ON_DRIVER = AsyncpgSelect(
+    _last_seen_audience(sa.bindparam("viewers", type_=ARRAY(sa.String)))
 )
 
 
@@ -299,20 +332,15 @@ class SqlPeopleRepository:
     ) -> tuple[Audience, set[str], set[str]]:
         """In one statement (it runs on every connect): the owner's last-seen setting,
         which viewers the owner blocked, and which are the owner's contacts."""
-        viewers = sorted(set(viewer_ids))
-        query = sa.union_all(
-            sa.select(sa.literal("p").label("kind"), privacy_settings.c.last_seen.label("v")).where(
-                privacy_settings.c.user_id == owner_id
-            ),
-            sa.select(sa.literal("b"), blocks.c.blocked_id).where(
-                blocks.c.blocker_id == owner_id, blocks.c.blocked_id.in_(viewers)
-            ),
-            sa.select(sa.literal("c"), contacts.c.contact_id).where(
-                contacts.c.owner_id == owner_id, contacts.c.contact_id.in_(viewers)
-            ),
-        )
+        params = {"owner_id": owner_id, "viewers": sorted(set(viewer_ids))}
+        driver = read_only_driver(self._conn)
+        rows: Iterable[Sequence[Any]]
+        if driver is not None:  # every connect reads it: straight to asyncpg
+            rows = await _LAST_SEEN_AUDIENCE_ON_DRIVER.fetch(driver, **params)
+        else:
+            rows = await self._conn.execute(_LAST_SEEN_AUDIENCE, params)
         audience, blocked, known = DEFAULT_PRIVACY.last_seen, set(), set()
-        for kind, value in await self._conn.execute(query):
+        for kind, value in rows:
             if kind == "p":
                 audience = Audience(value)
             elif kind == "b":
