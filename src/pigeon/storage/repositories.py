@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.services.ports import CodeAttempt
+from pigeon.storage.asyncpg_reads import AsyncpgSelect, read_only_driver
 from pigeon.storage.schema import devices, inbox_counters, users, verification_codes
 
 
@@ -30,8 +31,7 @@ def user_of_row(row: sa.Row[Any]) -> User:
     )
 
 
-def _device(row: sa.Row[Any]) -> Device:
-    m = row._mapping
+def _device(m: Mapping[Any, Any]) -> Device:
     return Device(
         id=m["id"],
         user_id=m["user_id"],
@@ -103,6 +103,7 @@ class SqlUserRepository:
 _DEVICE_BY_ACCESS_HASH = sa.select(devices).where(
     devices.c.access_token_hash == sa.bindparam("token_hash")
 )
+_DEVICE_BY_ACCESS_HASH_ON_DRIVER = AsyncpgSelect(_DEVICE_BY_ACCESS_HASH)
 
 
 class SqlDeviceRepository:
@@ -128,22 +129,26 @@ class SqlDeviceRepository:
 
     async def _one(self, condition: sa.ColumnElement[bool]) -> Device | None:
         row = (await self._conn.execute(sa.select(devices).where(condition))).first()
-        return _device(row) if row else None
+        return _device(row._mapping) if row else None
 
     async def get(self, device_id: str) -> Device | None:
         return await self._one(devices.c.id == device_id)
 
     async def get_by_access_hash(self, token_hash: str) -> Device | None:
+        driver = read_only_driver(self._conn)
+        if driver is not None:  # every connect reads it: straight to asyncpg
+            found = await _DEVICE_BY_ACCESS_HASH_ON_DRIVER.fetch(driver, token_hash=token_hash)
+            return _device(found[0]) if found else None
         result = await self._conn.execute(_DEVICE_BY_ACCESS_HASH, {"token_hash": token_hash})
         row = result.first()
-        return _device(row) if row else None
+        return _device(row._mapping) if row else None
 
     async def get_by_refresh_hash(self, token_hash: str) -> Device | None:
         return await self._one(devices.c.refresh_token_hash == token_hash)
 
     async def list_for_user(self, user_id: str) -> Sequence[Device]:
         query = sa.select(devices).where(devices.c.user_id == user_id).order_by(devices.c.id)
-        return [_device(row) for row in await self._conn.execute(query)]
+        return [_device(row._mapping) for row in await self._conn.execute(query)]
 
     async def count_for_user(self, user_id: str) -> int:
         query = sa.select(sa.func.count()).where(devices.c.user_id == user_id)

@@ -27,6 +27,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.services.ports import StorageError
+from pigeon.storage.asyncpg_reads import read_only_driver
 
 Row = Sequence[Any]
 
@@ -105,15 +106,16 @@ class AsyncpgExecutor:
     first statement goes through SQLAlchemy (which sends BEGIN before it), and
     once the transaction is open the rest go to the asyncpg connection itself,
     in the same transaction: no extra round trip for the BEGIN, and none of
-    SQLAlchemy's per-statement work after it. The connection's type codecs are
-    SQLAlchemy's (JSON columns arrive decoded).
+    SQLAlchemy's per-statement work after it. A read-only unit has no
+    transaction to begin, so all its statements go to asyncpg. The
+    connection's type codecs are SQLAlchemy's (JSON columns arrive decoded).
     """
 
     __slots__ = ("_conn", "_driver")
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
-        self._driver: Any = None
+        self._driver: Any = read_only_driver(conn)
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Row]:
         if self._driver is None:

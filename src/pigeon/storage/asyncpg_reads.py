@@ -1,0 +1,63 @@
+"""Selects run on asyncpg itself, for the reads every connecting device makes.
+
+On PostgreSQL a select through SQLAlchemy's async bridge costs ~120 µs of
+CPU; the same select on the asyncpg connection ~45 µs. A device that
+connects reads its token, its contacts and who of them may see it online,
+and in a reconnect storm thousands do at once, so those reads go to the
+driver (docs/performance.md, "Third round").
+
+Only in PostgreSQL's read-only units of work: they run outside a transaction
+(``uow.read_only_options``), so a statement on the driver misses no
+transaction of SQLAlchemy's. The statement is still written once, in Core,
+and compiled once for asyncpg.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ClauseElement
+
+from pigeon.services.ports import StorageError
+from pigeon.storage.engine import READ_ONLY
+
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class AsyncpgSelect:
+    """A Core select compiled once for asyncpg; its parameters are passed by name."""
+
+    __slots__ = ("_params", "_sql")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=_DIALECT)
+        self._sql = str(compiled)
+        positions = getattr(compiled, "positiontup", None) or []  # a SQLCompiler's
+        # Literals (``sa.literal("p")``) are parameters too, with their values.
+        self._params = [(name, compiled.params[name]) for name in positions]
+
+    async def fetch(self, driver: Any, **params: Any) -> list[asyncpg.Record]:
+        args = [params.get(name, value) for name, value in self._params]
+        try:
+            rows: list[asyncpg.Record] = await driver.fetch(self._sql, *args)
+        except _ERRORS as exc:
+            raise StorageError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+        return rows
+
+
+def read_only_driver(conn: AsyncConnection) -> Any | None:
+    """The asyncpg connection under ``conn`` if it serves a read-only PostgreSQL unit.
+
+    SQLite's readers hand repositories a connection of their own
+    (``sqlite_readers.py``), which has no ``sync_connection``.
+    """
+    sync = getattr(conn, "sync_connection", None)
+    if sync is None or sync.dialect.name != "postgresql":
+        return None
+    if not sync.get_execution_options().get(READ_ONLY):
+        return None
+    return sync.connection.driver_connection
