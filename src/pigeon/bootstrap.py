@@ -93,7 +93,7 @@ from pigeon.storage.delivery import (
 from pigeon.storage.engine import create_committer_engine, create_engine
 from pigeon.storage.sqlite_readers import SqliteReaders
 from pigeon.storage.sqlite_writer import SqliteWriter
-from pigeon.storage.uow import DeliveryFactory, SqlUnitOfWork
+from pigeon.storage.uow import DeliveryFactory, SqlUnitOfWork, read_only_options
 
 
 class NodeBus(Bus, Presence, Protocol):
@@ -378,9 +378,13 @@ def units_of_work(engine: AsyncEngine) -> UnitOfWorkFactory:
     delivery: DeliveryFactory = (
         _sqlite_delivery if engine.url.get_backend_name() == "sqlite" else _postgres_delivery
     )
+    # Set once on an engine that shares the pool, not on each unit's connection.
+    reader = engine.execution_options(**read_only_options(engine.dialect.name))
 
     def uow(*, read_only: bool = False, housekeeping: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, delivery, read_only=read_only)
+        if read_only:
+            return SqlUnitOfWork(reader, delivery, read_only=True)
+        return SqlUnitOfWork(engine, delivery)
 
     return uow
 

@@ -69,20 +69,26 @@ def raise_as_storage_error(exc: BaseException | None) -> None:
 
 
 class SqlUnitOfWork(BoundRepositories):
+    """A unit of work on a pooled connection.
+
+    A read-only unit's ``engine`` carries ``read_only_options``. On PostgreSQL
+    it then has no transaction at all: nothing to begin, nothing to roll
+    back, and closing it makes no round trip.
+    """
+
     def __init__(
         self, engine: AsyncEngine, delivery: DeliveryFactory, *, read_only: bool = False
     ) -> None:
         self._engine = engine
         self._delivery = delivery
-        self._read_only = read_only
+        self._transactional = not (read_only and engine.dialect.name == "postgresql")
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
         try:
             self._conn = await self._engine.connect()
-            if self._read_only:
-                await self._conn.execution_options(**self._read_options())
-            await self._conn.begin()
+            if self._transactional:
+                await self._conn.begin()
         except (DBAPIError, OSError) as exc:
             if self._conn is not None:
                 await self._conn.close()
@@ -101,6 +107,12 @@ class SqlUnitOfWork(BoundRepositories):
     ) -> None:
         assert self._conn is not None
         conn, self._conn = self._conn, None
+        if not self._transactional:
+            # Returning an autocommit connection makes no round trip, so nothing
+            # can cut it short.
+            await conn.close()
+            raise_as_storage_error(exc)
+            return
         # Shielded: a task cancelled here (a socket closing while its backlog is
         # read) still rolls back and returns its connection whole, instead of
         # leaving the pool a half-reset connection and a logged traceback.
@@ -116,18 +128,19 @@ class SqlUnitOfWork(BoundRepositories):
         assert self._conn is not None
         await self._conn.commit()
 
-    def _read_options(self) -> dict[str, object]:
-        """A read-only unit's connection options.
 
-        On PostgreSQL it runs outside a transaction: under READ COMMITTED each
-        statement takes its own snapshot anyway, so BEGIN and ROLLBACK were
-        two round trips that changed nothing (a device connecting reads in
-        three such units). On SQLite the transaction is a plain BEGIN: one
-        snapshot for the unit's reads.
-        """
-        if self._engine.dialect.name == "postgresql":
-            return {READ_ONLY: True, "isolation_level": "AUTOCOMMIT"}
-        return {READ_ONLY: True}
+def read_only_options(dialect: str) -> dict[str, object]:
+    """The options of the engine that read-only units of work connect through.
+
+    On PostgreSQL they run outside a transaction: under READ COMMITTED each
+    statement takes its own snapshot anyway, so BEGIN and ROLLBACK were two
+    round trips that changed nothing (a device connecting reads in three such
+    units). On SQLite the transaction is a plain BEGIN: one snapshot for the
+    unit's reads.
+    """
+    if dialect == "postgresql":
+        return {READ_ONLY: True, "isolation_level": "AUTOCOMMIT"}
+    return {READ_ONLY: True}
 
 
 async def _release(conn: AsyncConnection) -> None:
