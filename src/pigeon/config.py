@@ -223,6 +223,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Connections the kernel holds until accepted (capped by net.core.somaxconn).",
     )
+    listen_sockets: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Listening sockets on the port (SO_REUSEPORT); each turn of the event "
+        "loop accepts one connection per socket.",
+    )
     # -- people: statuses and email (issue 16) -----------------------------------
     status_ttl_hours: float = Field(24, gt=0, description="A status expires this long after.")
     status_max_length: int = Field(700, ge=1, description="Characters of a status or caption.")

@@ -82,12 +82,43 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
     )
 
 
+def listening_sockets(config: uvicorn.Config, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on one port (SO_REUSEPORT), the kernel spreading
+    new connections over them.
+
+    uvloop accepts one connection per listening socket per turn of the event
+    loop. In a reconnect storm a busy loop took ~850 connections a second from
+    one socket while the kernel's queue behind it stayed full (somaxconn caps
+    it at 4096 here): new connections' SYNs were dropped and their clients came
+    back 1, 3 and 7 s later. With several sockets each turn accepts several,
+    and each socket has a queue of its own. A port of 0 is chosen by the first.
+    """
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    port = config.port
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((config.host, port))
+            port = sock.getsockname()[1]
+            sock.set_inheritable(True)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 def serve_in_this_process(settings: Settings) -> bool:
     """Run until stopped; False if the server could not start (the port is taken, say)."""
     from pigeon.api.app import create_app
 
-    server = AnnouncingServer(uvicorn_config(settings, create_app(settings)))
-    server.run()
+    config = uvicorn_config(settings, create_app(settings))
+    server = AnnouncingServer(config)
+    server.run(sockets=listening_sockets(config, settings.listen_sockets))
     return server.started
 
 
@@ -100,9 +131,9 @@ def serve_in_processes(settings: Settings, overrides: dict[str, Any]) -> bool:
     config = uvicorn_config(
         settings, f"{__name__}:app_from_environment", factory=True, workers=settings.workers
     )
-    listening = config.bind_socket()
-    log.info("pigeon.workers", workers=settings.workers, url=http_url(listening))
-    Multiprocess(config, sockets=[listening]).run()
+    listening = listening_sockets(config, settings.listen_sockets)
+    log.info("pigeon.workers", workers=settings.workers, url=http_url(listening[0]))
+    Multiprocess(config, sockets=listening).run()
     log.info("pigeon.stopped")
     return True
 
