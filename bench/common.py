@@ -64,6 +64,31 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cluster_cpu_seconds() -> float:
+    """CPU of every PostgreSQL process on this machine, including backends that exited.
+
+    A backend that exits takes its CPU with it, but the postmaster collects
+    it as its children's time: a pool that opens and closes connections
+    shows up here (``PostgresBackends`` counts only the live ones).
+    """
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name, rest = (entry / "stat").read_text().split(") ", 1)
+        except OSError:  # gone meanwhile
+            continue
+        if not name.endswith("(postgres"):
+            continue
+        fields = rest.split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if fields[1] == "1":  # the postmaster (its parent is init): its reaped children
+            total += int(fields[13]) + int(fields[14])
+    return total / tick
+
+
 def process_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -411,3 +436,19 @@ class Workspace:
     async def __aexit__(self, *exc: object) -> None:
         await self.database.drop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_profiler(pid: int, label: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the server for the measured span, when PIGEON_BENCH_PROFILE names a folder."""
+    folder = os.environ.get("PIGEON_BENCH_PROFILE")
+    if not folder or not label:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    output = Path(folder) / f"{label.replace('/', '-')}.txt"
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    # --gil: only samples that hold the GIL, so idle worker threads do not drown the loop's.
+    # --nonblocking: py-spy does not stop the server for each sample; stopping it
+    # made lines with a system call look several times heavier than they are.
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
+    command += ["--gil", "--nonblocking", "--output", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)

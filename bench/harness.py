@@ -43,26 +43,11 @@ from bench.common import (
     raise_file_limit,
     seed,
     seed_chats,
+    start_profiler,
     wait_healthy,
 )
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def start_profiler(pid: int, label: str) -> subprocess.Popen[bytes] | None:
-    """py-spy on the server for the measured span, when PIGEON_BENCH_PROFILE names a folder."""
-    folder = os.environ.get("PIGEON_BENCH_PROFILE")
-    if not folder or not label:
-        return None
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    output = Path(folder) / f"{label.replace('/', '-')}.txt"
-    py_spy = str(Path(sys.executable).parent / "py-spy")
-    # --gil: only samples that hold the GIL, so idle worker threads do not drown the loop's.
-    # --nonblocking: py-spy does not stop the server for each sample; stopping it
-    # made lines with a system call look several times heavier than they are.
-    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
-    command += ["--gil", "--nonblocking", "--output", str(output)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
 def machine_steal() -> float:

@@ -61,6 +61,7 @@ class PostgresBackends:
     def __init__(self, database: str) -> None:
         self._database = database
         self._start: dict[int, float] = {}
+        self._sessions = 0
 
     async def _seconds(self) -> dict[int, float]:
         conn = await asyncpg.connect(POSTGRES)
@@ -81,6 +82,21 @@ class PostgresBackends:
 
     async def start(self) -> None:
         self._start = await self._seconds()
+        self._sessions = await self._sessions_so_far()
+
+    async def _sessions_so_far(self) -> int:
+        conn = await asyncpg.connect(POSTGRES)
+        try:
+            found = await conn.fetchval(
+                "SELECT sessions FROM pg_stat_database WHERE datname = $1", self._database
+            )
+        finally:
+            await conn.close()
+        return int(found or 0)
+
+    async def sessions_opened(self) -> int:
+        """Connections opened to the database since ``start`` (PostgreSQL 14 and later)."""
+        return await self._sessions_so_far() - self._sessions
 
     async def stop(self) -> float:
         end = await self._seconds()

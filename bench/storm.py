@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -28,11 +29,14 @@ from bench.common import (
     Workspace,
     latency_ms,
     pin_generator,
+    postgres_cluster_cpu_seconds,
     process_cpu_seconds,
     raise_file_limit,
     seed,
     seed_chats,
+    start_profiler,
 )
+from bench.ordinary import PostgresBackends
 
 CONNECTED = 20
 COMMAND_INTERVAL = 0.1  # seconds between one connected device's commands
@@ -123,6 +127,11 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
             await asyncio.sleep(2.0)  # the commands' latency before the storm
             started = time.monotonic()
             server_cpu, generator_cpu = process_cpu_seconds(server.pid), time.process_time()
+            profiler = start_profiler(server.pid, f"{kind}-storm")
+            backends = PostgresBackends(ws.database.name) if kind == "postgresql" else None
+            if backends:
+                await backends.start()
+                postgres_cpu = postgres_cluster_cpu_seconds()
             step = RAMP_SECONDS / max(devices, 1)
             drained_at = await asyncio.gather(
                 *(
@@ -133,6 +142,13 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
             drained = sorted(t for t in drained_at if t is not None)
             ended = drained[-1] if drained else time.monotonic()
             server_cpu = process_cpu_seconds(server.pid) - server_cpu
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(30)
+            if backends:
+                # The whole cluster's: the pool's overflow connections close as they return.
+                postgres_cpu = postgres_cluster_cpu_seconds() - postgres_cpu
+                sessions = await backends.sessions_opened()
             generator_cpu = time.process_time() - generator_cpu
             await asyncio.sleep(1.0)
             commanding.stdin.write(b"stop\n")
@@ -151,6 +167,16 @@ async def scenario_storm(kind: str, devices: int, **settings: Any) -> dict[str, 
                 "server_cpu_share": round(server_cpu / max(ended - started, 1e-9), 2),
                 "generator_cpu_share": round(generator_cpu / max(ended - started, 1e-9), 2),
                 "server_cpu_ms_per_device": round(server_cpu * 1000 / max(len(drained), 1), 2),
+                **(
+                    {
+                        "postgres_cpu_ms_per_device": round(
+                            postgres_cpu * 1000 / max(len(drained), 1), 2
+                        ),
+                        "postgres_sessions_opened": sessions,
+                    }
+                    if backends
+                    else {}
+                ),
                 "commands_during": len(during),
                 "commands_refused": refused,
                 **{f"before_{k}": v for k, v in latency_ms(before).items() if k != "max_ms"},
