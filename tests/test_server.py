@@ -200,3 +200,68 @@ def test_serve_says_where_it_listens_and_when_it_stopped(tmp_path: Path) -> None
 
         assert server.stop() == 0, server.output()
         assert server.output().splitlines()[-1].endswith("pigeon.stopped")
+
+
+def _serve_on(port: int, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``pigeon serve`` on ``port``, expected to stop by itself."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    return subprocess.run(
+        [str(PIGEON), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+
+
+def test_serve_refuses_a_port_something_else_listens_on(tmp_path: Path) -> None:
+    """Pigeon listens on several sockets of one port (SO_REUSEPORT), but never joins
+    sockets another program, or another Pigeon, has there: it says so and exits."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        done = _serve_on(holder.getsockname()[1], tmp_path / "beside-a-socket")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "pigeon.cannot_listen" in done.stdout + done.stderr
+    assert "Address already in use" in done.stdout + done.stderr
+
+    with pigeon_serve(tmp_path / "first") as first:
+        first.wait_until_healthy()
+        done = _serve_on(int(first.base_url.rsplit(":", 1)[1]), tmp_path / "second")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Address already in use" in done.stdout + done.stderr
+        assert not (tmp_path / "second" / "pigeon.db").exists()
+        assert first.stop() == 0, first.output()
+
+
+def test_the_listening_sockets_share_one_port_and_each_accepts() -> None:
+    import uvicorn
+
+    from pigeon.cli.serving import listening_sockets
+
+    sockets = listening_sockets(uvicorn.Config(app=None, host="127.0.0.1", port=0), 3)
+    try:
+        [port] = {sock.getsockname()[1] for sock in sockets}
+        for sock in sockets:
+            sock.listen(128)
+            sock.setblocking(False)
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(60)]
+        accepted = [0] * len(sockets)
+        for index, sock in enumerate(sockets):
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    break
+                conn.close()
+                accepted[index] += 1
+        for client in clients:
+            client.close()
+        # The kernel spreads connections by their addresses: 60 over 3 leave none
+        # empty but with odds of about 1 in 10^10.
+        assert sum(accepted) == 60
+        assert min(accepted) > 0, accepted
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -91,11 +91,19 @@ def listening_sockets(config: uvicorn.Config, count: int) -> list[socket.socket]
     one socket while the kernel's queue behind it stayed full (somaxconn caps
     it at 4096 here): new connections' SYNs were dropped and their clients came
     back 1, 3 and 7 s later. With several sockets each turn accepts several,
-    and each socket has a queue of its own. A port of 0 is chosen by the first.
+    and each socket has a queue of its own.
+
+    The port is first bound alone, without SO_REUSEPORT, so a port that
+    anything else listens on (another Pigeon too, whose sockets would
+    otherwise share it) is refused as uvicorn would refuse it. A port of 0
+    becomes the one that bind chose. Raises ``OSError`` when it cannot bind.
     """
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((config.host, config.port))
+        port = probe.getsockname()[1]
     sockets: list[socket.socket] = []
-    port = config.port
     try:
         for _ in range(count):
             sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -103,7 +111,6 @@ def listening_sockets(config: uvicorn.Config, count: int) -> list[socket.socket]
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((config.host, port))
-            port = sock.getsockname()[1]
             sock.set_inheritable(True)
     except OSError:
         for sock in sockets:
@@ -112,13 +119,24 @@ def listening_sockets(config: uvicorn.Config, count: int) -> list[socket.socket]
     return sockets
 
 
+def _listen(config: uvicorn.Config, settings: Settings) -> list[socket.socket] | None:
+    try:
+        return listening_sockets(config, settings.listen_sockets)
+    except OSError as exc:
+        log.error("pigeon.cannot_listen", host=settings.host, port=settings.port, error=str(exc))
+        return None
+
+
 def serve_in_this_process(settings: Settings) -> bool:
     """Run until stopped; False if the server could not start (the port is taken, say)."""
     from pigeon.api.app import create_app
 
     config = uvicorn_config(settings, create_app(settings))
+    sockets = _listen(config, settings)
+    if sockets is None:
+        return False
     server = AnnouncingServer(config)
-    server.run(sockets=listening_sockets(config, settings.listen_sockets))
+    server.run(sockets=sockets)
     return server.started
 
 
@@ -131,7 +149,9 @@ def serve_in_processes(settings: Settings, overrides: dict[str, Any]) -> bool:
     config = uvicorn_config(
         settings, f"{__name__}:app_from_environment", factory=True, workers=settings.workers
     )
-    listening = listening_sockets(config, settings.listen_sockets)
+    listening = _listen(config, settings)
+    if listening is None:
+        return False
     log.info("pigeon.workers", workers=settings.workers, url=http_url(listening[0]))
     Multiprocess(config, sockets=listening).run()
     log.info("pigeon.stopped")
