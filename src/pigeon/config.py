@@ -31,7 +31,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite at <data_dir>/pigeon.db"
     )
-    database_pool_size: int = Field(10, ge=1)
+    database_pool_size: int = Field(
+        20,
+        ge=1,
+        description="Connections kept per process; PostgreSQL may open half as many again.",
+    )
     auto_migrate: bool = Field(True, description="Apply pending migrations on `pigeon serve`.")
     redis_url: str | None = Field(None, description="Used for rate limits when set.")
     bus_url: str | None = Field(
