@@ -131,12 +131,16 @@ class DeviceConnection:
         bus, presence = self.services.bus, self.services.presence
         await self.services.messaging.settle_acks(self.device_id)
         await bus.attach(self)
-        self.request_pump()
         try:
+            # Before the pump's first read, not beside it: a newcomer holds one
+            # database connection at a time, so the handshakes the admission gate
+            # lets through (2 connections each, side by side) cannot take the
+            # whole pool from connected devices' commands.
             try:
                 await presence.announce(self.principal, online=True)
             except StorageError:
                 log.warning("gateway.presence_unavailable", device_id=self.device_id)
+            self.request_pump()
             await self._read()
         finally:
             await bus.detach(self)  # first, so no new pump starts after this
