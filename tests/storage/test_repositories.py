@@ -14,6 +14,7 @@ from pigeon.bootstrap import units_of_work
 from pigeon.domain.chats import Chat, ChatKind, Member, Role, direct_key
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
+from pigeon.domain.people import DEFAULT_PRIVACY, Audience, Privacy
 from pigeon.services.ports import CodeAttempt, StorageError
 from pigeon.storage.engine import create_engine
 from pigeon.storage.schema import users
@@ -485,3 +486,56 @@ async def test_add_directs_keeps_a_chat_another_request_made_first(engine: Async
         assert await uow.chats.get(late[0].id) is None
         assert {m.user_id for m in await uow.chats.members(first.id)} == {alice.id, bob.id}
         assert {m.user_id for m in await uow.chats.members(fresh[0].id)} == {alice.id, carol.id}
+
+
+async def test_the_reads_of_a_connect_agree_in_read_only_and_writing_units(
+    engine: AsyncEngine,
+) -> None:
+    """Every connect reads its token, its contacts and who may see it online. In a
+    read-only unit on PostgreSQL these run on asyncpg itself (storage/asyncpg_reads.py):
+    they must read what a unit of SQLAlchemy's reads, timestamps in UTC included."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    alice, bob, carol, dave = (make_user(f"+1415555020{i}") for i in range(4))
+    device = make_device(alice.id)
+    async with units_of_work(engine)() as uow:
+        for person in (alice, bob, carol, dave):
+            await uow.users.add(person)
+        await uow.devices.add(device)
+        for other in (bob, carol):
+            chat = Chat(
+                new_id(),
+                ChatKind.DIRECT,
+                "",
+                alice.id,
+                now,
+                direct_key=direct_key(alice.id, other.id),
+            )
+            await uow.chats.add(
+                chat, [Member(chat.id, u, Role.MEMBER, now) for u in (alice.id, other.id)]
+            )
+        await uow.people.block(alice.id, carol.id, now)
+        await uow.people.add_contacts(alice.id, [bob.id], now)
+        await uow.people.set_privacy(alice.id, Privacy(last_seen=Audience.CONTACTS), now)
+        await uow.commit()
+
+    async def connect_reads(read_only: bool) -> tuple[object, ...]:
+        async with units_of_work(engine)(read_only=read_only) as uow:
+            return (
+                await uow.devices.get_by_access_hash(device.access_token_hash),
+                await uow.devices.get_by_access_hash("unknown"),
+                await uow.chats.contacts(alice.id),
+                await uow.chats.contacts(dave.id),
+                await uow.people.last_seen_audience(alice.id, [bob.id, carol.id, dave.id]),
+                await uow.people.last_seen_audience(dave.id, [alice.id]),
+            )
+
+    reads = await connect_reads(read_only=True)
+    assert reads == await connect_reads(read_only=False)
+    found, unknown, contacts, none, audience, default = reads
+    assert found == device
+    assert unknown is None
+    assert found.access_expires_at.tzinfo is not None
+    assert contacts == {bob.id, carol.id}
+    assert none == set()
+    assert audience == (Audience.CONTACTS, {carol.id}, {bob.id})
+    assert default == (DEFAULT_PRIVACY.last_seen, set(), set())
