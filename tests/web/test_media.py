@@ -6,6 +6,7 @@ import hashlib
 import io
 import random
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -89,6 +90,18 @@ def test_an_image_goes_through_with_progress_and_arrives_byte_for_byte(web: Web)
     web.screenshot(bob, "image-viewer")
     bob.page.keyboard.press("Escape")
     expect(bob.by("image-viewer")).to_be_hidden()
+
+    # Its Download saves the device's copy, byte for byte; its Close button closes it.
+    received.click()
+    viewer = bob.by("image-viewer")
+    expect(viewer).to_be_visible()
+    with bob.page.expect_download() as saving:
+        viewer.get_by_test_id("viewer-download").click()
+    saved = saving.value
+    assert saved.suggested_filename == "garden.png"
+    assert Path(saved.path()).read_bytes() == photo
+    viewer.get_by_test_id("viewer-close").click()
+    expect(viewer).to_be_hidden()
 
     # The image stays after a reload, from IndexedDB (the server no longer has the message).
     bob.page.reload()
@@ -297,4 +310,14 @@ def test_a_video_shows_the_poster_its_sender_made_and_plays_in_the_viewer(web: W
     expect(video).to_have_attribute("src", BLOB_URL, timeout=WAIT_MS)
     assert video.evaluate(PLAYABLE) == 320
     bob.page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+    # The same Download and Close as the image viewer's.
+    poster.click()
+    expect(viewer).to_be_visible()
+    with bob.page.expect_download() as saving:
+        viewer.get_by_test_id("viewer-download").click()
+    assert saving.value.suggested_filename == "garden.webm"
+    assert Path(saving.value.path()).read_bytes() == clip
+    viewer.get_by_test_id("viewer-close").click()
     expect(viewer).to_be_hidden()

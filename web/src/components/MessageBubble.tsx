@@ -60,11 +60,11 @@ export function MessageBubble({ engine, snap, message, status, onReply }: Props)
 function ViewerActions({ url, fileName }: { url: string | undefined; fileName: string }) {
   return (
     <form method="dialog">
-      <button type="submit" autoFocus>
+      <button type="submit" autoFocus data-testid="viewer-close">
         {strings.close}
       </button>
       {url && (
-        <a href={url} download={fileName}>
+        <a href={url} download={fileName} data-testid="viewer-download">
           {strings.download}
         </a>
       )}
