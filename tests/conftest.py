@@ -28,7 +28,7 @@ from pigeon.config import Settings
 from pigeon.storage import migrate
 from pigeon.storage.engine import create_engine
 from pigeon.storage.schema import metadata
-from tests.support import FakeClock, Outbox
+from tests.support import FakeClock, Outbox, migrated_sqlite
 
 POSTGRES_URL = os.environ.get(
     "PIGEON_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -89,13 +89,7 @@ async def _truncate(url: str) -> None:
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty, migrated database on each engine in turn."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'pigeon.db'}"
-        engine = create_engine(url)
-        try:
-            await migrate.upgrade(engine)
-        finally:
-            await engine.dispose()
-        return url
+        return await migrated_sqlite(tmp_path / "pigeon.db")
     url = str(request.getfixturevalue("postgres_url"))
     await _truncate(url)
     return url

@@ -15,7 +15,20 @@ import httpx
 
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import Device, Platform
+from pigeon.storage import migrate
+from pigeon.storage.engine import create_engine
 from tests.live import WsClient
+
+
+async def migrated_sqlite(path: Path) -> str:
+    """The URL of a new SQLite database at ``path``, migrated to the latest schema."""
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = create_engine(url)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
 
 
 def make_device(

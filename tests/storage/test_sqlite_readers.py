@@ -4,36 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pigeon.domain.ids import new_id
-from pigeon.domain.models import User
-from pigeon.storage import migrate
-from pigeon.storage.engine import create_engine
 from pigeon.storage.sqlite_readers import SqliteReaders
 from pigeon.storage.sqlite_writer import SqliteWriter
-
-T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+from tests.storage.sqlite_support import add_user
+from tests.support import migrated_sqlite
 
 
 @pytest.fixture
 async def url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'pigeon.db'}"
-    engine = create_engine(url)
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
-    return url
-
-
-async def add_user(writer: SqliteWriter, phone: str) -> None:
-    async with writer() as uow:
-        await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
-        await uow.commit()
+    return await migrated_sqlite(tmp_path / "pigeon.db")
 
 
 async def test_a_read_sees_what_is_committed_while_another_writer_holds_the_lock(

@@ -5,35 +5,22 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import User
-from pigeon.storage import migrate
-from pigeon.storage.engine import create_engine
 from pigeon.storage.sqlite_writer import SqliteWriter
-
-T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+from tests.storage.sqlite_support import T0, add_user
+from tests.support import migrated_sqlite
 
 
 @pytest.fixture
 async def database(tmp_path: Path) -> Path:
     path = tmp_path / "pigeon.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
+    await migrated_sqlite(path)
     return path
-
-
-async def add_user(writer: SqliteWriter, phone: str) -> None:
-    async with writer() as uow:
-        await uow.users.add(User(id=new_id(), phone=phone, created_at=T0))
-        await uow.commit()
 
 
 async def add_then_fail(writer: SqliteWriter, phone: str) -> None:
