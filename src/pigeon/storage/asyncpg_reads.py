@@ -9,17 +9,19 @@ driver (docs/performance.md, "Third round").
 Only in PostgreSQL's read-only units of work: they run outside a transaction
 (``uow.read_only_options``), so a statement on the driver misses no
 transaction of SQLAlchemy's. The statement is still written once, in Core,
-and compiled once for asyncpg.
+and compiled once for asyncpg; a repository runs it as a ``ConnectRead``,
+which picks the path.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Executable
 
 from pigeon.services.ports import StorageError
 from pigeon.storage.engine import READ_ONLY
@@ -61,3 +63,25 @@ def read_only_driver(conn: AsyncConnection) -> Any | None:
     if not sync.get_execution_options().get(READ_ONLY):
         return None
     return sync.connection.driver_connection
+
+
+class ConnectRead:
+    """A select every connect makes: on asyncpg itself in PostgreSQL's read-only units,
+    through SQLAlchemy everywhere else. Rows come back as mappings by column name.
+
+    ``on_driver`` is the same select written for asyncpg, where it must differ
+    (an array where SQLAlchemy expands a list into an ``IN``).
+    """
+
+    __slots__ = ("_on_driver", "_statement")
+
+    def __init__(self, statement: Executable, on_driver: ClauseElement | None = None) -> None:
+        self._statement = statement
+        same = cast(ClauseElement, statement)  # a select is both
+        self._on_driver = AsyncpgSelect(on_driver if on_driver is not None else same)
+
+    async def rows(self, conn: AsyncConnection, **params: Any) -> Sequence[Mapping[Any, Any]]:
+        driver = read_only_driver(conn)
+        if driver is not None:
+            return await self._on_driver.fetch(driver, **params)
+        return (await conn.execute(self._statement, params)).mappings().all()

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.chats import Chat, ChatKind, Member, Role
-from pigeon.storage.asyncpg_reads import AsyncpgSelect, read_only_driver
+from pigeon.storage.asyncpg_reads import ConnectRead
 from pigeon.storage.schema import chat_members, chats
 
 
@@ -62,7 +62,7 @@ _CONTACTS = (
     )
     .distinct()
 )
-_CONTACTS_ON_DRIVER = AsyncpgSelect(_CONTACTS)
+_CONTACTS_READ = ConnectRead(_CONTACTS)
 
 
 class SqlChatRepository:
@@ -206,7 +206,4 @@ class SqlChatRepository:
         return int(old)
 
     async def contacts(self, user_id: str) -> set[str]:
-        driver = read_only_driver(self._conn)
-        if driver is not None:  # every connect reads it: straight to asyncpg
-            return {row[0] for row in await _CONTACTS_ON_DRIVER.fetch(driver, user_id=user_id)}
-        return set((await self._conn.execute(_CONTACTS, {"user_id": user_id})).scalars())
+        return {row["user_id"] for row in await _CONTACTS_READ.rows(self._conn, user_id=user_id)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from pigeon.domain.people import (
     StatusAudience,
     StatusList,
 )
-from pigeon.storage.asyncpg_reads import AsyncpgSelect, read_only_driver
+from pigeon.storage.asyncpg_reads import ConnectRead
 from pigeon.storage.repositories import user_of_row
 from pigeon.storage.schema import (
     attachments,
@@ -58,9 +58,9 @@ def _among(column: sa.Column[Any], values: sa.BindParameter[Any]) -> sa.ColumnEl
 
 # Built once: building the union cost more than running it (0.3 of 0.5 ms on
 # PostgreSQL). Through SQLAlchemy the viewers are an expanding IN, on asyncpg an array.
-_LAST_SEEN_AUDIENCE = _last_seen_audience(sa.bindparam("viewers", expanding=True))
-_LAST_SEEN_AUDIENCE_ON_DRIVER = AsyncpgSelect(
-    _last_seen_audience(sa.bindparam("viewers", type_=ARRAY(sa.String)))
+_LAST_SEEN_AUDIENCE = ConnectRead(
+    _last_seen_audience(sa.bindparam("viewers", expanding=True)),
+    _last_seen_audience(sa.bindparam("viewers", type_=ARRAY(sa.String))),
 )
 
 
@@ -332,15 +332,12 @@ class SqlPeopleRepository:
     ) -> tuple[Audience, set[str], set[str]]:
         """In one statement (it runs on every connect): the owner's last-seen setting,
         which viewers the owner blocked, and which are the owner's contacts."""
-        params = {"owner_id": owner_id, "viewers": sorted(set(viewer_ids))}
-        driver = read_only_driver(self._conn)
-        rows: Iterable[Sequence[Any]]
-        if driver is not None:  # every connect reads it: straight to asyncpg
-            rows = await _LAST_SEEN_AUDIENCE_ON_DRIVER.fetch(driver, **params)
-        else:
-            rows = await self._conn.execute(_LAST_SEEN_AUDIENCE, params)
+        rows = await _LAST_SEEN_AUDIENCE.rows(
+            self._conn, owner_id=owner_id, viewers=sorted(set(viewer_ids))
+        )
         audience, blocked, known = DEFAULT_PRIVACY.last_seen, set(), set()
-        for kind, value in rows:
+        for row in rows:
+            kind, value = row["kind"], row["v"]
             if kind == "p":
                 audience = Audience(value)
             elif kind == "b":

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.services.ports import CodeAttempt
-from pigeon.storage.asyncpg_reads import AsyncpgSelect, read_only_driver
+from pigeon.storage.asyncpg_reads import ConnectRead
 from pigeon.storage.schema import devices, inbox_counters, users, verification_codes
 
 
@@ -103,7 +103,7 @@ class SqlUserRepository:
 _DEVICE_BY_ACCESS_HASH = sa.select(devices).where(
     devices.c.access_token_hash == sa.bindparam("token_hash")
 )
-_DEVICE_BY_ACCESS_HASH_ON_DRIVER = AsyncpgSelect(_DEVICE_BY_ACCESS_HASH)
+_DEVICE_BY_ACCESS_HASH_READ = ConnectRead(_DEVICE_BY_ACCESS_HASH)
 
 
 class SqlDeviceRepository:
@@ -135,13 +135,8 @@ class SqlDeviceRepository:
         return await self._one(devices.c.id == device_id)
 
     async def get_by_access_hash(self, token_hash: str) -> Device | None:
-        driver = read_only_driver(self._conn)
-        if driver is not None:  # every connect reads it: straight to asyncpg
-            found = await _DEVICE_BY_ACCESS_HASH_ON_DRIVER.fetch(driver, token_hash=token_hash)
-            return _device(found[0]) if found else None
-        result = await self._conn.execute(_DEVICE_BY_ACCESS_HASH, {"token_hash": token_hash})
-        row = result.first()
-        return _device(row._mapping) if row else None
+        found = await _DEVICE_BY_ACCESS_HASH_READ.rows(self._conn, token_hash=token_hash)
+        return _device(found[0]) if found else None
 
     async def get_by_refresh_hash(self, token_hash: str) -> Device | None:
         return await self._one(devices.c.refresh_token_hash == token_hash)
