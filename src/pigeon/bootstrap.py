@@ -116,14 +116,16 @@ def new_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def build_bus(url: str | None, feedback: DeliveryFeedback, poll: float = 2.0) -> NodeBus:
+def build_bus(
+    url: str | None, feedback: DeliveryFeedback, poll: float = 2.0, node_timeout: float = 10.0
+) -> NodeBus:
     """The in-process bus, or Redis or NATS as ``PIGEON_BUS_URL`` says (its scheme is
     checked by ``Settings.multi_node_problem`` first)."""
     if url is None:
         return LocalBus(feedback, new_node_id())
     if url.startswith("nats://"):
-        return NatsBus(url, feedback, new_node_id(), poll)
-    return RedisBus(url, feedback, new_node_id(), poll)
+        return NatsBus(url, feedback, new_node_id(), poll, node_timeout)
+    return RedisBus(url, feedback, new_node_id(), poll, node_timeout)
 
 
 async def preflight(settings: Settings) -> str | None:
@@ -509,7 +511,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             on_result=PushCounters(metrics),
         )
         feedback = FeedbackFanout(feedback, push_worker)
-    bus = build_bus(settings.bus_url, feedback, settings.bus_fallback_poll_seconds)
+    bus = build_bus(
+        settings.bus_url,
+        feedback,
+        settings.bus_fallback_poll_seconds,
+        settings.bus_node_timeout_seconds,
+    )
     ttl = timedelta(days=settings.undelivered_ttl_days)
     accounts_service = AccountService(uow, sms, limiter, pins, clock, policy, bus)
     messaging = MessagingService(

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     bus_fallback_poll_seconds: float = Field(
         2.0, gt=0, le=60, description="While the bus is away, connections read their queues."
     )
+    bus_node_timeout_seconds: float = Field(
+        10.0,
+        ge=0.5,
+        le=300,
+        description="A node silent this long on the bus is dead: the others stop routing to it "
+        "and their connections read their queues once more (for what it had not published).",
+    )
     workers: int = Field(1, ge=1, le=256, description="Processes `pigeon serve` runs on one port.")
     secret_key: SecretStr | None = Field(
         None, description="Keys code hashes; default: generated into <data_dir>/secret.key"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
-from tests.cluster.conftest import Node, Person
+from tests.cluster.conftest import Node, Person, StartNode
 from tests.live import WsClient
-from tests.support import bearer, burst
+from tests.support import Outbox, bearer, burst, register
 
 
 async def send(ws: WsClient, chat_id: str, text: str) -> dict[str, Any]:
@@ -18,9 +19,9 @@ async def send(ws: WsClient, chat_id: str, text: str) -> dict[str, Any]:
     return answer
 
 
-async def message(ws: WsClient, text: str) -> dict[str, Any]:
+async def message(ws: WsClient, text: str, timeout: float = 5) -> dict[str, Any]:
     """The next message event, which must be ``text``."""
-    frame = await ws.next_event("message")
+    frame = await ws.next_event("message", timeout=timeout)
     assert frame["data"]["message"] == text, frame
     data: dict[str, Any] = frame["data"]
     return data
@@ -132,6 +133,37 @@ async def test_a_device_revoked_through_one_node_loses_its_socket_on_the_other_a
     assert await on_b.closed(timeout=5) == 1008
     assert on_b.close_reason == "device_revoked"
     assert time.monotonic() - started < 1.0  # not the 5 s sweep: the bus told node b
+
+
+def die_before_publishing(node: Node) -> None:
+    """Node ``node`` is as if killed: it beats no more, and publishes nothing from now on
+    (what it commits reaches the database only, as when a crash falls between a commit
+    and its publish). Its HTTP and WebSocket listener stays up, to send through it."""
+    for task in node.container.bus._tasks:  # type: ignore[attr-defined]
+        task.cancel()
+
+
+async def test_what_a_dead_node_committed_but_never_published_reaches_the_other_node(
+    start_node: StartNode, tmp_path: Path
+) -> None:
+    timeout = 1.0  # PIGEON_BUS_NODE_TIMEOUT_SECONDS, 10 by default
+    a = await start_node("a", bus_node_timeout_seconds=timeout)
+    b = await start_node("b", bus_node_timeout_seconds=timeout)
+    outbox = Outbox(tmp_path / "a" / "sms-outbox.jsonl")
+    alice = await register(a.http, outbox, "+14155550101")
+    bob = await register(a.http, outbox, "+14155550102")
+    on_a, on_b = await a.connect(alice), await b.connect(bob)
+    chat_id = (await on_a.call("createChat", {"participants": [bob["user_id"]]}))["chatId"]
+    before = await send(on_a, chat_id, "before")
+    assert (await message(on_b, "before"))["seq"] == before["seq"]
+
+    die_before_publishing(a)
+    sent = await send(on_a, chat_id, "committed, never published")  # answered: it is stored
+    started = time.monotonic()
+    # Nothing else will be sent to bob: only node b noticing a's death brings it.
+    got = await message(on_b, "committed, never published", timeout=5 * timeout)
+    assert (got["messageId"], got["seq"]) == (sent["messageId"], sent["seq"])
+    assert time.monotonic() - started >= timeout * 0.5  # it came by the resync, not the bus
 
 
 async def test_nodes_committing_into_one_group_at_once_keep_seqs_dense_and_ordered(

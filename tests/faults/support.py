@@ -948,8 +948,20 @@ class Fleet:
         while not condition():
             self.check()
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                state = self.state()
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}: {state}")
             await asyncio.sleep(0.02)
+
+    def state(self) -> str:
+        """Where the fleet stands, for a timeout's message: answers, who is offline, what
+        each device still misses (once frozen)."""
+        offline = [d.name for d in self.devices if not d.online.is_set()]
+        missing = {
+            d.name: sorted(self._wanted[d.name].keys() - d.seen.keys())[:3]
+            for d in self.devices
+            if self._wanted and self._wanted[d.name].keys() - d.seen.keys()
+        }
+        return f"answered {self.answered()}/{self.sent}, offline {offline}, missing {missing}"
 
     def freeze(self) -> None:
         """Once every send is answered: what each device must receive (messageId -> seq)."""

@@ -16,6 +16,12 @@ the user, so those entries go to the ``DeliveryFeedback``. A node that gets
 entries for a device it does not hold (the user is online elsewhere on it)
 reports them itself.
 
+Every node beats on ``pigeon.nodes`` (``node_timeout`` / 5 apart) and hears
+the others' beats. A node silent for ``node_timeout`` seconds (killed,
+partitioned) is dead: every connection here reads its queue once more, since
+the dead node may have committed events it never published. A node that
+closes cleanly says so, and is forgotten without that.
+
 When NATS is unreachable the client buffers and reconnects by itself;
 meanwhile every connection here reads its queue every ``fallback_poll``
 seconds, and once more after the reconnection.
@@ -53,6 +59,11 @@ NO_RESPONDERS_WINDOW = 2.0
 PRESENCE_TIMEOUT = 0.5
 # Revocations name a device, not its user: the one subject every node listens to.
 CLOSE_SUBJECT = "pigeon.close"
+# Heartbeats: a node's id, or LEAVING and its id when it closes cleanly.
+NODES_SUBJECT = "pigeon.nodes"
+LEAVING = b"-"
+NODE_TIMEOUT = 10.0  # seconds without a heartbeat before a node counts as dead
+BEATS_PER_TIMEOUT = 5
 
 
 def _subject(user_id: str) -> str:
@@ -68,11 +79,14 @@ class NatsBus:
         feedback: DeliveryFeedback,
         node_id: str,
         fallback_poll: float = 2.0,
+        node_timeout: float = NODE_TIMEOUT,
     ) -> None:
         self.node_id = node_id
         self._url = url
         self._feedback = feedback
         self._fallback_poll = fallback_poll
+        self._node_timeout = node_timeout
+        self._beats: dict[str, float] = {}  # other node -> when its last beat arrived
         self._here = LocalConnections()
         self._nc = Client()
         self._subscriptions: dict[str, Subscription] = {}  # user -> its subject's
@@ -102,11 +116,14 @@ class NatsBus:
         )
         await self._nc.subscribe(f"pigeon.nr.{self.node_id}.*", cb=self._no_responders)
         await self._nc.subscribe(CLOSE_SUBJECT, cb=self._receive)
+        await self._nc.subscribe(NODES_SUBJECT, cb=self._heard)
+        await self._nc.publish(NODES_SUBJECT, self.node_id.encode())  # the others answer
         await self._nc.flush(timeout=2)
         self._healthy = True
         self._tasks = [
             asyncio.create_task(self._send(), name="nats-bus-send"),
             asyncio.create_task(self._watch(), name="nats-bus-watch"),
+            asyncio.create_task(self._heartbeat(), name="nats-bus-heartbeat"),
         ]
 
     async def close(self) -> None:
@@ -117,6 +134,7 @@ class NatsBus:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
+            await self._nc.publish(NODES_SUBJECT, LEAVING + self.node_id.encode())
             await self._nc.close()
 
     @property
@@ -261,12 +279,43 @@ class NatsBus:
             if not self._healthy:
                 self._here.resync()
 
+    async def _heartbeat(self) -> None:
+        """Beat, and declare dead the nodes that stopped beating (their commits are read back)."""
+        while True:
+            await asyncio.sleep(self._node_timeout / BEATS_PER_TIMEOUT)
+            with contextlib.suppress(NatsError, OSError):
+                await self._nc.publish(NODES_SUBJECT, self.node_id.encode())
+            if not self._healthy:
+                continue  # nothing was heard meanwhile: no one's silence means anything
+            horizon = time.monotonic() - self._node_timeout
+            dead = sorted(node for node, at in self._beats.items() if at < horizon)
+            if dead:
+                for node in dead:
+                    del self._beats[node]
+                log.warning("bus.node_dead", node=self.node_id, dead=dead)
+                self._here.resync()
+
+    async def _heard(self, msg: Msg) -> None:
+        if msg.data.startswith(LEAVING):
+            self._beats.pop(msg.data[1:].decode(), None)
+            return
+        node = msg.data.decode()
+        if node == self.node_id:
+            return
+        if node not in self._beats:  # a newcomer: it hears of this node at once
+            with contextlib.suppress(NatsError, OSError):
+                await self._nc.publish(NODES_SUBJECT, self.node_id.encode())
+        self._beats[node] = time.monotonic()
+
     async def _disconnected(self) -> None:
         if not self._closing:
             self._unhealthy(ConnectionError("disconnected from NATS"))
 
     async def _reconnected(self) -> None:
         # The client subscribed again by itself; what was published meanwhile may be lost.
+        # Beats were not heard meanwhile either: each node gets a whole timeout again.
+        now = time.monotonic()
+        self._beats = dict.fromkeys(self._beats, now)
         self._healthy = True
         log.info("bus.recovered", node=self.node_id, connections=len(self._here))
         self._here.resync()

@@ -5,10 +5,12 @@ Routing (docs/scaling.md has the costs):
 - The directory: hash ``pigeon:dev`` maps each connected device to its node,
   ``pigeon:usr:<user>`` maps a user's connected devices to their nodes, and
   the sorted set ``pigeon:nodes`` holds each node's last heartbeat. A node
-  that stops beating (killed, partitioned) is dead after ``NODE_TTL``
+  that stops beating (killed, partitioned) is dead after ``node_timeout``
   seconds: whatever the directory says about its devices is ignored from
-  then. (A node this one has not heard of yet is taken to be new, and
-  alive: a node beats before it registers any device.)
+  then, and every connection here reads its queue once more, since the dead
+  node may have committed events it never published. (A node this one has
+  not heard of yet is taken to be new, and alive: a node beats before it
+  registers any device.)
 - Each node subscribes to its own channel, ``pigeon:node:<node>``, and nothing
   else: an event costs one directory lookup and one publish per destination
   node per batch, never a message to every node.
@@ -49,8 +51,8 @@ log = structlog.get_logger(__name__)
 
 DEVICES = "pigeon:dev"
 NODES = "pigeon:nodes"
-HEARTBEAT_SECONDS = 2.0
-NODE_TTL = 10.0  # seconds without a heartbeat before a node counts as dead
+NODE_TIMEOUT = 10.0  # seconds without a heartbeat before a node counts as dead
+BEATS_PER_TIMEOUT = 5
 
 # Claim a device for a node; the node it had before (to evict its older connection).
 _CLAIM = """
@@ -97,11 +99,13 @@ class RedisBus:
         feedback: DeliveryFeedback,
         node_id: str,
         fallback_poll: float = 2.0,
+        node_timeout: float = NODE_TIMEOUT,
     ) -> None:
         self.node_id = node_id
         self._url = url
         self._feedback = feedback
         self._fallback_poll = fallback_poll
+        self._node_timeout = node_timeout
         self._here = LocalConnections()
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
@@ -340,7 +344,8 @@ class RedisBus:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS if self._healthy else self._fallback_poll)
+            beat = self._node_timeout / BEATS_PER_TIMEOUT
+            await asyncio.sleep(beat if self._healthy else self._fallback_poll)
             try:
                 await self._beat()
             except (RedisError, OSError) as exc:
@@ -349,8 +354,15 @@ class RedisBus:
                 self._here.resync()  # read the queues, since publishes may be lost
 
     async def _beat(self) -> None:
-        dead = await self._beat_script(keys=[NODES], args=[self.node_id, NODE_TTL])
-        self._dead = {node.decode() for node in dead}
+        found = await self._beat_script(keys=[NODES], args=[self.node_id, self._node_timeout])
+        dead = {node.decode() for node in found}
+        newly_dead = dead - self._dead
+        self._dead = dead
+        if newly_dead and self._tasks:
+            # What a dead node committed but had not published yet is only in the
+            # queues: every connection here reads its own once more.
+            log.warning("bus.node_dead", node=self.node_id, dead=sorted(newly_dead))
+            self._here.resync()
 
     async def _recovered(self) -> None:
         """Redis is back: register this node's connections again, then read every queue."""
