@@ -14,13 +14,15 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from pigeon.gateway.transport import WebSocketProtocol
+from pigeon.gateway.transport import WebSocketProtocol, paced_http_protocol
 
 
 class LiveServer:
     """Serves ``app`` (its lifespan already entered by the caller) on an OS-chosen port."""
 
-    def __init__(self, app: FastAPI, max_frame_bytes: int = 256 * 1024) -> None:
+    def __init__(
+        self, app: FastAPI, max_frame_bytes: int = 256 * 1024, newcomers_per_turn: int = 16
+    ) -> None:
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -28,7 +30,9 @@ class LiveServer:
             lifespan="off",
             log_config=None,
             access_log=False,
-            ws=WebSocketProtocol,  # the protocol `pigeon serve` runs
+            # the protocols `pigeon serve` runs
+            http=paced_http_protocol(newcomers_per_turn),
+            ws=WebSocketProtocol,
             ws_max_size=max_frame_bytes,
             ws_per_message_deflate=False,
         )

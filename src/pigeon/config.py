@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     bus_fallback_poll_seconds: float = Field(
         2.0, gt=0, le=60, description="While the bus is away, connections read their queues."
     )
+    new_connections_per_turn: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="New connections whose first request the event loop reads per turn: in "
+        "a reconnect storm, connected devices' frames wait at most that many.",
+    )
     bus_node_timeout_seconds: float = Field(
         10.0,
         ge=0.5,

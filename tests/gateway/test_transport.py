@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from pigeon.gateway.transport import CoalescingTransport
+import httpx
+from fastapi import FastAPI
+
+from pigeon.gateway.transport import CoalescingTransport, NewcomerPacer
+from tests.live import LiveServer
 
 
 class Pair:
@@ -84,3 +88,77 @@ async def test_abort_drops_what_was_not_sent() -> None:
         await asyncio.sleep(0)
         assert writes == []
         assert transport.is_closing()  # passed through to the real transport
+
+
+# -- newcomers' first requests, a few per turn ------------------------------------
+
+
+class WaitingSocket:
+    """What the pacer asks of a transport: whether it is read, whether it is closing."""
+
+    def __init__(self) -> None:
+        self.reading = True
+        self.closing = False
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class Newcomer:
+    def __init__(self, name: str, handled: list[bytes]) -> None:
+        self.name = name.encode()
+        self.transport = WaitingSocket()
+        self._handled = handled
+
+    def handle_first_request(self, data: bytes) -> None:
+        self.transport.resume_reading()
+        self._handled.append(data)
+
+
+async def test_newcomers_first_requests_are_handled_a_few_per_turn_oldest_first() -> None:
+    pacer = NewcomerPacer(per_turn=2)
+    handled: list[bytes] = []
+    newcomers = [Newcomer(f"r{n}", handled) for n in range(7)]
+    now = [pacer.now(n, n.name) for n in newcomers]  # type: ignore[arg-type]
+    assert now == [True, True, False, False, False, False, False]  # this turn's two
+    assert [n.transport.reading for n in newcomers] == [True, True] + [False] * 5
+    newcomers[3].transport.closing = True  # gone while it waited: skipped
+
+    await asyncio.sleep(0)  # one turn
+    assert handled == [b"r2", b"r4"]
+    late = Newcomer("late", handled)
+    assert not pacer.now(late, late.name)  # type: ignore[arg-type]  # behind those waiting
+    await asyncio.sleep(0)
+    assert handled == [b"r2", b"r4", b"r5", b"r6"]
+    await asyncio.sleep(0)
+    assert handled[-1] == b"late"
+    assert all(n.transport.reading for n in [*newcomers[:3], *newcomers[4:], late])
+
+    await asyncio.sleep(0)  # the budget is back once nobody waits
+    fresh = Newcomer("fresh", handled)
+    assert pacer.now(fresh, fresh.name)  # type: ignore[arg-type]
+
+
+async def test_a_burst_of_new_connections_is_answered_every_one(app: FastAPI) -> None:
+    """Through the real server, one newcomer per turn: every request comes back, none
+    waits for ever, and the keep-alive requests after the first are not held back."""
+    server = LiveServer(app, newcomers_per_turn=1)
+    await server.start()
+    try:
+        clients = [httpx.AsyncClient(base_url=server.http_url) for _ in range(40)]
+        try:
+            firsts = await asyncio.wait_for(
+                asyncio.gather(*(c.get("/health") for c in clients)), 10
+            )
+            seconds = await asyncio.gather(*(c.get("/health") for c in clients))
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+    finally:
+        await server.stop()
+    assert [r.status_code for r in firsts + seconds] == [200] * 80

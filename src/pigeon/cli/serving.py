@@ -58,7 +58,7 @@ def http_url(bound: socket.socket) -> str:
 
 
 def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
-    from pigeon.gateway.transport import WebSocketProtocol
+    from pigeon.gateway.transport import WebSocketProtocol, paced_http_protocol
 
     return uvicorn.Config(
         app,
@@ -68,7 +68,7 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         # retry after 1, 3, 7 and 15 s: a reconnect storm's tail (uvicorn's 2048).
         backlog=settings.listen_backlog,
         loop="uvloop",
-        http="httptools",
+        http=paced_http_protocol(settings.new_connections_per_turn),
         ws=WebSocketProtocol,
         ws_per_message_deflate=settings.ws_compression,
         ws_max_size=settings.ws_max_frame_bytes,

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 CLOSE_GRACE_SECONDS = 2.0
@@ -187,3 +190,81 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().keepalive_timeout()
         if self.transport.get_write_buffer_size():
             self.transport.abort()
+
+
+class NewcomerPacer:
+    """Lets the event loop handle at most ``per_turn`` new connections' first requests per turn.
+
+    In a reconnect storm the upgrade requests of a thousand new connections
+    could arrive in one turn of the loop, and parsing them (the HTTP request,
+    the WebSocket handshake: ~140 µs each) made turns of 0.1-0.6 s, several
+    in a row, while the frames of devices already connected waited for the
+    turn to end. A first request past the turn's budget is kept, its socket
+    no longer read, and handled in a later turn, oldest first.
+    """
+
+    __slots__ = ("_budget", "_loop", "_per_turn", "_scheduled", "_waiting")
+
+    def __init__(self, per_turn: int) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
+        self._per_turn = per_turn
+        self._budget = per_turn
+        self._waiting: deque[tuple[PacedHttpProtocol, bytes]] = deque()
+        self._scheduled = False
+
+    def now(self, protocol: PacedHttpProtocol, data: bytes) -> bool:
+        """True: handle ``data`` now; False: it waits here for a later turn."""
+        self._schedule()  # the budget comes back next turn
+        if not self._waiting and self._budget > 0:
+            self._budget -= 1
+            return True
+        protocol.transport.pause_reading()
+        self._waiting.append((protocol, data))
+        return False
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._turn)  # runs next turn, after what is ready now
+
+    def _turn(self) -> None:
+        self._scheduled = False
+        self._budget = self._per_turn
+        waiting = self._waiting
+        while waiting and self._budget > 0:
+            protocol, data = waiting.popleft()
+            if not protocol.transport.is_closing():
+                self._budget -= 1
+                protocol.handle_first_request(data)
+        if waiting:
+            self._schedule()
+
+
+class PacedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, handling a connection's first request when its server's
+    pacer says so."""
+
+    def __init__(self, *args: Any, pacer: NewcomerPacer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pacer: NewcomerPacer | None = pacer  # until the first request is in
+
+    def data_received(self, data: bytes) -> None:
+        pacer, self._pacer = self._pacer, None
+        if pacer is None or pacer.now(self, data):
+            super().data_received(data)
+
+    def handle_first_request(self, data: bytes) -> None:
+        # Reading resumes first: the request may switch the socket to the WebSocket
+        # protocol, which pauses and resumes reading for itself from then on.
+        self.transport.resume_reading()
+        super().data_received(data)
+
+
+def paced_http_protocol(per_turn: int) -> type[PacedHttpProtocol]:
+    """The HTTP protocol to give one server's uvicorn: ``per_turn`` newcomers handled per
+    turn (``PIGEON_NEW_CONNECTIONS_PER_TURN``). A partial, not a class made here, so that
+    ``--workers`` can pickle the configuration for its processes (each gets its pacer)."""
+    partial = functools.partial(PacedHttpProtocol, pacer=NewcomerPacer(per_turn))
+    return cast(type[PacedHttpProtocol], partial)
