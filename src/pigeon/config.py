@@ -50,8 +50,8 @@ class Settings(BaseSettings):
         16,
         ge=1,
         le=4096,
-        description="New connections whose first request the event loop reads per turn: in "
-        "a reconnect storm, connected devices' frames wait at most that many.",
+        description="New connections whose first request one turn of the event loop handles: "
+        "in a reconnect storm, connected devices' frames wait behind at most that many.",
     )
     bus_node_timeout_seconds: float = Field(
         10.0,

@@ -20,6 +20,12 @@ queue and its writable flag are lists instead of ``asyncio.Queue`` and
 ``asyncio.Event`` (three and one empty deques, ~0.75 KiB each), and the
 handshake's request and response (their headers, ~3 KiB) are let go once
 the socket is accepted.
+
+Before the WebSocket protocol takes a socket over, uvicorn's HTTP protocol
+reads its upgrade request. Here that is paced (``NewcomerPacer``): one turn
+of the event loop handles at most ``PIGEON_NEW_CONNECTIONS_PER_TURN`` new
+connections' first requests, so a reconnect storm cannot hold connected
+devices' frames for a long turn.
 """
 
 from __future__ import annotations
