@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import httpx
 from fastapi import FastAPI
@@ -121,8 +122,25 @@ class Newcomer:
         self._handled.append(data)
 
 
-async def test_newcomers_first_requests_are_handled_a_few_per_turn_oldest_first() -> None:
-    pacer = NewcomerPacer(per_turn=2)
+class Turns:
+    """The one thing the pacer asks of an event loop, ``call_soon``, with turns run by hand:
+    what is scheduled during a turn runs in the next one, as on a real loop."""
+
+    def __init__(self) -> None:
+        self._scheduled: list[Callable[[], object]] = []
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        self._scheduled.append(callback)
+
+    def turn(self) -> None:
+        now, self._scheduled = self._scheduled, []
+        for callback in now:
+            callback()
+
+
+def test_newcomers_first_requests_are_handled_a_few_per_turn_oldest_first() -> None:
+    turns = Turns()
+    pacer = NewcomerPacer(per_turn=2, loop=turns)  # type: ignore[arg-type]
     handled: list[bytes] = []
     newcomers = [Newcomer(f"r{n}", handled) for n in range(7)]
     now = [pacer.now(n, n.name) for n in newcomers]  # type: ignore[arg-type]
@@ -130,17 +148,17 @@ async def test_newcomers_first_requests_are_handled_a_few_per_turn_oldest_first(
     assert [n.transport.reading for n in newcomers] == [True, True] + [False] * 5
     newcomers[3].transport.closing = True  # gone while it waited: skipped
 
-    await asyncio.sleep(0)  # one turn
+    turns.turn()
     assert handled == [b"r2", b"r4"]
     late = Newcomer("late", handled)
     assert not pacer.now(late, late.name)  # type: ignore[arg-type]  # behind those waiting
-    await asyncio.sleep(0)
+    turns.turn()
     assert handled == [b"r2", b"r4", b"r5", b"r6"]
-    await asyncio.sleep(0)
+    turns.turn()
     assert handled[-1] == b"late"
     assert all(n.transport.reading for n in [*newcomers[:3], *newcomers[4:], late])
 
-    await asyncio.sleep(0)  # the budget is back once nobody waits
+    turns.turn()  # the budget is back once nobody waits
     fresh = Newcomer("fresh", handled)
     assert pacer.now(fresh, fresh.name)  # type: ignore[arg-type]
 

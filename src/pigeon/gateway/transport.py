@@ -211,8 +211,8 @@ class NewcomerPacer:
 
     __slots__ = ("_budget", "_loop", "_per_turn", "_scheduled", "_waiting")
 
-    def __init__(self, per_turn: int) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
+    def __init__(self, per_turn: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop  # by default the server's, once it runs
         self._per_turn = per_turn
         self._budget = per_turn
         self._waiting: deque[tuple[PacedHttpProtocol, bytes]] = deque()
