@@ -27,7 +27,14 @@ from pigeon.services.ports import StorageError
 from pigeon.storage.engine import READ_ONLY
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# What a statement on asyncpg itself raises when it fails; as ``storage_error`` says.
+ASYNCPG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def storage_error(exc: BaseException) -> StorageError:
+    """A driver's error as the ports' ``StorageError``: its first line."""
+    text = str(exc)
+    return StorageError(text.splitlines()[0] if text else repr(exc))
 
 
 class AsyncpgSelect:
@@ -46,8 +53,8 @@ class AsyncpgSelect:
         args = [params.get(name, value) for name, value in self._params]
         try:
             rows: list[asyncpg.Record] = await driver.fetch(self._sql, *args)
-        except _ERRORS as exc:
-            raise StorageError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+        except ASYNCPG_ERRORS as exc:
+            raise storage_error(exc) from exc
         return rows
 
 

@@ -23,11 +23,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pigeon.services.ports import StorageError
-from pigeon.storage.asyncpg_reads import read_only_driver
+from pigeon.storage.asyncpg_reads import ASYNCPG_ERRORS, read_only_driver, storage_error
 
 Row = Sequence[Any]
 
@@ -46,11 +44,6 @@ class Executor(Protocol):
         ...
 
 
-def _storage_error(exc: BaseException) -> StorageError:
-    text = str(exc)
-    return StorageError(text.splitlines()[0] if text else repr(exc))
-
-
 class Sqlite3Executor:
     """Statements on a sqlite3 connection, synchronously (they return in microseconds)."""
 
@@ -63,19 +56,19 @@ class Sqlite3Executor:
         try:
             return self._raw.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc) from exc
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
         try:
             return self._raw.execute(sql, args).rowcount
         except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc) from exc
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
             self._raw.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc) from exc
 
 
 class SqlAlchemyExecutor:
@@ -94,9 +87,6 @@ class SqlAlchemyExecutor:
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._conn.exec_driver_sql(sql, [tuple(row) for row in rows])
-
-
-_ASYNCPG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class AsyncpgExecutor:
@@ -124,8 +114,8 @@ class AsyncpgExecutor:
             return rows
         try:
             result: Sequence[Row] = await self._driver.fetch(sql, *args)
-        except _ASYNCPG_ERRORS as exc:
-            raise _storage_error(exc) from exc
+        except ASYNCPG_ERRORS as exc:
+            raise storage_error(exc) from exc
         return result
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
@@ -135,8 +125,8 @@ class AsyncpgExecutor:
             return int(count)
         try:
             status: str = await self._driver.execute(sql, *args)
-        except _ASYNCPG_ERRORS as exc:
-            raise _storage_error(exc) from exc
+        except ASYNCPG_ERRORS as exc:
+            raise storage_error(exc) from exc
         tail = status.rsplit(" ", 1)[-1]  # "DELETE 3"; "INSERT 0 3"
         return int(tail) if tail.isdigit() else 0
 
@@ -147,8 +137,8 @@ class AsyncpgExecutor:
             return
         try:
             await self._driver.executemany(sql, rows)
-        except _ASYNCPG_ERRORS as exc:
-            raise _storage_error(exc) from exc
+        except ASYNCPG_ERRORS as exc:
+            raise storage_error(exc) from exc
 
     async def _take_driver(self) -> None:
         raw = await self._conn.get_raw_connection()
