@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.blobs.filesystem import FilesystemBlobStore
+from pigeon.bus import NODE_TIMEOUT
 from pigeon.bus.memory import LocalBus
 from pigeon.bus.nats import NatsBus
 from pigeon.bus.redis import RedisBus
@@ -117,7 +118,10 @@ def new_node_id() -> str:
 
 
 def build_bus(
-    url: str | None, feedback: DeliveryFeedback, poll: float = 2.0, node_timeout: float = 10.0
+    url: str | None,
+    feedback: DeliveryFeedback,
+    poll: float = 2.0,
+    node_timeout: float = NODE_TIMEOUT,
 ) -> NodeBus:
     """The in-process bus, or Redis or NATS as ``PIGEON_BUS_URL`` says (its scheme is
     checked by ``Settings.multi_node_problem`` first)."""

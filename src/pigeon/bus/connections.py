@@ -8,11 +8,15 @@ missed something.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+import structlog
 
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent
 from pigeon.services.ports import Subscriber
+
+log = structlog.get_logger(__name__)
 
 CLOSE_REPLACED = 4409
 
@@ -72,6 +76,12 @@ class LocalConnections:
         """Every connection reads its queue again (the bus may have dropped something)."""
         for subscriber in tuple(self._by_device.values()):
             subscriber.resync()
+
+    def nodes_died(self, node_id: str, dead: Iterable[str]) -> None:
+        """Other nodes stopped beating: what they committed but had not published yet
+        is only in the queues, so every connection here reads its own once more."""
+        log.warning("bus.node_dead", node=node_id, dead=sorted(dead))
+        self.resync()
 
     def has_user(self, user_id: str) -> bool:
         return bool(self._by_user.get(user_id))

@@ -44,7 +44,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from pigeon.bus import codec
+from pigeon.bus import BEATS_PER_TIMEOUT, NODE_TIMEOUT, codec
 from pigeon.bus.connections import LocalConnections
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent
@@ -62,8 +62,6 @@ CLOSE_SUBJECT = "pigeon.close"
 # Heartbeats: a node's id, or LEAVING and its id when it closes cleanly.
 NODES_SUBJECT = "pigeon.nodes"
 LEAVING = b"-"
-NODE_TIMEOUT = 10.0  # seconds without a heartbeat before a node counts as dead
-BEATS_PER_TIMEOUT = 5
 
 
 def _subject(user_id: str) -> str:
@@ -288,12 +286,11 @@ class NatsBus:
             if not self._healthy:
                 continue  # nothing was heard meanwhile: no one's silence means anything
             horizon = time.monotonic() - self._node_timeout
-            dead = sorted(node for node, at in self._beats.items() if at < horizon)
+            dead = [node for node, at in self._beats.items() if at < horizon]
             if dead:
                 for node in dead:
                     del self._beats[node]
-                log.warning("bus.node_dead", node=self.node_id, dead=dead)
-                self._here.resync()
+                self._here.nodes_died(self.node_id, dead)
 
     async def _heard(self, msg: Msg) -> None:
         if msg.data.startswith(LEAVING):

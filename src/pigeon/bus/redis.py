@@ -41,7 +41,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from pigeon.bus import codec
+from pigeon.bus import BEATS_PER_TIMEOUT, NODE_TIMEOUT, codec
 from pigeon.bus.connections import LocalConnections
 from pigeon.domain.delivery import InboxEntry
 from pigeon.domain.events import LiveEvent
@@ -51,8 +51,6 @@ log = structlog.get_logger(__name__)
 
 DEVICES = "pigeon:dev"
 NODES = "pigeon:nodes"
-NODE_TIMEOUT = 10.0  # seconds without a heartbeat before a node counts as dead
-BEATS_PER_TIMEOUT = 5
 
 # Claim a device for a node; the node it had before (to evict its older connection).
 _CLAIM = """
@@ -358,11 +356,8 @@ class RedisBus:
         dead = {node.decode() for node in found}
         newly_dead = dead - self._dead
         self._dead = dead
-        if newly_dead and self._tasks:
-            # What a dead node committed but had not published yet is only in the
-            # queues: every connection here reads its own once more.
-            log.warning("bus.node_dead", node=self.node_id, dead=sorted(newly_dead))
-            self._here.resync()
+        if newly_dead and self._tasks:  # not at start: no connection is here yet
+            self._here.nodes_died(self.node_id, newly_dead)
 
     async def _recovered(self) -> None:
         """Redis is back: register this node's connections again, then read every queue."""
