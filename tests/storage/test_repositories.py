@@ -14,8 +14,9 @@ from pigeon.bootstrap import units_of_work
 from pigeon.domain.chats import Chat, ChatKind, Member, Role, direct_key
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
-from pigeon.domain.people import DEFAULT_PRIVACY, Audience, Privacy
-from pigeon.services.ports import CodeAttempt, StorageError
+from pigeon.domain.people import DEFAULT_PRIVACY, Audience, LastSeenAudience, Privacy
+from pigeon.services.ports import CodeAttempt, StorageError, UnitOfWork
+from pigeon.services.visibility import watchers
 from pigeon.storage.engine import create_engine
 from pigeon.storage.schema import users
 from tests.support import make_device
@@ -47,6 +48,10 @@ def make_code(
         created_at=expires_at - timedelta(minutes=10),
         expires_at=expires_at,
     )
+
+
+async def device_by_access_hash(uow: UnitOfWork, token_hash: str) -> Device | None:
+    return (await uow.devices.get_by_access_hashes([token_hash])).get(token_hash)
 
 
 async def add_user(engine: AsyncEngine, user: User, *devices: Device) -> None:
@@ -178,12 +183,12 @@ async def test_device_is_found_by_its_token_hashes(engine: AsyncEngine) -> None:
     await add_user(engine, user, device)
     async with units_of_work(engine)() as uow:
         assert await uow.devices.get(device.id) == device
-        assert await uow.devices.get_by_access_hash(device.access_token_hash) == device
+        assert await device_by_access_hash(uow, device.access_token_hash) == device
         assert await uow.devices.get_by_refresh_hash(device.refresh_token_hash) == device
         # A refresh token is not an access token, and the other way round.
-        assert await uow.devices.get_by_access_hash(device.refresh_token_hash) is None
+        assert await device_by_access_hash(uow, device.refresh_token_hash) is None
         assert await uow.devices.get_by_refresh_hash(device.access_token_hash) is None
-        assert await uow.devices.get_by_access_hash("unknown") is None
+        assert await device_by_access_hash(uow, "unknown") is None
         assert await uow.devices.get(new_id()) is None
 
 
@@ -214,7 +219,7 @@ async def test_delete_device_is_true_once_then_false(engine: AsyncEngine) -> Non
         await uow.commit()
     async with units_of_work(engine)() as uow:
         assert await uow.devices.delete(removed.id) is False
-        assert await uow.devices.get_by_access_hash(removed.access_token_hash) is None
+        assert await device_by_access_hash(uow, removed.access_token_hash) is None
         assert await uow.devices.list_for_user(user.id) == [kept]
 
 
@@ -232,9 +237,9 @@ async def test_replace_tokens_retires_the_old_hashes(engine: AsyncEngine) -> Non
         await uow.devices.replace_tokens(device)
         await uow.commit()
     async with units_of_work(engine)() as uow:
-        assert await uow.devices.get_by_access_hash(old_access) is None
+        assert await device_by_access_hash(uow, old_access) is None
         assert await uow.devices.get_by_refresh_hash(old_refresh) is None
-        assert await uow.devices.get_by_access_hash("a-new") == device
+        assert await device_by_access_hash(uow, "a-new") == device
         assert await uow.devices.get_by_refresh_hash("r-new") == device  # created_at and all
 
 
@@ -247,7 +252,7 @@ async def test_deleting_a_user_deletes_their_devices(engine: AsyncEngine) -> Non
         await conn.execute(users.delete().where(users.c.id == ada.id))
     async with units_of_work(engine)() as uow:
         assert await uow.devices.get(ada_device.id) is None
-        assert await uow.devices.get_by_access_hash(ada_device.access_token_hash) is None
+        assert await device_by_access_hash(uow, ada_device.access_token_hash) is None
         assert await uow.devices.count() == 1
         assert await uow.devices.get(bob_device.id) == bob_device
 
@@ -521,21 +526,28 @@ async def test_the_reads_of_a_connect_agree_in_read_only_and_writing_units(
     async def connect_reads(read_only: bool) -> tuple[object, ...]:
         async with units_of_work(engine)(read_only=read_only) as uow:
             return (
-                await uow.devices.get_by_access_hash(device.access_token_hash),
-                await uow.devices.get_by_access_hash("unknown"),
-                await uow.chats.contacts(alice.id),
-                await uow.chats.contacts(dave.id),
-                await uow.people.last_seen_audience(alice.id, [bob.id, carol.id, dave.id]),
-                await uow.people.last_seen_audience(dave.id, [alice.id]),
+                await device_by_access_hash(uow, device.access_token_hash),
+                await device_by_access_hash(uow, "unknown"),
+                await uow.chats.sharing_a_chat([alice.id, dave.id, bob.id]),
+                await uow.people.last_seen_audiences(
+                    [alice.id, dave.id], [alice.id, bob.id, carol.id, dave.id]
+                ),
             )
 
     reads = await connect_reads(read_only=True)
     assert reads == await connect_reads(read_only=False)
-    found, unknown, contacts, none, audience, default = reads
+    found, unknown, sharing, audiences = reads
     assert found == device
     assert unknown is None
     assert found.access_expires_at.tzinfo is not None
-    assert contacts == {bob.id, carol.id}
-    assert none == set()
-    assert audience == (Audience.CONTACTS, {carol.id}, {bob.id})
-    assert default == (DEFAULT_PRIVACY.last_seen, set(), set())
+    # Dave shares no chat: he is left out.
+    assert sharing == {alice.id: {bob.id, carol.id}, bob.id: {alice.id}}
+    assert audiences == {
+        alice.id: LastSeenAudience(Audience.CONTACTS, frozenset({carol.id}), frozenset({bob.id})),
+        dave.id: LastSeenAudience(DEFAULT_PRIVACY.last_seen),
+    }
+    # Read together, each owner keeps their own settings: Alice shows her last seen to
+    # her contacts and blocked Carol; Bob shows his to everyone.
+    async with units_of_work(engine)(read_only=True) as uow:
+        told = await watchers(uow, [alice.id, bob.id, dave.id])
+    assert told == {alice.id: {bob.id}, bob.id: {alice.id}}

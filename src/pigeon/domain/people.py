@@ -52,6 +52,22 @@ class Privacy:
 DEFAULT_PRIVACY = Privacy()
 
 
+@dataclass(slots=True, frozen=True)
+class LastSeenAudience:
+    """What decides which of some viewers see an owner's last seen and online."""
+
+    setting: Audience = DEFAULT_PRIVACY.last_seen
+    blocked: frozenset[str] = frozenset()  # viewers the owner blocked
+    contacts: frozenset[str] = frozenset()  # viewers in the owner's contacts
+
+    def shows(self, owner_id: str, viewer_id: str) -> bool:
+        if viewer_id in self.blocked:
+            return False
+        return may_see(
+            self.setting, is_self=viewer_id == owner_id, is_contact=viewer_id in self.contacts
+        )
+
+
 def may_see_status(
     audience: StatusAudience, *, is_self: bool, is_contact: bool, listed: set[StatusList]
 ) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from pigeon.domain.errors import (
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.domain.phone import normalize_phone
+from pigeon.services.batching import BatchedLookup
 from pigeon.services.ports import (
     Bus,
     Clock,
@@ -95,6 +97,10 @@ class AccountService:
         self._pins = pins
         self._clock = clock
         self._policy = policy
+        # Devices connecting together look their tokens up in one read (a storm's).
+        self._devices_by_token: BatchedLookup[str, Device | None] = BatchedLookup(
+            self._devices_by_access_hash, None
+        )
 
     # -- codes -------------------------------------------------------------
 
@@ -287,11 +293,14 @@ class AccountService:
 
     async def authenticate(self, access_token: str) -> Principal:
         """The device an access token belongs to; a revoked device has no token at all."""
-        async with self._uow(read_only=True) as uow:
-            device = await uow.devices.get_by_access_hash(secrets.hash_token(access_token))
+        device = await self._devices_by_token.get(secrets.hash_token(access_token))
         if device is None or self._clock.now() >= device.access_expires_at:
             raise Unauthenticated("invalid_token", "The access token is invalid or expired.")
         return Principal(user_id=device.user_id, device_id=device.id)
+
+    async def _devices_by_access_hash(self, token_hashes: Sequence[str]) -> Mapping[str, Device]:
+        async with self._uow(read_only=True) as uow:
+            return await uow.devices.get_by_access_hashes(token_hashes)
 
     async def refresh(self, refresh_token: str) -> Session:
         """Rotate both tokens; the old refresh token stops working."""

@@ -17,7 +17,13 @@ from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
 from pigeon.domain.events import LiveEvent
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
-from pigeon.domain.people import Audience, Privacy, ProfilePhoto, Status, StatusList
+from pigeon.domain.people import (
+    LastSeenAudience,
+    Privacy,
+    ProfilePhoto,
+    Status,
+    StatusList,
+)
 from pigeon.domain.push import (
     ChatMute,
     NotificationSettings,
@@ -59,7 +65,9 @@ class UserRepository(Protocol):
 class DeviceRepository(Protocol):
     async def add(self, device: Device) -> None: ...
     async def get(self, device_id: str) -> Device | None: ...
-    async def get_by_access_hash(self, token_hash: str) -> Device | None: ...
+    async def get_by_access_hashes(self, token_hashes: Sequence[str]) -> dict[str, Device]:
+        """The devices holding these access tokens, by token hash."""
+
     async def get_by_refresh_hash(self, token_hash: str) -> Device | None: ...
     async def list_for_user(self, user_id: str) -> Sequence[Device]: ...
     async def count_for_user(self, user_id: str) -> int: ...
@@ -139,6 +147,10 @@ class ChatRepository(Protocol):
 
     async def contacts(self, user_id: str) -> set[str]:
         """Users who share at least one chat with ``user_id`` (not the user)."""
+        ...
+
+    async def sharing_a_chat(self, user_ids: Sequence[str]) -> dict[str, set[str]]:
+        """``contacts`` of each of ``user_ids`` in one read; users with none are left out."""
         ...
 
 
@@ -229,9 +241,13 @@ class PeopleRepository(Protocol):
     async def blockers_among(self, user_ids: Sequence[str], blocked_id: str) -> set[str]: ...
     async def blocked_among(self, blocker_id: str, user_ids: Sequence[str]) -> set[str]: ...
     async def privacy(self, user_ids: Sequence[str]) -> dict[str, Privacy]: ...
-    async def last_seen_audience(
-        self, owner_id: str, viewer_ids: Sequence[str]
-    ) -> tuple[Audience, set[str], set[str]]: ...
+    async def last_seen_audiences(
+        self, owner_ids: Sequence[str], viewer_ids: Sequence[str]
+    ) -> dict[str, LastSeenAudience]:
+        """For each owner: their last-seen setting, which of the viewers they blocked
+        and which they keep as contacts (one read for all)."""
+        ...
+
     async def set_privacy(self, user_id: str, privacy: Privacy, now: datetime) -> None: ...
     async def photos(self, user_ids: Sequence[str]) -> dict[str, ProfilePhoto]: ...
     async def status_list(self, owner_id: str, which: StatusList) -> list[str]: ...

@@ -11,12 +11,14 @@ any node. Whether someone is online is the shared directory's answer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
 from pigeon.domain.events import PresenceChange, Typing
 from pigeon.services.accounts import Principal
+from pigeon.services.batching import BatchedLookup
 from pigeon.services.chats import ChatService
 from pigeon.services.messaging import chat_not_found
 from pigeon.services.ports import Bus, Clock, Presence, UnitOfWorkFactory
@@ -44,6 +46,10 @@ class PresenceService:
         self._directory = directory
         self._clock = clock
         self._chats = chats
+        # Users coming online together (a reconnect storm) are looked up in one read.
+        self._watchers: BatchedLookup[str, AbstractSet[str]] = BatchedLookup(
+            self._watchers_of, frozenset()
+        )
 
     async def announce(self, principal: Principal, online: bool) -> None:
         """Tell the user's contacts that they came online or went away."""
@@ -54,11 +60,13 @@ class PresenceService:
                 await uow.commit()
         # Who is told is read apart from the write: SQLite's one writer is not held
         # for it (the group committer shares that writer).
-        async with self._uow(read_only=True) as uow:
-            contacts = await uow.chats.contacts(principal.user_id)
-            told = await watchers(uow, principal.user_id, sorted(contacts))
+        told = await self._watchers.get(principal.user_id)
         event = PresenceChange(principal.user_id, online, None if online else now)
         self._bus.notify(sorted(told), event)
+
+    async def _watchers_of(self, user_ids: Sequence[str]) -> Mapping[str, AbstractSet[str]]:
+        async with self._uow(read_only=True) as uow:
+            return await watchers(uow, user_ids)
 
     async def connection_closed(self, principal: Principal) -> None:
         """A connection of the user closed: they went away if it was their last, on any node."""

@@ -54,17 +54,17 @@ async def seen_by(uow: UnitOfWork, viewer_id: str, owner_ids: Sequence[str]) -> 
     }
 
 
-async def watchers(uow: UnitOfWork, owner_id: str, viewer_ids: Sequence[str]) -> set[str]:
-    """Those of ``viewer_ids`` who may see ``owner_id``'s last seen and online."""
-    viewers = sorted(set(viewer_ids))
+async def watchers(uow: UnitOfWork, owner_ids: Sequence[str]) -> dict[str, set[str]]:
+    """For each owner, who shares a chat with them and may see their last seen and online
+    (two reads for all the owners)."""
+    sharing = await uow.chats.sharing_a_chat(owner_ids)
+    viewers = set().union(*sharing.values())
     if not viewers:
-        return set()
-    audience, blocked, contacts = await uow.people.last_seen_audience(owner_id, viewers)
+        return {}
+    audiences = await uow.people.last_seen_audiences(sorted(sharing), sorted(viewers))
     return {
-        viewer
-        for viewer in viewers
-        if viewer not in blocked
-        and may_see(audience, is_self=viewer == owner_id, is_contact=viewer in contacts)
+        owner: {viewer for viewer in others if audiences[owner].shows(owner, viewer)}
+        for owner, others in sharing.items()
     }
 
 

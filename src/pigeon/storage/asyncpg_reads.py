@@ -15,10 +15,12 @@ which picks the path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement, Executable
@@ -72,6 +74,16 @@ def read_only_driver(conn: AsyncConnection) -> Any | None:
     return sync.connection.driver_connection
 
 
+def among(column: sa.ColumnElement[Any], values: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    """``column`` is one of a list parameter's values, as ``ConnectRead.of_lists`` built it."""
+    if values.expanding:
+        return column.in_(values)
+    return column == sa.any_(values)
+
+
+ListParameter = Callable[[str], "sa.BindParameter[Any]"]
+
+
 class ConnectRead:
     """A select every connect makes: on asyncpg itself in PostgreSQL's read-only units,
     through SQLAlchemy everywhere else. Rows come back as mappings by column name.
@@ -86,6 +98,16 @@ class ConnectRead:
         self._statement = statement
         same = cast(ClauseElement, statement)  # a select is both
         self._on_driver = AsyncpgSelect(on_driver if on_driver is not None else same)
+
+    @classmethod
+    def of_lists(cls, build: Callable[[ListParameter], Executable]) -> ConnectRead:
+        """A select with lists of strings as parameters, written once as ``build(listed)``:
+        ``listed(name)`` is an expanding IN's parameter through SQLAlchemy, an array
+        on asyncpg (compare them with ``among``)."""
+        return cls(
+            build(lambda name: sa.bindparam(name, expanding=True)),
+            cast(ClauseElement, build(lambda name: sa.bindparam(name, type_=ARRAY(sa.String)))),
+        )
 
     async def rows(self, conn: AsyncConnection, **params: Any) -> Sequence[Mapping[Any, Any]]:
         driver = read_only_driver(conn)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.chats import Chat, ChatKind, Member, Role
-from pigeon.storage.asyncpg_reads import ConnectRead
+from pigeon.storage.asyncpg_reads import ConnectRead, among
 from pigeon.storage.schema import chat_members, chats
 
 
@@ -48,21 +48,17 @@ def _member_row(member: Member) -> dict[str, Any]:
     }
 
 
-# Built once: every device that connects reads its user's contacts (for
-# presence), and building the select cost more than running it on SQLite.
-_CONTACTS = (
-    sa.select(chat_members.c.user_id)
-    .where(
-        chat_members.c.chat_id.in_(
-            sa.select(chat_members.c.chat_id).where(
-                chat_members.c.user_id == sa.bindparam("user_id")
-            )
-        ),
-        chat_members.c.user_id != sa.bindparam("user_id"),
+# Built once: every device that connects reads who shares a chat with its user
+# (for presence), and building the select cost more than running it on SQLite.
+_ME, _OTHER = chat_members.alias("me"), chat_members.alias("other")
+_SHARING_A_CHAT = ConnectRead.of_lists(
+    lambda listed: (
+        sa.select(_ME.c.user_id.label("owner"), _OTHER.c.user_id)
+        .join(_OTHER, _OTHER.c.chat_id == _ME.c.chat_id)
+        .where(among(_ME.c.user_id, listed("user_ids")), _OTHER.c.user_id != _ME.c.user_id)
+        .distinct()
     )
-    .distinct()
 )
-_CONTACTS_READ = ConnectRead(_CONTACTS)
 
 
 class SqlChatRepository:
@@ -206,4 +202,10 @@ class SqlChatRepository:
         return int(old)
 
     async def contacts(self, user_id: str) -> set[str]:
-        return {row["user_id"] for row in await _CONTACTS_READ.rows(self._conn, user_id=user_id)}
+        return (await self.sharing_a_chat([user_id])).get(user_id, set())
+
+    async def sharing_a_chat(self, user_ids: Sequence[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for row in await _SHARING_A_CHAT.rows(self._conn, user_ids=sorted(set(user_ids))):
+            found.setdefault(row["owner"], set()).add(row["user_id"])
+        return found

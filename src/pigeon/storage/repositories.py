@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.services.ports import CodeAttempt
-from pigeon.storage.asyncpg_reads import ConnectRead
+from pigeon.storage.asyncpg_reads import ConnectRead, among
 from pigeon.storage.schema import devices, inbox_counters, users, verification_codes
 
 
@@ -98,12 +98,11 @@ class SqlUserRepository:
         return [user_of_row(row) for row in await self._conn.execute(query)]
 
 
-# Built once: a device connecting looks its token up, and building the select
+# Built once: devices connecting look their tokens up, and building the select
 # (operators, then its cache key) cost more than running it on SQLite.
-_DEVICE_BY_ACCESS_HASH = sa.select(devices).where(
-    devices.c.access_token_hash == sa.bindparam("token_hash")
+_DEVICES_BY_ACCESS_HASH = ConnectRead.of_lists(
+    lambda listed: sa.select(devices).where(among(devices.c.access_token_hash, listed("hashes")))
 )
-_DEVICE_BY_ACCESS_HASH_READ = ConnectRead(_DEVICE_BY_ACCESS_HASH)
 
 
 class SqlDeviceRepository:
@@ -134,9 +133,9 @@ class SqlDeviceRepository:
     async def get(self, device_id: str) -> Device | None:
         return await self._one(devices.c.id == device_id)
 
-    async def get_by_access_hash(self, token_hash: str) -> Device | None:
-        found = await _DEVICE_BY_ACCESS_HASH_READ.rows(self._conn, token_hash=token_hash)
-        return _device(found[0]) if found else None
+    async def get_by_access_hashes(self, token_hashes: Sequence[str]) -> dict[str, Device]:
+        found = await _DEVICES_BY_ACCESS_HASH.rows(self._conn, hashes=list(token_hashes))
+        return {row["access_token_hash"]: _device(row) for row in found}
 
     async def get_by_refresh_hash(self, token_hash: str) -> Device | None:
         return await self._one(devices.c.refresh_token_hash == token_hash)
