@@ -11,9 +11,15 @@ from pigeon.services.batching import BatchedLookup
 from pigeon.services.ports import StorageError
 
 
-async def one_turn() -> None:
-    """One turn of the loop: every task that is ready runs to its next wait (no timing)."""
-    await asyncio.sleep(0)
+async def _nothing() -> None:
+    return None
+
+
+async def tasks_made_before_have_started() -> None:
+    """A barrier: every task made before this call has run to its first wait (a lookup
+    has asked). Tasks take their first step in the order they were made, so a task
+    made now has run only once they all have."""
+    await asyncio.ensure_future(_nothing())
 
 
 class GatedReads:
@@ -38,7 +44,7 @@ class GatedReads:
         for _ in range(100):
             if len(self.reads) >= count:
                 return
-            await one_turn()
+            await tasks_made_before_have_started()  # one turn of the loop
         raise AssertionError(f"{len(self.reads)} reads began, not {count}")
 
 
@@ -48,8 +54,9 @@ async def test_a_lookup_alone_is_read_at_once_and_those_arriving_meanwhile_toget
     first = asyncio.ensure_future(lookup.get("a"))
     await reads.started(1)
     later = [asyncio.ensure_future(lookup.get(key)) for key in ("b", "missing", "b", "c")]
-    await one_turn()
-    assert reads.reads == [["a"]]  # nobody waits for a batch to fill
+    await tasks_made_before_have_started()
+    # They wait for the read under way (held by its gate), not for a batch to fill.
+    assert reads.reads == [["a"]]
     reads.gates[0].set()
     assert await first == "A"
     await reads.started(2)
@@ -64,7 +71,7 @@ async def test_a_read_takes_at_most_its_share_of_keys() -> None:
     first = asyncio.ensure_future(lookup.get("a"))
     await reads.started(1)
     later = [asyncio.ensure_future(lookup.get(key)) for key in "bcde"]
-    await one_turn()
+    await tasks_made_before_have_started()
     for count in (1, 2):
         reads.gates[count - 1].set()
         await reads.started(count + 1)
@@ -98,7 +105,7 @@ async def test_a_caller_that_left_does_not_stop_the_others() -> None:
     await reads.started(1)
     leaving = asyncio.ensure_future(lookup.get("b"))
     staying = asyncio.ensure_future(lookup.get("c"))
-    await one_turn()
+    await tasks_made_before_have_started()
     leaving.cancel()
     reads.gates[0].set()
     await reads.started(2)
