@@ -143,8 +143,7 @@ class StormDevice(asyncio.Protocol):
         self._finish(False)
 
 
-def upgrade_request(url: str, token: str) -> bytes:
-    parsed = urllib.parse.urlsplit(url)
+def upgrade_request(parsed: urllib.parse.SplitResult, token: str) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     return (
         f"GET {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\n"
@@ -161,7 +160,7 @@ async def connect_one(url: str, token: str, at: float) -> float | None:
     parsed = urllib.parse.urlsplit(url)
     try:
         transport, _ = await loop.create_connection(
-            lambda: StormDevice(upgrade_request(url, token), done),
+            lambda: StormDevice(upgrade_request(parsed, token), done),
             parsed.hostname or "127.0.0.1",
             parsed.port or 80,
         )
