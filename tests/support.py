@@ -137,6 +137,20 @@ async def eventually(
             await asyncio.sleep(interval)
 
 
+async def _nothing() -> None:
+    return None
+
+
+async def tasks_made_before_have_started() -> None:
+    """A barrier: every task made before this call has run to its first wait.
+
+    Tasks take their first step in the order they were made (and a woken task
+    its next step in the order it was woken), so a task made now has run only
+    once they all have: no time is waited for.
+    """
+    await asyncio.ensure_future(_nothing())
+
+
 async def listening(port: int) -> bool:
     """Whether something accepts connections on 127.0.0.1:``port`` (for ``eventually``)."""
     try:

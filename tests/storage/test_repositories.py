@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -19,7 +20,7 @@ from pigeon.services.ports import CodeAttempt, StorageError, UnitOfWork
 from pigeon.services.visibility import watchers
 from pigeon.storage.engine import create_engine
 from pigeon.storage.schema import users
-from tests.support import make_device
+from tests.support import eventually, make_device
 
 REG = CodePurpose.REGISTRATION
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -551,3 +552,35 @@ async def test_the_reads_of_a_connect_agree_in_read_only_and_writing_units(
     async with units_of_work(engine)(read_only=True) as uow:
         told = await watchers(uow, [alice.id, bob.id, dave.id])
     assert told == {alice.id: {bob.id}, bob.id: {alice.id}}
+
+
+async def test_a_read_cancelled_while_its_overflow_connection_closes_logs_nothing(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only unit returning a connection the full pool does not take back closes
+    it, a round trip; a socket closing then cancels the reading task. The close must
+    still finish, not end in the pool's logged traceback (as it did in a fault test)."""
+    engine = create_engine(postgres_url, pool_size=2)  # and 1 overflow connection
+    uow = units_of_work(engine)
+    try:
+        release, holding = asyncio.Event(), []
+
+        async def read() -> None:
+            async with uow(read_only=True) as unit:
+                await unit.devices.count()
+                holding.append(unit)
+                await release.wait()
+
+        readers = [asyncio.ensure_future(read()) for _ in range(3)]
+        await eventually(lambda: len(holding) == 3)
+        assert engine.pool.checkedout() == 3  # type: ignore[attr-defined]
+        release.set()
+        # Called after the readers' steps in the loop's next turn: by then two gave
+        # their connections back to the pool and the last is closing the overflow one.
+        asyncio.get_running_loop().call_soon(lambda: [reader.cancel() for reader in readers])
+        with caplog.at_level(logging.ERROR):
+            await asyncio.gather(*readers, return_exceptions=True)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()

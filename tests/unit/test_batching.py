@@ -9,17 +9,7 @@ import pytest
 
 from pigeon.services.batching import BatchedLookup
 from pigeon.services.ports import StorageError
-
-
-async def _nothing() -> None:
-    return None
-
-
-async def tasks_made_before_have_started() -> None:
-    """A barrier: every task made before this call has run to its first wait (a lookup
-    has asked). Tasks take their first step in the order they were made, so a task
-    made now has run only once they all have."""
-    await asyncio.ensure_future(_nothing())
+from tests.support import tasks_made_before_have_started
 
 
 class GatedReads:

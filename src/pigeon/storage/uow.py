@@ -72,8 +72,9 @@ class SqlUnitOfWork(BoundRepositories):
     """A unit of work on a pooled connection.
 
     A read-only unit's ``engine`` carries ``read_only_options``. On PostgreSQL
-    it then has no transaction at all: nothing to begin, nothing to roll
-    back, and closing it makes no round trip.
+    it then has no transaction at all: nothing to begin and nothing to roll
+    back; returning its connection makes a round trip only when the pool is
+    full and closes it.
     """
 
     def __init__(
@@ -107,15 +108,11 @@ class SqlUnitOfWork(BoundRepositories):
     ) -> None:
         assert self._conn is not None
         conn, self._conn = self._conn, None
-        if not self._transactional:
-            # Returning an autocommit connection makes no round trip, so nothing
-            # can cut it short.
-            await conn.close()
-            raise_as_storage_error(exc)
-            return
         # Shielded: a task cancelled here (a socket closing while its backlog is
         # read) still rolls back and returns its connection whole, instead of
-        # leaving the pool a half-reset connection and a logged traceback.
+        # leaving the pool a half-reset connection and a logged traceback. An
+        # autocommit connection needs it too: one the full pool does not take
+        # back (an overflow connection) is closed, a round trip to PostgreSQL.
         release = asyncio.ensure_future(_release(conn))
         try:
             await asyncio.shield(release)
