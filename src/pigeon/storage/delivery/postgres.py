@@ -34,12 +34,20 @@ from pigeon.storage import schema
 from pigeon.storage.delivery import rows
 from pigeon.storage.delivery.executors import Executor
 
+# Each key's first send record at or after it in primary-key order, kept if
+# it is the key's own: a row comparison in the key's column order that only
+# the primary key can serve. Plain equalities let a generic plan made on an
+# empty table pick the (chat_id, seq) index and filter a chat's every record
+# for each key (16 ms a batch once 20 chats held 45,000 records).
 FIND_SENT = (
     "SELECT s.sender_device_id, s.chat_id, s.client_message_id, s.message_id, s.seq,"
     " s.created_at FROM unnest(CAST($1 AS TEXT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]))"
     " AS k(device_id, chat_id, client_id) CROSS JOIN LATERAL (SELECT * FROM sent_messages AS s"
-    " WHERE s.sender_device_id = k.device_id AND s.chat_id = k.chat_id"
-    " AND s.client_message_id = k.client_id LIMIT 1) AS s"
+    " WHERE (s.sender_device_id, s.chat_id, s.client_message_id)"
+    " >= (k.device_id, k.chat_id, k.client_id)"
+    " ORDER BY s.sender_device_id, s.chat_id, s.client_message_id LIMIT 1) AS s"
+    " WHERE (s.sender_device_id, s.chat_id, s.client_message_id)"
+    " = (k.device_id, k.chat_id, k.client_id)"
 )
 MEMBER_DEVICES = (
     "SELECT m.chat_id, m.user_id, d.id FROM chat_members AS m"
