@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pigeon.bootstrap import units_of_work
 from pigeon.domain.chats import Chat, ChatKind, Member, Message, MessageKind, Role
-from pigeon.domain.delivery import InboxEntry, SentRecord
+from pigeon.domain.delivery import BatchFacts, InboxEntry, SentRecord
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import User
@@ -393,3 +393,36 @@ async def test_direct_blocks_find_blocks_in_one_to_one_chats_only(
         assert await uow.delivery.direct_blocks([group], [a]) == set()  # groups flow
         assert await uow.delivery.direct_blocks([direct], [b]) == set()  # a blocked nobody
         assert await uow.delivery.direct_blocks([], [a]) == set()
+
+
+async def test_batch_facts_read_at_once_what_the_single_reads_find(
+    engine: AsyncEngine, units: Units
+) -> None:
+    group, [[a1, a2], [b1], []] = await people(engine, 2, 1, 0)
+    a, b = await owner(engine, a1), await owner(engine, b1)
+    direct = new_id()
+    async with units_of_work(engine)() as uow:
+        chat = Chat(direct, ChatKind.DIRECT, "", a, T0, direct_key=f"{min(a, b)}:{max(a, b)}")
+        await uow.chats.add(chat, [Member(direct, u, Role.MEMBER, T0) for u in (a, b)])
+        await uow.chats.set_disappearing(direct, 3600)
+        await uow.people.block(b, a, T0)
+        await uow.commit()
+    [first] = await send(units, engine, group, a1, [a2, b1], 1)
+    chats, senders = [direct, group, new_id()], [a, b]
+    keys = [(a1, group, "c1"), (a1, direct, "c1"), (b1, group, "new")]
+    async with units() as uow:
+        facts = await uow.delivery.batch_facts(chats, keys, senders)
+        assert facts.members == await uow.delivery.member_devices(chats)
+        assert facts.earlier_sends == await uow.delivery.find_sent(keys)
+        assert facts.blocks == await uow.delivery.direct_blocks(chats, senders)
+        assert facts.timers == await uow.delivery.disappearing(chats)
+        nothing_sent = await uow.delivery.batch_facts([group], [], [])
+        nothing_asked = await uow.delivery.batch_facts([], [], [])
+    # What the single reads found, so the comparison above compares something.
+    assert facts.earlier_sends == {(a1, group, "c1"): SentRecord(a1, "c1", first.id, group, 1, T0)}
+    assert facts.blocks == {(direct, b, a)}
+    assert facts.timers == {direct: 3600}
+    assert set(facts.members) == {direct, group}
+    assert facts.members[group][a] == sorted([a1, a2])
+    assert nothing_sent == BatchFacts({group: facts.members[group]}, {}, set(), {})
+    assert nothing_asked == BatchFacts({}, {}, set(), {})

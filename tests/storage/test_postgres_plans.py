@@ -27,6 +27,7 @@ from tests.conftest import POSTGRES_URL
 
 # What the committer runs on PostgreSQL (the queue reads and purges run elsewhere).
 COMMITTER_STATEMENTS = {
+    "batch_facts": postgres.BATCH_FACTS,
     "find_sent": postgres.FIND_SENT,
     "member_devices": postgres.MEMBER_DEVICES,
     "disappearing": postgres.DISAPPEARING,

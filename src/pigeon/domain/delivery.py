@@ -30,6 +30,23 @@ class SentRecord:
     expires_at: datetime | None = None  # a disappearing message's expiry
 
 
+SendKey = tuple[str, str, str]  # (sender device, chat, clientMessageId)
+
+
+@dataclass(slots=True, frozen=True)
+class BatchFacts:
+    """What a batch of sends, reads and changes must know before it writes anything.
+
+    Read together, in one round trip where the database allows, because every
+    round trip of a batch is paid again at each commit of ordinary load.
+    """
+
+    members: dict[str, dict[str, list[str]]]  # chat -> member user -> device ids
+    earlier_sends: dict[SendKey, SentRecord]
+    blocks: set[tuple[str, str, str]]  # (1:1 chat, blocker, blocked sender)
+    timers: dict[str, int]  # chat -> seconds its messages last, for disappearing chats
+
+
 @dataclass(slots=True)
 class InboxEntry:
     """One queued event for one device: a message, a receipt, a change or a status,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pigeon.domain.chats import ChatKind, Message, MessageKind
-from pigeon.domain.delivery import InboxEntry, SentRecord
+from pigeon.domain.delivery import BatchFacts, InboxEntry, SendKey, SentRecord
 from pigeon.domain.errors import InvalidInput, NotFound, PigeonError
 from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.domain.ids import new_id
@@ -199,10 +199,13 @@ class MessagingService:
         batch = _Batch(ops, now, now + self._policy.undelivered_ttl, self._policy.forwarding)
         async with self._batch_uow() as uow:
             await batch.apply_acks(uow)
-            members = await uow.delivery.member_devices(batch.chat_ids())
+            facts = await uow.delivery.batch_facts(
+                batch.chat_ids(), batch.send_keys(), batch.sender_ids()
+            )
+            members = facts.members
             batch.apply_sends_check(members)
             await batch.apply_reads(uow, members)
-            await batch.apply_sends(uow, members)
+            await batch.apply_sends(uow, facts)
             entries = await fanout.assign_inbox_seqs(uow, batch.queued, batch.expires_at)
             await uow.delivery.insert_batch(batch.messages, batch.sent_records, entries)
             await uow.media.link(batch.links)
@@ -236,6 +239,12 @@ class _Batch:
 
     def chat_ids(self) -> list[str]:
         return sorted({op.chat_id for op in self.ops if not isinstance(op, Ack)})
+
+    def send_keys(self) -> list[SendKey]:
+        return sorted({_send_key(op) for op in self.ops if isinstance(op, SendMessage)})
+
+    def sender_ids(self) -> list[str]:
+        return sorted({op.principal.user_id for op in self.ops if isinstance(op, SendMessage)})
 
     # -- changes: after the sends are written, so a message changed in its own batch is found
     async def apply_changes(
@@ -330,18 +339,19 @@ class _Batch:
                     "invalid_mentions", "Only members of the chat can be mentioned."
                 )
 
-    async def apply_sends(self, uow: UnitOfWork, members: dict[str, dict[str, list[str]]]) -> None:
+    async def apply_sends(self, uow: UnitOfWork, facts: BatchFacts) -> None:
+        """The sends that passed ``apply_sends_check``, against what ``facts`` read
+        for every send of the batch."""
         sends = [
             (i, op)
             for i, op in enumerate(self.ops)
             if isinstance(op, SendMessage) and self.results[i] is None
         ]
-        keys = [(op.principal.device_id, op.chat_id, op.client_message_id) for _, op in sends]
-        earlier = await uow.delivery.find_sent(sorted(set(keys)))
-        first_in_batch: dict[tuple[str, str, str], int] = {}
+        first_in_batch: dict[SendKey, int] = {}
         fresh: list[tuple[int, SendMessage, Message]] = []
-        for (index, op), key in zip(sends, keys, strict=True):
-            record = earlier.get(key)
+        for index, op in sends:
+            key = _send_key(op)
+            record = facts.earlier_sends.get(key)
             if record is not None:
                 self.results[index] = _result(record, duplicate=True)
             elif key in first_in_batch:
@@ -351,8 +361,7 @@ class _Batch:
                 fresh.append((index, op, _new_message(op, self.now)))
         fresh = await self._settle_forwards(uow, fresh)
         fresh = await self._attach(uow, fresh)
-        blocked = await _blocked_recipients(uow, fresh)
-        await self._set_expiry(uow, fresh)
+        self._set_expiry(fresh, facts.timers)
         await fanout.assign_seqs(uow, [message for _, _, message in fresh])
         for index, op, message in fresh:
             record = SentRecord(
@@ -372,8 +381,8 @@ class _Batch:
             self.messages.append(message)
             self.results[index] = _result(record, duplicate=False)
             sender_device = op.principal.device_id
-            for user_id, device_ids in members[op.chat_id].items():
-                if (op.chat_id, user_id, op.principal.user_id) in blocked:
+            for user_id, device_ids in facts.members[op.chat_id].items():
+                if (op.chat_id, user_id, op.principal.user_id) in facts.blocks:
                     continue  # accepted, never delivered: one tick forever, as in WhatsApp
                 self.queued += [
                     Queued(d, user_id, message=message) for d in device_ids if d != sender_device
@@ -388,13 +397,10 @@ class _Batch:
                 else original
             )
 
-    async def _set_expiry(
-        self, uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
+    def _set_expiry(
+        self, fresh: list[tuple[int, SendMessage, Message]], timers: dict[str, int]
     ) -> None:
         """Messages sent while their chat's disappearing timer is on expire with it."""
-        if not fresh:
-            return
-        timers = await uow.delivery.disappearing(sorted({m.chat_id for _, _, m in fresh}))
         for _, _, message in fresh:
             seconds = timers.get(message.chat_id)
             if seconds:
@@ -449,16 +455,8 @@ async def _receipts_on(uow: UnitOfWork, reader: str, senders: set[str]) -> set[s
     return {sender for sender in senders if privacy[sender].read_receipts}
 
 
-async def _blocked_recipients(
-    uow: UnitOfWork, fresh: list[tuple[int, SendMessage, Message]]
-) -> set[tuple[str, str, str]]:
-    """(chat, blocker, sender) for the batch's 1:1 sends whose recipient blocked the sender:
-    one indexed lookup per batch (docs/architecture.md, "Blocking")."""
-    if not fresh:
-        return set()
-    chat_ids = sorted({op.chat_id for _, op, _ in fresh})
-    senders = sorted({op.principal.user_id for _, op, _ in fresh})
-    return await uow.delivery.direct_blocks(chat_ids, senders)
+def _send_key(op: SendMessage) -> SendKey:
+    return (op.principal.device_id, op.chat_id, op.client_message_id)
 
 
 def _partition(op: Operation) -> str:

@@ -13,7 +13,7 @@ from typing import Protocol, Self
 from pigeon.domain.broadcasts import BroadcastList
 from pigeon.domain.changes import MessageRecord
 from pigeon.domain.chats import Chat, Member, Message, Role
-from pigeon.domain.delivery import AckOutcome, InboxEntry, SentRecord
+from pigeon.domain.delivery import AckOutcome, BatchFacts, InboxEntry, SendKey, SentRecord
 from pigeon.domain.events import LiveEvent
 from pigeon.domain.media import Attachment, Upload
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
@@ -177,6 +177,13 @@ class DeliveryRepository(Protocol):
     ) -> set[tuple[str, str, str]]:
         """(chat, blocker, blocked) for the 1:1 chats among ``chat_ids`` whose other
         member blocked one of ``sender_ids``."""
+        ...
+
+    async def batch_facts(
+        self, chat_ids: Sequence[str], send_keys: Sequence[SendKey], sender_ids: Sequence[str]
+    ) -> BatchFacts:
+        """``member_devices`` and ``disappearing`` of ``chat_ids``, ``find_sent`` of
+        ``send_keys`` and ``direct_blocks`` of ``sender_ids`` in them, in one read."""
         ...
 
     async def allocate_chat_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:

@@ -20,6 +20,7 @@ Three habits run through the statements:
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,14 @@ import orjson
 from sqlalchemy.dialects import postgresql
 
 from pigeon.domain.chats import Message
-from pigeon.domain.delivery import AckedMessage, AckOutcome, InboxEntry, SentRecord
+from pigeon.domain.delivery import (
+    AckedMessage,
+    AckOutcome,
+    BatchFacts,
+    InboxEntry,
+    SendKey,
+    SentRecord,
+)
 from pigeon.services.ports import StorageError
 from pigeon.storage import schema
 from pigeon.storage.delivery import rows
@@ -67,6 +75,22 @@ DIRECT_BLOCKS = (
     " WHERE b.blocked_id = ANY(CAST($1 AS TEXT[])) AND m.chat_id = ANY(CAST($2 AS TEXT[]))"
 )
 DEVICES_OF = "SELECT user_id, id FROM devices WHERE user_id = ANY(CAST($1 AS TEXT[])) ORDER BY id"
+
+
+def _renumbered(sql: str, numbers: dict[int, int]) -> str:
+    """``sql`` with its placeholders renumbered, to run inside a larger statement."""
+    return re.sub(r"\$(\d+)", lambda found: f"${numbers[int(found.group(1))]}", sql)
+
+
+# MEMBER_DEVICES, FIND_SENT, DIRECT_BLOCKS and DISAPPEARING as one statement,
+# each as an array of rows: $1 chats, $2-$4 send keys, $5 senders.
+BATCH_FACTS = (
+    f"SELECT ARRAY(SELECT ROW(f.*) FROM ({MEMBER_DEVICES}) AS f"
+    " ORDER BY f.chat_id, f.user_id, f.id),"
+    f" ARRAY(SELECT ROW(f.*) FROM ({_renumbered(FIND_SENT, {1: 2, 2: 3, 3: 4})}) AS f),"
+    f" ARRAY(SELECT ROW(f.*) FROM ({_renumbered(DIRECT_BLOCKS, {1: 5, 2: 1})}) AS f),"
+    f" ARRAY(SELECT ROW(f.*) FROM ({DISAPPEARING}) AS f)"
+)
 
 
 def _allocate(table: str, key: str) -> str:
@@ -171,20 +195,24 @@ class PostgresDelivery:
     def __init__(self, executor: Executor) -> None:
         self._db = executor
 
-    async def find_sent(
-        self, keys: Sequence[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], SentRecord]:
+    async def find_sent(self, keys: Sequence[SendKey]) -> dict[SendKey, SentRecord]:
         if not keys:
             return {}
-        args = ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-        return {
-            (device_id, chat_id, client_id): SentRecord(
-                device_id, client_id, message_id, chat_id, seq, created_at
-            )
-            for device_id, chat_id, client_id, message_id, seq, created_at in await self._db.fetch(
-                FIND_SENT, args
-            )
-        }
+        return _sent_records(await self._db.fetch(FIND_SENT, _key_columns(keys)))
+
+    async def batch_facts(
+        self, chat_ids: Sequence[str], send_keys: Sequence[SendKey], sender_ids: Sequence[str]
+    ) -> BatchFacts:
+        if not chat_ids:
+            return BatchFacts({}, {}, set(), {})
+        args = (list(chat_ids), *_key_columns(send_keys), list(sender_ids))
+        ((members, sent, blocks, timers),) = await self._db.fetch(BATCH_FACTS, args)
+        return BatchFacts(
+            members=rows.group_member_devices(members),
+            earlier_sends=_sent_records(sent),
+            blocks={(c, blocker, blocked) for c, blocker, blocked in blocks},
+            timers={chat_id: seconds for chat_id, seconds in timers},
+        )
 
     async def member_devices(self, chat_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
         if not chat_ids:
@@ -276,3 +304,16 @@ class PostgresDelivery:
             "messages": await self._db.execute(PURGE_UNQUEUED_MESSAGES, ()),
             "send_records": await self._db.execute(PURGE_SEND_RECORDS, (sent_before, now)),
         }
+
+
+def _key_columns(keys: Sequence[SendKey]) -> tuple[list[str], list[str], list[str]]:
+    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+
+
+def _sent_records(found: Sequence[Sequence[Any]]) -> dict[SendKey, SentRecord]:
+    return {
+        (device_id, chat_id, client_id): SentRecord(
+            device_id, client_id, message_id, chat_id, seq, created_at
+        )
+        for device_id, chat_id, client_id, message_id, seq, created_at in found
+    }

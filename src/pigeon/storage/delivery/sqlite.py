@@ -17,7 +17,14 @@ from typing import Any
 import orjson
 
 from pigeon.domain.chats import Message
-from pigeon.domain.delivery import AckedMessage, AckOutcome, InboxEntry, SentRecord
+from pigeon.domain.delivery import (
+    AckedMessage,
+    AckOutcome,
+    BatchFacts,
+    InboxEntry,
+    SendKey,
+    SentRecord,
+)
 from pigeon.storage.delivery import rows
 from pigeon.storage.delivery.executors import Executor
 
@@ -161,6 +168,17 @@ class SqliteDelivery:
             (c, blocker, blocked)
             for c, blocker, blocked in await self._db.fetch(DIRECT_BLOCKS, params)
         }
+
+    async def batch_facts(
+        self, chat_ids: Sequence[str], send_keys: Sequence[SendKey], sender_ids: Sequence[str]
+    ) -> BatchFacts:
+        # Four statements: on SQLite a statement costs microseconds, not a round trip.
+        return BatchFacts(
+            members=await self.member_devices(chat_ids),
+            earlier_sends=await self.find_sent(send_keys),
+            blocks=await self.direct_blocks(chat_ids, sender_ids),
+            timers=await self.disappearing(chat_ids),
+        )
 
     async def devices_of(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
         if not user_ids:
