@@ -285,6 +285,11 @@ async def test_seqs_are_allocated_in_blocks_and_never_reused(
     # Not committed: the next allocation starts where the last commit left off.
     async with units() as uow:
         assert await uow.delivery.allocate_chat_seqs({chat_id: 1}) == {chat_id: 4}
+        # Both at once, as a batch allocates them.
+        both = await uow.delivery.allocate_seqs({chat_id: 2}, {bob: 1, alice: 2, new_id(): 1})
+        assert both == ({chat_id: 6}, {bob: 3, alice: 3})
+        assert await uow.delivery.allocate_seqs({}, {bob: 1}) == ({}, {bob: 4})
+        assert await uow.delivery.allocate_seqs({chat_id: 1}, {}) == ({chat_id: 7}, {})
 
 
 # -- acks ------------------------------------------------------------------------------

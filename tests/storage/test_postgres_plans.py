@@ -35,6 +35,7 @@ COMMITTER_STATEMENTS = {
     "devices_of": postgres.DEVICES_OF,
     "allocate_chat_seqs": postgres.ALLOCATE_CHAT_SEQS,
     "allocate_inbox_seqs": postgres.ALLOCATE_INBOX_SEQS,
+    "allocate_seqs": postgres.ALLOCATE_SEQS,
     "remove_acked": postgres.REMOVE_ACKED,
     "senders_between": postgres.SENDERS_BETWEEN,
     "insert_batch": postgres.insert_statement(("messages", "sent_messages", "inbox")),

@@ -9,7 +9,7 @@ caller's job, after its commit (``Bus.publish``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,14 +32,8 @@ class Queued:
 
 async def assign_seqs(uow: UnitOfWork, messages: Sequence[Message]) -> None:
     """Give each message the next seq of its chat, in list order."""
-    counts: dict[str, int] = defaultdict(int)
-    for message in messages:
-        counts[message.chat_id] += 1
-    last = await uow.delivery.allocate_chat_seqs(counts)
-    next_seq = {chat_id: last[chat_id] - n + 1 for chat_id, n in counts.items()}
-    for message in messages:
-        message.seq = next_seq[message.chat_id]
-        next_seq[message.chat_id] += 1
+    counts = _counts(message.chat_id for message in messages)
+    _number(messages, counts, await uow.delivery.allocate_chat_seqs(counts))
 
 
 async def enqueue(
@@ -55,10 +49,38 @@ async def assign_inbox_seqs(
     uow: UnitOfWork, items: Sequence[Queued], expires_at: datetime
 ) -> list[InboxEntry]:
     """The queue entries for ``items``, numbered in list order per device, not yet inserted."""
+    counts = _counts(item.device_id for item in items)
+    return _entries(items, counts, await uow.delivery.allocate_inbox_seqs(counts), expires_at)
+
+
+async def assign_all_seqs(
+    uow: UnitOfWork, messages: Sequence[Message], items: Sequence[Queued], expires_at: datetime
+) -> list[InboxEntry]:
+    """``assign_seqs`` and ``assign_inbox_seqs`` in one allocation (one round trip)."""
+    chat_counts = _counts(message.chat_id for message in messages)
+    device_counts = _counts(item.device_id for item in items)
+    chat_last, device_last = await uow.delivery.allocate_seqs(chat_counts, device_counts)
+    _number(messages, chat_counts, chat_last)
+    return _entries(items, device_counts, device_last, expires_at)
+
+
+def _counts(keys: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
-    for item in items:
-        counts[item.device_id] += 1
-    last = await uow.delivery.allocate_inbox_seqs(counts)
+    for key in keys:
+        counts[key] += 1
+    return counts
+
+
+def _number(messages: Sequence[Message], counts: dict[str, int], last: dict[str, int]) -> None:
+    next_seq = {chat_id: last[chat_id] - n + 1 for chat_id, n in counts.items()}
+    for message in messages:
+        message.seq = next_seq[message.chat_id]
+        next_seq[message.chat_id] += 1
+
+
+def _entries(
+    items: Sequence[Queued], counts: dict[str, int], last: dict[str, int], expires_at: datetime
+) -> list[InboxEntry]:
     next_seq = {d: last[d] - n + 1 for d, n in counts.items() if d in last}
     entries = []
     for item in items:

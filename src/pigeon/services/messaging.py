@@ -206,7 +206,10 @@ class MessagingService:
             batch.apply_sends_check(members)
             await batch.apply_reads(uow, members)
             await batch.apply_sends(uow, facts)
-            entries = await fanout.assign_inbox_seqs(uow, batch.queued, batch.expires_at)
+            entries = await fanout.assign_all_seqs(
+                uow, batch.messages, batch.queued, batch.expires_at
+            )
+            batch.record_sends()
             await uow.delivery.insert_batch(batch.messages, batch.sent_records, entries)
             await uow.media.link(batch.links)
             entries = await batch.apply_changes(uow, members, entries, self._policy.changes)
@@ -232,6 +235,7 @@ class _Batch:
         self.results: list[BatchResult] = [None] * len(ops)
         # A send repeated within the batch: (its index, the first one's index).
         self.repeats: list[tuple[int, int]] = []
+        self.fresh: list[tuple[int, SendMessage, Message]] = []  # new messages, not yet numbered
         self.queued: list[Queued] = []
         self.messages: list[Message] = []
         self.sent_records: list[SentRecord] = []
@@ -340,8 +344,9 @@ class _Batch:
                 )
 
     async def apply_sends(self, uow: UnitOfWork, facts: BatchFacts) -> None:
-        """The sends that passed ``apply_sends_check``, against what ``facts`` read
-        for every send of the batch."""
+        """The sends that passed ``apply_sends_check``: repeats answered, new messages
+        queued for their recipients. Seqs come after (``record_sends``), allocated
+        with the queue entries' in one round trip."""
         sends = [
             (i, op)
             for i, op in enumerate(self.ops)
@@ -355,15 +360,27 @@ class _Batch:
             if record is not None:
                 self.results[index] = _result(record, duplicate=True)
             elif key in first_in_batch:
-                self.repeats.append((index, first_in_batch[key]))  # answered below
+                self.repeats.append((index, first_in_batch[key]))  # see record_sends
             else:
                 first_in_batch[key] = index
                 fresh.append((index, op, _new_message(op, self.now)))
         fresh = await self._settle_forwards(uow, fresh)
         fresh = await self._attach(uow, fresh)
         self._set_expiry(fresh, facts.timers)
-        await fanout.assign_seqs(uow, [message for _, _, message in fresh])
-        for index, op, message in fresh:
+        self.fresh = fresh
+        for _, op, message in fresh:
+            self.messages.append(message)
+            sender_device = op.principal.device_id
+            for user_id, device_ids in facts.members[op.chat_id].items():
+                if (op.chat_id, user_id, op.principal.user_id) in facts.blocks:
+                    continue  # accepted, never delivered: one tick forever, as in WhatsApp
+                self.queued += [
+                    Queued(d, user_id, message=message) for d in device_ids if d != sender_device
+                ]
+
+    def record_sends(self) -> None:
+        """The new messages' send records and answers, once they have their seqs."""
+        for index, op, message in self.fresh:
             record = SentRecord(
                 sender_device_id=op.principal.device_id,
                 client_message_id=op.client_message_id,
@@ -378,15 +395,7 @@ class _Batch:
                 expires_at=message.expires_at,
             )
             self.sent_records.append(record)
-            self.messages.append(message)
             self.results[index] = _result(record, duplicate=False)
-            sender_device = op.principal.device_id
-            for user_id, device_ids in facts.members[op.chat_id].items():
-                if (op.chat_id, user_id, op.principal.user_id) in facts.blocks:
-                    continue  # accepted, never delivered: one tick forever, as in WhatsApp
-                self.queued += [
-                    Queued(d, user_id, message=message) for d in device_ids if d != sender_device
-                ]
         for index, first in self.repeats:  # the first send's answer, marked as a repeat
             original = self.results[first]
             self.results[index] = (

@@ -93,21 +93,37 @@ BATCH_FACTS = (
 )
 
 
-def _allocate(table: str, key: str) -> str:
-    # Lock the rows in key order first: two nodes' batches touching the same
-    # chats or devices then queue up instead of deadlocking.
+def _allocation(table: str, key: str, keys: int, counts: int, after: str = "") -> str:
+    """Two WITH clauses, ``{table}_locked`` and ``{table}_seqs``: the latter adds each
+    of ``$counts`` to its key's last seq and returns the new last seq.
+
+    The rows are locked in key order first: two nodes' batches touching the same
+    chats or devices then queue up instead of deadlocking. ``after`` names a
+    clause whose rows must all be written before these rows are locked.
+    """
+    wait = f" AND (SELECT count(*) FROM {after}) >= 0" if after else ""
     return (
-        f"WITH locked AS MATERIALIZED (SELECT {key} FROM {table}"
-        f" WHERE {key} = ANY(CAST($1 AS TEXT[])) ORDER BY {key} FOR UPDATE)"
-        f" UPDATE {table} AS t SET last_seq = t.last_seq + a.n FROM"
-        " unnest(CAST($1 AS TEXT[]), CAST($2 AS BIGINT[])) AS a(k, n)"
-        f" WHERE t.{key} = a.k AND t.{key} IN (SELECT {key} FROM locked)"
-        f" RETURNING t.{key}, t.last_seq"
+        f"{table}_locked AS MATERIALIZED (SELECT {key} FROM {table}"
+        f" WHERE {key} = ANY(CAST(${keys} AS TEXT[])){wait} ORDER BY {key} FOR UPDATE),"
+        f" {table}_seqs AS (UPDATE {table} AS t SET last_seq = t.last_seq + a.n FROM"
+        f" unnest(CAST(${keys} AS TEXT[]), CAST(${counts} AS BIGINT[])) AS a(k, n)"
+        f" WHERE t.{key} = a.k AND t.{key} IN (SELECT {key} FROM {table}_locked)"
+        f" RETURNING t.{key}, t.last_seq)"
     )
 
 
-ALLOCATE_CHAT_SEQS = _allocate("chats", "id")
-ALLOCATE_INBOX_SEQS = _allocate("inbox_counters", "device_id")
+ALLOCATE_CHAT_SEQS = f"WITH {_allocation('chats', 'id', 1, 2)} SELECT * FROM chats_seqs"
+ALLOCATE_INBOX_SEQS = (
+    f"WITH {_allocation('inbox_counters', 'device_id', 1, 2)} SELECT * FROM inbox_counters_seqs"
+)
+# Both: every chat of the batch is locked before any device, as a chat's seqs
+# are before its devices' everywhere else (system messages).
+ALLOCATE_SEQS = (
+    f"WITH {_allocation('chats', 'id', 1, 2)},"
+    f" {_allocation('inbox_counters', 'device_id', 3, 4, after='chats_seqs')}"
+    " SELECT ARRAY(SELECT ROW(c.*) FROM chats_seqs AS c),"
+    " ARRAY(SELECT ROW(d.*) FROM inbox_counters_seqs AS d)"
+)
 REMOVE_ACKED = (
     # Delete the entries, read what the receipts need, delete the messages no
     # other entry holds. Entries deleted by this same statement still show in
@@ -243,6 +259,22 @@ class PostgresDelivery:
 
     async def allocate_inbox_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
         return await self._allocate(ALLOCATE_INBOX_SEQS, counts)
+
+    async def allocate_seqs(
+        self, chat_counts: Mapping[str, int], device_counts: Mapping[str, int]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        if not chat_counts or not device_counts:
+            return (
+                await self.allocate_chat_seqs(chat_counts),
+                await self.allocate_inbox_seqs(device_counts),
+            )
+        chats, devices = dict(sorted(chat_counts.items())), dict(sorted(device_counts.items()))
+        args = (list(chats), list(chats.values()), list(devices), list(devices.values()))
+        ((chat_last, device_last),) = await self._db.fetch(ALLOCATE_SEQS, args)
+        return (
+            {key: int(last) for key, last in chat_last},
+            {key: int(last) for key, last in device_last},
+        )
 
     async def _allocate(self, sql: str, counts: Mapping[str, int]) -> dict[str, int]:
         if not counts:

@@ -192,6 +192,14 @@ class SqliteDelivery:
     async def allocate_inbox_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
         return await self._allocate(ALLOCATE_INBOX_SEQS, counts)
 
+    async def allocate_seqs(
+        self, chat_counts: Mapping[str, int], device_counts: Mapping[str, int]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        return (
+            await self.allocate_chat_seqs(chat_counts),
+            await self.allocate_inbox_seqs(device_counts),
+        )
+
     async def _allocate(self, sql: str, counts: Mapping[str, int]) -> dict[str, int]:
         if not counts:
             return {}
