@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -452,3 +453,32 @@ def start_profiler(pid: int, label: str) -> subprocess.Popen[bytes] | None:
     command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
     command += ["--gil", "--nonblocking", "--output", str(output)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+
+async def commit_counts(base_url: str) -> tuple[float, float]:
+    """Group commits so far and the operations they held, from the server's /metrics."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        text = (await http.get("/metrics")).text
+    found = dict(_COMMITS.findall(text))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+_COMMITS = re.compile(r"^pigeon_commit_batch_operations_(count|sum) (\S+)$", re.MULTILINE)
+
+
+async def settle(base_urls: Sequence[str], quiet: float = 0.3, limit: float = 10.0) -> None:
+    """Wait until no server has committed anything for ``quiet`` seconds (``limit`` at most).
+
+    A span ends while its last acks and receipts are still being committed
+    (up to a second after a saturated span); the next span must not pay for them.
+    """
+    deadline = time.perf_counter() + limit
+    last = [await commit_counts(url) for url in base_urls]
+    still_since = time.perf_counter()
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+        now = [await commit_counts(url) for url in base_urls]
+        if now != last:
+            last, still_since = now, time.perf_counter()
+        elif time.perf_counter() - still_since >= quiet:
+            return

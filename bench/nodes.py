@@ -37,6 +37,7 @@ from bench.common import (
     latency_ms,
     process_cpu_seconds,
     raise_file_limit,
+    settle,
 )
 from bench.harness import open_pairs, paced, pump
 
@@ -100,6 +101,7 @@ async def measure(
     seconds: float,
 ) -> dict[str, Any]:
     broker = BROKERS.get(bus)
+    await settle([server.url for server in servers])  # the span before is not measured
     idle = await broker_idle_rate(broker)
     for _, receiver, _ in clients:
         receiver.latencies.clear()

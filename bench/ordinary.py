@@ -37,10 +37,12 @@ from bench.common import (
     Client,
     PigeonServer,
     Workspace,
+    commit_counts,
     latency_ms,
     percentile,
     pin_generator,
     process_cpu_seconds,
+    settle,
 )
 
 PAIRS = 20
@@ -103,17 +105,6 @@ class PostgresBackends:
         return sum(value - self._start.get(pid, 0.0) for pid, value in end.items())
 
 
-async def commit_counts(base_url: str) -> tuple[float, float]:
-    """Group commits so far and the operations they held, from the server's /metrics."""
-    async with httpx.AsyncClient(base_url=base_url) as http:
-        text = (await http.get("/metrics")).text
-    found = dict(_COMMITS.findall(text))
-    return float(found.get("count", 0)), float(found.get("sum", 0))
-
-
-_COMMITS = re.compile(r"^pigeon_commit_batch_operations_(count|sum) (\S+)$", re.MULTILINE)
-
-
 async def measured_span(
     clients: list[tuple[Client, Client, str]],
     base_url: str,
@@ -162,7 +153,7 @@ async def scenario_ordinary(kind: str, seconds: float) -> dict[str, Any]:
             saturated = await measured_span(
                 clients, server.url, server.pid, database, "throughput", seconds
             )
-            await asyncio.sleep(1.0)  # the lazy acks of the saturated span commit
+            await settle([server.url])  # the saturated span's tail is not measured below
             steady = await measured_span(clients, server.url, server.pid, database, "rate", seconds)
             await close_all(clients)
         finally:
