@@ -13,13 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pigeon.bootstrap import units_of_work
 from pigeon.domain.chats import Chat, ChatKind, Member, Role, direct_key
+from pigeon.domain.delivery import InboxEntry
+from pigeon.domain.events import Receipt, ReceiptType
 from pigeon.domain.ids import new_id
 from pigeon.domain.models import CodePurpose, Device, User, VerificationCode
 from pigeon.domain.people import DEFAULT_PRIVACY, Audience, LastSeenAudience, Privacy
 from pigeon.services.ports import CodeAttempt, StorageError, UnitOfWork
 from pigeon.services.visibility import watchers
 from pigeon.storage.engine import create_engine
-from pigeon.storage.schema import users
+from pigeon.storage.schema import inbox, users
 from tests.support import eventually, make_device
 
 REG = CodePurpose.REGISTRATION
@@ -222,6 +224,31 @@ async def test_delete_device_is_true_once_then_false(engine: AsyncEngine) -> Non
         assert await uow.devices.delete(removed.id) is False
         assert await device_by_access_hash(uow, removed.access_token_hash) is None
         assert await uow.devices.list_for_user(user.id) == [kept]
+
+
+async def test_a_deleted_devices_queue_goes_with_it(engine: AsyncEngine) -> None:
+    """Revoked or abandoned, a device leaves no queue entry behind: no foreign key
+    cascades to them (migration 0014), so the delete itself drops them."""
+    user = make_user()
+    kept, revoked = make_device(user.id, "kept"), make_device(user.id, "revoked")
+    abandoned = make_device(user.id, "abandoned", at=T0 - timedelta(days=91))
+    await add_user(engine, user, kept, revoked, abandoned)
+    receipt = Receipt(new_id(), ReceiptType.DELIVERED, user.id, 1, T0)
+    async with units_of_work(engine)() as uow:
+        devices = [kept.id, revoked.id, abandoned.id]
+        ends = await uow.delivery.allocate_inbox_seqs({d: 2 for d in devices})
+        await uow.delivery.insert_inbox(
+            [InboxEntry(d, ends[d] - i, T0 + timedelta(days=1), event=receipt)
+             for d in devices for i in (1, 0)]
+        )  # fmt: skip
+        await uow.commit()
+    async with units_of_work(engine)() as uow:
+        assert await uow.devices.delete(revoked.id) is True
+        assert await uow.devices.delete_expired(T0) == [abandoned.id]
+        await uow.commit()
+    async with engine.connect() as conn:
+        queued = sa.select(inbox.c.device_id, sa.func.count()).group_by(inbox.c.device_id)
+        assert {d: n for d, n in (await conn.execute(queued)).all()} == {kept.id: 2}
 
 
 async def test_replace_tokens_retires_the_old_hashes(engine: AsyncEngine) -> None:

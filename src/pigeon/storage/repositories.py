@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pigeon.domain.models import CodePurpose, Device, Platform, User, VerificationCode
 from pigeon.services.ports import CodeAttempt
 from pigeon.storage.asyncpg_reads import ConnectRead, among
-from pigeon.storage.schema import devices, inbox_counters, users, verification_codes
+from pigeon.storage.schema import devices, inbox, inbox_counters, users, verification_codes
 
 
 def user_of_row(row: sa.Row[Any]) -> User:
@@ -160,11 +160,24 @@ class SqlDeviceRepository:
         result = await self._conn.execute(
             devices.delete().where(devices.c.refresh_expires_at <= now).returning(devices.c.id)
         )
-        return list(result.scalars())
+        gone = list(result.scalars())
+        for start in range(0, len(gone), 500):  # bounded IN lists
+            await self._drop_queues(gone[start : start + 500])
+        return gone
 
     async def delete(self, device_id: str) -> bool:
         result = await self._conn.execute(devices.delete().where(devices.c.id == device_id))
+        await self._drop_queues([device_id])
         return bool(result.rowcount)
+
+    async def _drop_queues(self, device_ids: list[str]) -> None:
+        """The queues of devices just deleted (no foreign key cascades to them).
+
+        After the devices' own delete, never before: that delete removes their
+        queue counters, so it waits for any batch holding one to commit, and
+        this statement then sees the entries that batch wrote.
+        """
+        await self._conn.execute(inbox.delete().where(inbox.c.device_id.in_(device_ids)))
 
     async def replace_tokens(self, device: Device) -> None:
         await self._conn.execute(
