@@ -9,6 +9,7 @@ import {
   newChat,
   sortChats,
   sortMessages,
+  withMessage,
 } from "../src/lib/state";
 import type { StoredMessage } from "../src/lib/types";
 
@@ -89,6 +90,21 @@ describe("ordering", () => {
   it("sorts messages by seq with unsent ones last", () => {
     const sorted = sortMessages([mine(null, false), mine(5), mine(2)]);
     expect(sorted.map((m) => m.seq)).toEqual([2, 5, null]);
+  });
+
+  it("never shows a message twice", () => {
+    // The chat's first page read from the store while the message's event was stored.
+    const page = [mine(1), mine(2)];
+    const shown = withMessage(page, mine(2));
+    expect(shown.map((m) => m.key)).toEqual(["local:1", "local:2"]);
+    // Our own send, answered: the answered copy replaces the pending one.
+    const pending = mine(null, false);
+    const answered = { ...pending, seq: 3, sent: true };
+    expect(withMessage([...page, pending], answered).map((m) => [m.key, m.seq])).toEqual([
+      ["local:1", 1],
+      ["local:2", 2],
+      ["local:null", 3],
+    ]);
   });
 
   it("filters chats by title or last message", () => {

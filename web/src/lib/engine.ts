@@ -13,6 +13,7 @@ import {
   newChat,
   preview,
   sortMessages,
+  withMessage,
 } from "./state";
 import type { Attachment, Chat, ConnectionState, Session, StoredMessage } from "./types";
 
@@ -296,7 +297,7 @@ export class Engine {
     await this.saveChat(applyMessage(chat, message, this.snapshot.me));
     this.ack(data);
     if (message.chatId === this.snapshot.openChatId) {
-      this.set({ messages: sortMessages([...this.snapshot.messages, message]) });
+      this.show(message); // openChat may have read it from the store meanwhile
       this.markOpenChatRead();
     }
     if (message.senderId) this.clearTyping(message.chatId);
@@ -447,8 +448,7 @@ export class Engine {
 
   private show(message: StoredMessage): void {
     if (message.chatId !== this.snapshot.openChatId) return;
-    const others = this.snapshot.messages.filter((m) => m.key !== message.key);
-    this.set({ messages: sortMessages([...others, message]) });
+    this.set({ messages: withMessage(this.snapshot.messages, message) });
   }
 
   /** Send (again) with the same clientMessageId: the server stores it once whatever happens. */

@@ -117,6 +117,13 @@ export function sortMessages(messages: StoredMessage[]): StoredMessage[] {
   });
 }
 
+/** The messages on screen with `message` in its place: replacing the copy with its key
+ * (our own send once answered, or a message the chat's first page already read from
+ * the store while its event was being stored), never shown twice. */
+export function withMessage(messages: StoredMessage[], message: StoredMessage): StoredMessage[] {
+  return sortMessages([...messages.filter((m) => m.key !== message.key), message]);
+}
+
 /** The message a `message` event describes, as this device stores it. */
 export function fromEvent(data: Record<string, unknown>, me: string): StoredMessage {
   return {
