@@ -79,3 +79,59 @@ def test_new_messages_are_followed_at_the_bottom_and_leave_a_reader_above_in_pla
     alice.by("timeline").evaluate("(t) => { t.scrollTop = 0; }")
     alice.send("my answer")
     expect(alice.bubble("my answer")).to_be_in_viewport(timeout=WAIT_MS)
+
+
+# Holds back the end of every write of the chats store alone (how the app saves a chat)
+# until ``window.__releaseChats()``: a message's event is then stored, but its handler
+# waits in the chat's save, as it does for a moment on a busy machine.
+HOLD_CHAT_SAVES = """() => {
+    let release;
+    window.__chatsHeld = new Promise((resolve) => { release = resolve; });
+    window.__releaseChats = () => release();
+    const add = EventTarget.prototype.addEventListener;
+    IDBTransaction.prototype.addEventListener = function (type, listener, options) {
+        const held = type === "complete" && this.mode === "readwrite"
+            && this.objectStoreNames.length === 1 && this.objectStoreNames[0] === "chats";
+        const call = held
+            ? (event) => window.__chatsHeld.then(() => listener.call(this, event))
+            : listener;
+        return add.call(this, type, call, options);
+    };
+}"""
+
+# Whether this device has stored a message with this text (IndexedDB "messages").
+STORED = """(text) => new Promise((resolve, reject) => {
+    const open = indexedDB.open("pigeon");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+        const all = open.result.transaction("messages").objectStore("messages").getAll();
+        all.onsuccess = () => {
+            resolve(all.result.some((m) => m.text === text));
+            open.result.close();
+        };
+    };
+})"""
+
+
+def test_a_message_arriving_while_its_chat_opens_is_shown_once(web: Web) -> None:
+    alice = web.register(ALICE, "Alice")
+    bob = web.register(BOB, "Bob")
+    web.chat_between(alice, bob, "hello")
+    expect(bob.by("chat-item").filter(has_text="hello")).to_have_count(1, timeout=WAIT_MS)
+    alice.open_chat("Bob")
+
+    # The message is stored on Bob's device while he opens the chat: the chat's first
+    # page, read from the store, already has it when its event's handler goes on.
+    bob.page.evaluate(HOLD_CHAT_SAVES)
+    alice.send("just in time")
+    bob.page.wait_for_function(STORED, arg="just in time", timeout=WAIT_MS)
+    bob.open_chat("Alice")
+    expect(bob.bubble("just in time")).to_have_count(1, timeout=WAIT_MS)
+    bob.page.evaluate("() => window.__releaseChats()")
+
+    # The handler has finished once Bob's read mark reached Alice (it marks the chat
+    # read after showing the message); the message is still on Bob's screen once.
+    sent = alice.bubble("just in time")
+    expect(sent).to_have_attribute("data-status", "read", timeout=WAIT_MS)
+    expect(bob.bubble("just in time")).to_have_count(1)
+    expect(bob.messages()).to_have_count(2)
