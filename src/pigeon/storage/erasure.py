@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pigeon.storage.repositories import drop_queues
 from pigeon.storage.schema import (
     attachment_links,
     attachments,
@@ -88,12 +89,7 @@ class SqlErasureRepository:
             verification_codes.delete().where(verification_codes.c.phone == phone)
         )
         await self._delete_by_foreign_keys(user_id, device_ids)
-        # The devices' queues have no key to cascade from (migration 0014); they
-        # go after the devices, as DeviceRepository.delete explains.
-        for start in range(0, len(device_ids), 500):
-            await self._conn.execute(
-                inbox.delete().where(inbox.c.device_id.in_(device_ids[start : start + 500]))
-            )
+        await drop_queues(self._conn, device_ids)  # no key cascades to them
         queued = sa.exists().where(inbox.c.message_id == messages.c.id)
         for start in range(0, len(waiting), 500):  # bounded IN lists
             await self._conn.execute(

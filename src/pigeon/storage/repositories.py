@@ -105,6 +105,18 @@ _DEVICES_BY_ACCESS_HASH = ConnectRead.of_lists(
 )
 
 
+async def drop_queues(conn: AsyncConnection, device_ids: Sequence[str]) -> None:
+    """The queues of devices just deleted (no foreign key cascades to them, migration 0014).
+
+    After the devices' own delete, never before: that delete removes their
+    queue counters, so it waits for any batch holding one to commit, and these
+    statements then see the entries that batch wrote.
+    """
+    for start in range(0, len(device_ids), 500):  # bounded IN lists
+        chunk = list(device_ids[start : start + 500])
+        await conn.execute(inbox.delete().where(inbox.c.device_id.in_(chunk)))
+
+
 class SqlDeviceRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -161,23 +173,13 @@ class SqlDeviceRepository:
             devices.delete().where(devices.c.refresh_expires_at <= now).returning(devices.c.id)
         )
         gone = list(result.scalars())
-        for start in range(0, len(gone), 500):  # bounded IN lists
-            await self._drop_queues(gone[start : start + 500])
+        await drop_queues(self._conn, gone)
         return gone
 
     async def delete(self, device_id: str) -> bool:
         result = await self._conn.execute(devices.delete().where(devices.c.id == device_id))
-        await self._drop_queues([device_id])
+        await drop_queues(self._conn, [device_id])
         return bool(result.rowcount)
-
-    async def _drop_queues(self, device_ids: list[str]) -> None:
-        """The queues of devices just deleted (no foreign key cascades to them).
-
-        After the devices' own delete, never before: that delete removes their
-        queue counters, so it waits for any batch holding one to commit, and
-        this statement then sees the entries that batch wrote.
-        """
-        await self._conn.execute(inbox.delete().where(inbox.c.device_id.in_(device_ids)))
 
     async def replace_tokens(self, device: Device) -> None:
         await self._conn.execute(
