@@ -14,14 +14,18 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from pigeon.gateway.transport import WebSocketProtocol, paced_http_protocol
+from pigeon.gateway.transport import DEFAULT_SEND_TIMEOUT, paced_http_protocol, websocket_protocol
 
 
 class LiveServer:
     """Serves ``app`` (its lifespan already entered by the caller) on an OS-chosen port."""
 
     def __init__(
-        self, app: FastAPI, max_frame_bytes: int = 256 * 1024, newcomers_per_turn: int = 16
+        self,
+        app: FastAPI,
+        max_frame_bytes: int = 256 * 1024,
+        newcomers_per_turn: int = 16,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
     ) -> None:
         config = uvicorn.Config(
             app,
@@ -32,7 +36,7 @@ class LiveServer:
             access_log=False,
             # the protocols `pigeon serve` runs
             http=paced_http_protocol(newcomers_per_turn),
-            ws=WebSocketProtocol,
+            ws=websocket_protocol(send_timeout),
             ws_max_size=max_frame_bytes,
             ws_per_message_deflate=False,
         )

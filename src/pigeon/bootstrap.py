@@ -595,7 +595,6 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         limits=ConnectionLimits(
             max_in_flight=settings.ws_max_in_flight,
             max_pending_commands=settings.ws_max_pending_commands,
-            send_timeout=settings.ws_send_timeout_seconds,
         ),
         auth_timeout=settings.ws_auth_timeout_seconds,
         admission=Admission(settings.ws_max_concurrent_handshakes),

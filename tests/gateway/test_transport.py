@@ -7,7 +7,8 @@ import socket
 from collections.abc import Callable
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import connect
 
 from pigeon.gateway.transport import CoalescingTransport, NewcomerPacer
 from tests.live import LiveServer
@@ -180,3 +181,35 @@ async def test_a_burst_of_new_connections_is_answered_every_one(app: FastAPI) ->
     finally:
         await server.stop()
     assert [r.status_code for r in firsts + seconds] == [200] * 80
+
+
+async def test_a_peer_that_stops_reading_is_dropped_after_the_send_timeout() -> None:
+    """Writes to a peer that reads nothing fill the socket's buffers, then wait; once a
+    write has waited the send timeout the connection is dropped and the writer told."""
+    ended: asyncio.Future[tuple[str, float]] = asyncio.get_running_loop().create_future()
+    app = FastAPI()
+
+    @app.websocket("/flood")
+    async def flood(websocket: WebSocket) -> None:
+        await websocket.accept()
+        started = asyncio.get_running_loop().time()
+        try:
+            for _ in range(100_000):  # ~6 GB: far more than any socket buffer holds
+                await websocket.send_text("x" * 65536)
+                await asyncio.sleep(0)  # the write leaves at the end of the turn
+            ended.set_result(("wrote everything", 0.0))
+        except WebSocketDisconnect:
+            ended.set_result(("dropped", asyncio.get_running_loop().time() - started))
+
+    server = LiveServer(app, send_timeout=0.5)
+    await server.start()
+    try:
+        # max_queue=1: the client stops reading its socket once one frame waits unread.
+        async with connect(
+            f"ws://127.0.0.1:{server.port}/flood", max_queue=1, max_size=None, close_timeout=1
+        ):
+            outcome, seconds = await asyncio.wait_for(ended, 20)
+    finally:
+        await server.stop()
+    assert outcome == "dropped"
+    assert seconds >= 0.5

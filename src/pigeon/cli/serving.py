@@ -58,7 +58,7 @@ def http_url(bound: socket.socket) -> str:
 
 
 def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
-    from pigeon.gateway.transport import WebSocketProtocol, paced_http_protocol
+    from pigeon.gateway.transport import paced_http_protocol, websocket_protocol
 
     return uvicorn.Config(
         app,
@@ -69,7 +69,7 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         backlog=settings.listen_backlog,
         loop="uvloop",
         http=paced_http_protocol(settings.new_connections_per_turn),
-        ws=WebSocketProtocol,
+        ws=websocket_protocol(settings.ws_send_timeout_seconds),
         ws_per_message_deflate=settings.ws_compression,
         ws_max_size=settings.ws_max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval_seconds,

@@ -46,7 +46,6 @@ MAX_OUTBOX_LIVE_EVENTS = 64
 class ConnectionLimits:
     max_in_flight: int = 256
     max_pending_commands: int = 128
-    send_timeout: float = 30.0
 
 
 class Lifecycle(Enum):
@@ -230,26 +229,19 @@ class DeviceConnection:
             self._pump_task = asyncio.get_running_loop().create_task(self._pump())
 
     async def _pump(self) -> None:
+        # No deadline here: a write waits only for the peer to read, and the
+        # socket's protocol drops a peer that has not read for the send timeout
+        # (gateway/transport.py), which ends this burst.
         try:
             while self._pump_wanted:
                 self._pump_wanted = False
                 try:
-                    # One deadline per burst, not one timer per frame (those were a
-                    # measurable share of the server's CPU, docs/performance.md): a
-                    # client that stopped reading blocks the burst, and a healthy
-                    # burst takes milliseconds.
-                    async with asyncio.timeout(self._limits.send_timeout):
-                        while self._outbox:
-                            texts, self._outbox = self._outbox, []
-                            for text in texts:
-                                await self._send_text(text)
-                            self._resume_reader()
-                        await self._send_queued()
-                except TimeoutError:
-                    # The client stopped reading. Its queue is safe in the database.
-                    log.info("gateway.stalled", device_id=self.device_id)
-                    self.close(CLOSE_POLICY, "not reading")
-                    return
+                    while self._outbox:
+                        texts, self._outbox = self._outbox, []
+                        for text in texts:
+                            await self._send_text(text)
+                        self._resume_reader()
+                    await self._send_queued()
                 except StorageError:
                     # The backlog could not be read: it is safe in the database. Try
                     # again shortly; no other event may come to wake the pump.

@@ -5,10 +5,10 @@ uvicorn writes a close frame only once its write buffer has room again, and
 its keepalive timeout closes the transport gracefully, which waits for the
 buffer to be flushed. A peer that keeps its socket open but never reads
 would therefore keep the connection (its socket buffers, its
-DeviceConnection) for as long as it likes: the gateway's 1008 "not reading"
-close never took effect. Here a close frame that cannot be written within
-``CLOSE_GRACE_SECONDS``, and a keepalive timeout that leaves data buffered,
-abort the connection instead.
+DeviceConnection) for as long as it likes. Here a write that waits
+``PIGEON_WS_SEND_TIMEOUT_SECONDS`` for the peer to read, a close frame that
+cannot be written within ``CLOSE_GRACE_SECONDS``, and a keepalive timeout
+that leaves data buffered abort the connection.
 
 It also coalesces writes: every frame written to one socket during one turn
 of the event loop leaves in a single ``send()`` (the pump writes an answer,
@@ -37,11 +37,16 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
 
+import structlog
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+log = structlog.get_logger(__name__)
+
 CLOSE_GRACE_SECONDS = 2.0
+DEFAULT_SEND_TIMEOUT = 30.0  # PIGEON_WS_SEND_TIMEOUT_SECONDS
 
 
 class CoalescingTransport:
@@ -132,12 +137,21 @@ class Inbox:
 
 
 class Flag:
-    """``asyncio.Event`` for uvicorn's ``writable``, without a deque per connection."""
+    """``asyncio.Event`` for uvicorn's ``writable``, without a deque per connection.
 
-    __slots__ = ("_set", "_waiters")
+    A wait gives up after ``timeout`` seconds with ``TimeoutError``: the only
+    thing a write ever waits for is the peer reading, so a write that waits
+    that long is to a peer that stopped reading (the gateway then closes the
+    connection, 1008 "not reading"). A deadline here costs nothing while the
+    socket is writable; one around every burst of writes was a timer per
+    burst, a few per message at ordinary load.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_set", "_timeout", "_waiters")
+
+    def __init__(self, timeout: float = DEFAULT_SEND_TIMEOUT) -> None:
         self._set = True
+        self._timeout = timeout
         self._waiters: list[asyncio.Future[None]] | None = None
 
     def is_set(self) -> bool:
@@ -160,7 +174,8 @@ class Flag:
                 self._waiters = []
             self._waiters.append(waiter)
             try:
-                await waiter
+                async with asyncio.timeout(self._timeout):
+                    await waiter
             finally:
                 if self._waiters is not None and waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -168,10 +183,12 @@ class Flag:
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, send_timeout: float = DEFAULT_SEND_TIMEOUT, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.queue = cast(asyncio.Queue[ASGIReceiveEvent], Inbox())
-        self.writable = cast(asyncio.Event, Flag())
+        self.writable = cast(asyncio.Event, Flag(send_timeout))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
@@ -184,7 +201,15 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                     await self.writable.wait()
             if not self.writable.is_set():
                 self.transport.abort()  # the peer is not reading: drop the connection
-        await super().send(message)
+        try:
+            await super().send(message)
+        except TimeoutError:
+            # The peer has read nothing for the send timeout: it would keep its
+            # socket's buffers and its connection for as long as it liked. Its
+            # queue is safe in the database.
+            log.info("gateway.stalled", client=self.client)
+            self.transport.abort()
+            raise ClientDisconnected from None
         if message["type"] == "websocket.accept":
             # Read only to answer the upgrade; kept, they would live as long as the socket.
             # websockets' parser keeps the request too (a local of its generator): its
@@ -266,6 +291,14 @@ class PacedHttpProtocol(HttpToolsProtocol):
         # protocol, which pauses and resumes reading for itself from then on.
         self.transport.resume_reading()
         super().data_received(data)
+
+
+def websocket_protocol(send_timeout: float) -> type[WebSocketProtocol]:
+    """The WebSocket protocol to give uvicorn: a write that waits ``send_timeout`` for
+    the peer to read fails (``PIGEON_WS_SEND_TIMEOUT_SECONDS``). A partial, for the
+    reason ``paced_http_protocol`` gives."""
+    partial = functools.partial(WebSocketProtocol, send_timeout=send_timeout)
+    return cast(type[WebSocketProtocol], partial)
 
 
 def paced_http_protocol(per_turn: int) -> type[PacedHttpProtocol]:
