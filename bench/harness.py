@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ async def relay_pairs(port: int, count: int) -> list[tuple[Client, Client, str]]
     for i in range(count):
         a = await connect(f"ws://127.0.0.1:{port}/v1/ws?me=a{i}", compression=None, max_queue=None)
         b = await connect(f"ws://127.0.0.1:{port}/v1/ws?me=b{i}", compression=None, max_queue=None)
-        result.append((Client(a, ack=False), Client(b, ack=False), f"b{i}"))
+        result.append((Client(a), Client(b), f"b{i}"))
     return result
 
 
@@ -208,7 +209,9 @@ async def scenario_pairs(kind: str, mode: str, seconds: float, n_pairs: int) -> 
             server.stop()
 
 
-async def scenario_relay(mode: str, seconds: float, n_pairs: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def relay_process() -> AsyncIterator[tuple[int, int]]:
+    """``bench/relay.py`` running on the server's CPU: its pid and port."""
     from bench.common import free_port
 
     port = free_port()
@@ -218,13 +221,18 @@ async def scenario_relay(mode: str, seconds: float, n_pairs: int) -> dict[str, A
     process = subprocess.Popen(command, cwd=Path(__file__).parent.parent)
     try:
         await wait_healthy(f"http://127.0.0.1:{port}")
-        clients = await relay_pairs(port, n_pairs)
-        result = await run_pairs_scenario(clients, process.pid, mode, seconds, f"relay/{mode}")
-        await close_all(clients)
-        return result
+        yield process.pid, port
     finally:
         process.terminate()
         process.wait(10)
+
+
+async def scenario_relay(mode: str, seconds: float, n_pairs: int) -> dict[str, Any]:
+    async with relay_process() as (pid, port):
+        clients = await relay_pairs(port, n_pairs)
+        result = await run_pairs_scenario(clients, pid, mode, seconds, f"relay/{mode}")
+        await close_all(clients)
+        return result
 
 
 async def group_online(
@@ -469,6 +477,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if mode in wanted:
             out[f"relay/{mode}"] = await scenario_relay(mode, seconds, n_pairs)
             print(f"relay/{mode}: {out[f'relay/{mode}']}", flush=True)
+    if "ordinary" in wanted:
+        out["relay/ordinary"] = await ordinary.scenario_relay_ordinary(seconds)
+        print(f"relay/ordinary: {out['relay/ordinary']}", flush=True)
     for kind in args.databases.split(","):
         for mode in ("throughput", "rate"):
             if mode in wanted:
@@ -508,6 +519,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             pigeon["ratio_to_relay"] = round(
                 pigeon["messages_per_second"] / max(relay["messages_per_second"], 1), 2
             )
+    ordinary.compare_to_relay(out, args.databases.split(","))
     results["targets"] = targets(results, args.databases.split(","))
     results["targets"] += ordinary.targets(out, args.databases.split(","))
     return results

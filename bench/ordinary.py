@@ -46,6 +46,7 @@ from bench.common import (
 )
 
 PAIRS = 20
+PER_MESSAGE = "server_cpu_us_per_message"
 RATE = 1000  # messages per second, over all pairs
 # Sign-ups come from one address here; the per-address limits are not what is measured.
 OPEN_LIMITS = {"send_code_limit_per_ip": "1000000/hour", "verify_limit_per_ip": "1000000/hour"}
@@ -105,6 +106,13 @@ class PostgresBackends:
         return sum(value - self._start.get(pid, 0.0) for pid, value in end.items())
 
 
+def reset_counts(clients: list[tuple[Client, Client, str]]) -> None:
+    """Each span counts its own deliveries."""
+    for _, receiver, _ in clients:
+        receiver.latencies.clear()
+        receiver.received = 0
+
+
 async def measured_span(
     clients: list[tuple[Client, Client, str]],
     base_url: str,
@@ -116,9 +124,7 @@ async def measured_span(
     """One span of the harness's pairs scenario, with PostgreSQL's backends beside it."""
     from bench.harness import run_pairs_scenario
 
-    for _, receiver, _ in clients:  # each span counts its own deliveries
-        receiver.latencies.clear()
-        receiver.received = 0
+    reset_counts(clients)
     backends = PostgresBackends(database) if database else None
     if backends:
         await backends.start()
@@ -158,14 +164,44 @@ async def scenario_ordinary(kind: str, seconds: float) -> dict[str, Any]:
             await close_all(clients)
         finally:
             server.stop()
-    per_message = "server_cpu_us_per_message"
+    return spans(saturated, steady)
+
+
+async def scenario_relay_ordinary(seconds: float) -> dict[str, Any]:
+    """The ordinary scenario against the bare relay (``bench/relay.py``: the same frames,
+    no work): what the frames alone cost at each load, and their own ratio."""
+    from bench.harness import close_all, relay_pairs, relay_process, run_pairs_scenario
+
+    async with relay_process() as (pid, port):
+        clients = await relay_pairs(port, PAIRS)
+        saturated = await run_pairs_scenario(clients, pid, "throughput", seconds, "")
+        await asyncio.sleep(0.5)
+        reset_counts(clients)
+        steady = await run_pairs_scenario(clients, pid, "rate", seconds, "")
+        await close_all(clients)
+    return spans(saturated, steady)
+
+
+def spans(saturated: dict[str, Any], steady: dict[str, Any]) -> dict[str, Any]:
     return {
         "saturated": saturated,
         "steady": steady,
         "cpu_ratio_steady_to_saturated": round(
-            steady[per_message] / max(saturated[per_message], 0.1), 2
+            steady[PER_MESSAGE] / max(saturated[PER_MESSAGE], 0.1), 2
         ),
     }
+
+
+def compare_to_relay(scenarios: dict[str, Any], databases: list[str]) -> None:
+    """Each database's CPU per message over the relay's, saturated and at 1,000 msg/s."""
+    relay = scenarios.get("relay/ordinary")
+    for kind in databases:
+        pigeon = scenarios.get(f"{kind}/ordinary")
+        if relay and pigeon:
+            for span in ("saturated", "steady"):
+                pigeon[f"cpu_over_relay_{span}"] = round(
+                    pigeon[span][PER_MESSAGE] / max(relay[span][PER_MESSAGE], 0.1), 2
+                )
 
 
 _CODE = re.compile(r"\b(\d{6})\b")
@@ -350,6 +386,7 @@ TARGETS = {
         3.0,
     ),
     "p99 at 1,000 msg/s, 20 pairs (ms)": ("ordinary", ("steady", "p99_ms"), "<", 10.0),
+    "CPU/msg saturated over the relay's": ("ordinary", ("cpu_over_relay_saturated",), "<=", 2.0),
     "5xx in 200 sign-ups, 50 at once": ("signups", ("200_by_50", "errors_5xx"), "<=", 0),
     "p99 per sign-up request, 50 at once (ms)": ("signups", ("200_by_50", "p99_ms"), "<", 250.0),
     "5xx in 1,000 sign-ups, 200 at once": ("signups", ("1000_by_200", "errors_5xx"), "<=", 0),
@@ -368,6 +405,10 @@ def targets(scenarios: dict[str, Any], databases: list[str]) -> list[str]:
             met = value <= bound if op == "<=" else value < bound
             verdict = "met" if met else "MISSED"
             lines.append(f"{kind:<11} {label:<42} {value:>8} (target {op} {bound}): {verdict}")
+    if relay := scenarios.get("relay/ordinary"):
+        label = "CPU/msg at 1,000 msg/s over saturated"
+        ratio = relay["cpu_ratio_steady_to_saturated"]
+        lines.append(f"{'relay':<11} {label:<42} {ratio:>8} (the same frames, no work)")
     return lines
 
 
@@ -376,8 +417,12 @@ async def main(args: argparse.Namespace) -> None:
     wanted = args.scenarios.split(",")
     databases = args.databases.split(",")
     scenarios: dict[str, Any] = {}
+    if "ordinary" in wanted:
+        scenarios["relay/ordinary"] = await scenario_relay_ordinary(3 if args.quick else 10)
+        print(f"relay/ordinary: {scenarios['relay/ordinary']}", flush=True)
     for kind in databases:
         scenarios.update(await run(kind, wanted, args.quick))
+    compare_to_relay(scenarios, databases)
     print()
     for line in targets(scenarios, databases):
         print(line)
