@@ -26,6 +26,7 @@ class LiveServer:
         max_frame_bytes: int = 256 * 1024,
         newcomers_per_turn: int = 16,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        compression: bool = False,
     ) -> None:
         config = uvicorn.Config(
             app,
@@ -38,7 +39,7 @@ class LiveServer:
             http=paced_http_protocol(newcomers_per_turn),
             ws=websocket_protocol(send_timeout),
             ws_max_size=max_frame_bytes,
-            ws_per_message_deflate=False,
+            ws_per_message_deflate=compression,
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

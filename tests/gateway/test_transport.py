@@ -7,10 +7,11 @@ import socket
 from collections.abc import Callable
 
 import httpx
+import pytest
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 
-from pigeon.gateway.transport import CoalescingTransport, NewcomerPacer
+from pigeon.gateway.transport import SEND_TEXT_NOW, CoalescingTransport, NewcomerPacer
 from tests.live import LiveServer
 
 
@@ -213,3 +214,37 @@ async def test_a_peer_that_stops_reading_is_dropped_after_the_send_timeout() -> 
         await server.stop()
     assert outcome == "dropped"
     assert seconds >= 0.5
+
+
+# Each length of a frame header (7 bits, 16 bits, 64 bits) at its edges, and UTF-8.
+TEXTS = ["", "a", "x" * 125, "x" * 126, "x" * 127, "y" * 65535, "z" * 65536, "é" * 40_000, "ok"]
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_text_written_directly_arrives_whole_and_in_order(compression: bool) -> None:
+    """The gateway's direct writer frames text as the WebSocket stack would; with
+    compression negotiated it declines, and the ASGI way carries the text."""
+    direct: list[bool] = []
+    app = FastAPI()
+
+    @app.websocket("/texts")
+    async def texts(websocket: WebSocket) -> None:
+        await websocket.accept()
+        send_now = websocket.scope["extensions"][SEND_TEXT_NOW]
+        for text in TEXTS:
+            direct.append(send_now(text))
+            if not direct[-1]:
+                await websocket.send_text(text)
+        await websocket.receive_text()  # until the client has read everything
+
+    server = LiveServer(app, compression=compression)
+    await server.start()
+    try:
+        url = f"ws://127.0.0.1:{server.port}/texts"
+        async with connect(url, compression="deflate" if compression else None) as client:
+            received = [await asyncio.wait_for(client.recv(), 5) for _ in TEXTS]
+            await client.send("done")
+    finally:
+        await server.stop()
+    assert received == TEXTS
+    assert direct == [not compression] * len(TEXTS)

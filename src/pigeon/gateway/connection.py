@@ -30,6 +30,7 @@ from pigeon.gateway.commands import COMMANDS
 from pigeon.gateway.frames import FrameError, parse_command
 from pigeon.gateway.outbound import QueuedEvents
 from pigeon.gateway.services import GatewayServices
+from pigeon.gateway.transport import SEND_TEXT_NOW
 from pigeon.services.accounts import Principal
 from pigeon.services.ports import StorageError
 
@@ -66,6 +67,7 @@ class DeviceConnection:
         "_pump_task",
         "_pump_wanted",
         "_room",
+        "_send_now",
         "_tasks",
         "_unanswered",
         "_ws",
@@ -90,6 +92,10 @@ class DeviceConnection:
         self.services = services
         self.queued = QueuedEvents(limits.max_in_flight)
         self._ws = websocket
+        # The socket's direct writer, when the server offers one (``pigeon serve`` does).
+        self._send_now: Callable[[str], bool] | None = websocket.scope.get("extensions", {}).get(
+            SEND_TEXT_NOW
+        )
         self._limits = limits
         # Answers and live events, encoded, waiting for the pump.
         self._outbox: list[str] = []
@@ -284,6 +290,9 @@ class DeviceConnection:
 
     async def _send_text(self, text: str) -> None:
         if self._ws.application_state is not WebSocketState.CONNECTED:
+            return
+        send_now = self._send_now
+        if send_now is not None and send_now(text):
             return
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await self._ws.send_text(text)
