@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     ws_ping_timeout_seconds: float = Field(20, gt=0)
     ws_max_in_flight: int = Field(256, ge=1, description="Unacked events per connection.")
     ws_max_pending_commands: int = Field(128, ge=1, description="Unanswered commands.")
-    ws_send_timeout_seconds: float = Field(30, gt=0, description="Close a socket not reading.")
+    ws_send_timeout_seconds: float = Field(30, gt=0, description="Drop a socket not reading.")
     ws_revocation_check_seconds: float = Field(
         5, gt=0, description="How often live sockets of revoked devices are looked for."
     )

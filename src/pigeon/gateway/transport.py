@@ -146,8 +146,8 @@ class Flag:
 
     A wait gives up after ``timeout`` seconds with ``TimeoutError``: the only
     thing a write ever waits for is the peer reading, so a write that waits
-    that long is to a peer that stopped reading (the gateway then closes the
-    connection, 1008 "not reading"). A deadline here costs nothing while the
+    that long is to a peer that stopped reading (``WebSocketProtocol.send``
+    then drops the connection). A deadline here costs nothing while the
     socket is writable; one around every burst of writes was a timer per
     burst, a few per message at ordinary load.
     """
