@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 
-from pigeon.gateway.transport import SEND_TEXT_NOW, CoalescingTransport, NewcomerPacer
+from pigeon.gateway.transport import FLUSH_AT, SEND_TEXT_NOW, CoalescingTransport, NewcomerPacer
 from tests.live import LiveServer
 
 
@@ -63,6 +63,19 @@ async def test_writes_in_one_turn_leave_in_one_write_in_order() -> None:
         await asyncio.sleep(0)
         assert len(writes) == 2
         assert await read_all(peer, 44) == b"frame-0;frame-1;frame-2;frame-3;frame-4;next"
+
+
+async def test_a_turn_that_writes_much_sends_it_before_the_turn_ends() -> None:
+    """Flow control sees a burst that never yields: past FLUSH_AT bytes, they go at once."""
+    async with Pair() as (transport, peer, writes):
+        chunk = b"y" * (FLUSH_AT // 4)
+        for _ in range(4):
+            transport.write(chunk)
+        assert writes == [chunk * 4]  # within the turn
+        transport.write(b"tail")
+        assert writes == [chunk * 4]  # below the bound again: the turn's end takes it
+        assert transport.get_write_buffer_size() >= len(b"tail")
+        assert await read_all(peer, FLUSH_AT) == chunk * 4
 
 
 async def test_writelines_and_write_share_the_buffer_in_order() -> None:
@@ -197,7 +210,6 @@ async def test_a_peer_that_stops_reading_is_dropped_after_the_send_timeout() -> 
         try:
             for _ in range(100_000):  # ~6 GB: far more than any socket buffer holds
                 await websocket.send_text("x" * 65536)
-                await asyncio.sleep(0)  # the write leaves at the end of the turn
             ended.set_result(("wrote everything", 0.0))
         except WebSocketDisconnect:
             ended.set_result(("dropped", asyncio.get_running_loop().time() - started))

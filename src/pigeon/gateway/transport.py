@@ -52,6 +52,8 @@ CLOSE_GRACE_SECONDS = 2.0
 # The ASGI scope extension under which a socket offers ``send_text_now``.
 SEND_TEXT_NOW = "pigeon.send_text_now"
 DEFAULT_SEND_TIMEOUT = 30.0  # PIGEON_WS_SEND_TIMEOUT_SECONDS
+# Bytes written in one turn of the loop that go to the socket at once, not at the turn's end.
+FLUSH_AT = 64 * 1024
 
 
 class CoalescingTransport:
@@ -59,21 +61,29 @@ class CoalescingTransport:
 
     Order is kept: everything goes through the one buffer, and closing
     flushes it first. Flow control stays with the real transport, which gets
-    the bytes at the end of the turn and pauses the protocol when it is full.
+    the bytes at the end of the turn, or as soon as ``FLUSH_AT`` bytes wait:
+    a burst of writes that never yields (the pump's, up to the whole in-flight
+    window of frames) still reaches the real transport, which pauses the
+    protocol when it is full, and the burst's next write then waits for the
+    peer instead of piling up here.
     """
 
-    __slots__ = ("_loop", "_pending", "_scheduled", "_transport")
+    __slots__ = ("_loop", "_pending", "_pending_size", "_scheduled", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._pending_size = 0
         self._scheduled = False
 
     def write(self, data: bytes) -> None:
         if data:
             self._pending.append(data)
-            if not self._scheduled:
+            self._pending_size += len(data)
+            if self._pending_size >= FLUSH_AT:
+                self._send_pending()  # the end of the turn still flushes what follows
+            elif not self._scheduled:
                 self._scheduled = True
                 self._loop.call_soon(self.flush)
 
@@ -87,9 +97,12 @@ class CoalescingTransport:
 
     def flush(self) -> None:
         self._scheduled = False
+        self._send_pending()
+
+    def _send_pending(self) -> None:
         pending = self._pending
         if pending:
-            self._pending = []
+            self._pending, self._pending_size = [], 0
             if not self._transport.is_closing():
                 self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
@@ -98,11 +111,11 @@ class CoalescingTransport:
         self._transport.close()
 
     def abort(self) -> None:
-        self._pending = []
+        self._pending, self._pending_size = [], 0
         self._transport.abort()
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+        return self._transport.get_write_buffer_size() + self._pending_size
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
