@@ -227,9 +227,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         connection is closing or closed, or an extension (compression) would
         change the frame.
         """
+        # A close frame sent or received leaves the state CLOSING; a lost
+        # connection leaves it as it was, hence ``disconnected``.
         if (
             not self.writable.is_set()
-            or self.close_sent
             or self.disconnected
             or self.conn.state is not State.OPEN
             or self.conn.extensions
